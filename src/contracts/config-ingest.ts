@@ -1,0 +1,29 @@
+import { Type, type Static } from 'typebox';
+
+/** config/ingest.yaml: limits at the MQTT edge. */
+export const IngestConfig = Type.Object({
+  maxPayloadBytes: Type.Integer({ minimum: 1024 }),
+  maxBatch: Type.Integer({ minimum: 1 }),
+  maxFutureSeconds: Type.Integer({ minimum: 0 }),
+  /** Oldest accepted reading, as days before the newest wall-clock time (backfills of history are fine). */
+  maxAgeDays: Type.Integer({ minimum: 1 }),
+  dedup: Type.Object({
+    /** Per meter, timestamps remembered within this window behind its newest reading. */
+    windowHours: Type.Number({ exclusiveMinimum: 0 }),
+    maxPerMeter: Type.Integer({ minimum: 1 }),
+    ttlHours: Type.Number({ exclusiveMinimum: 0 }),
+  }),
+  dlqMaxLen: Type.Integer({ minimum: 100 }),
+  /** Copy of a rejected payload kept in the DLQ entry. */
+  dlqPayloadBytes: Type.Integer({ minimum: 64 }),
+  /** MQTT connections of one ingest process (shared subscription when > 1). */
+  connections: Type.Integer({ minimum: 1, maximum: 64 }),
+  influx: Type.Object({
+    batchSize: Type.Integer({ minimum: 1 }),
+    flushMs: Type.Integer({ minimum: 1 }),
+    /** Lines buffered for InfluxDB before ingest stops acknowledging. */
+    highWater: Type.Integer({ minimum: 1000 }),
+  }),
+  statsIntervalSeconds: Type.Integer({ minimum: 1 }),
+});
+export type IngestConfig = Static<typeof IngestConfig>;

@@ -1,0 +1,38 @@
+/**
+ * Detection events: what the stream worker hands to the alert service through the BullMQ `events` queue.
+ * One job per event, jobId = event id (deterministic, so a replay never enqueues twice).
+ */
+export const ANOMALY_TYPES = [
+  'spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'registerReset',
+  'customerPeak', 'feederOverload', 'systemPeak', 'outage', 'lastGasp', 'powerRestored', 'tamper',
+] as const;
+export type AnomalyType = (typeof ANOMALY_TYPES)[number];
+
+export const SEVERITIES = ['info', 'warning', 'major', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export type SubjectKind = 'meter' | 'customer' | 'transformer' | 'system';
+
+export interface DetectionEvent {
+  /** Deterministic: `${type}:${subject}:${ts}:${status}`; also the BullMQ jobId. */
+  id: string;
+  type: AnomalyType;
+  /** `firing` while the condition holds (one per anomalous interval or read); `clear` once when it stops holding. */
+  status: 'firing' | 'clear';
+  subjectKind: SubjectKind;
+  subject: string;
+  /** Event time, epoch ms (end of the interval or the read that showed it). */
+  ts: number;
+  meterId?: string;
+  customerId?: string;
+  transformerId?: string;
+  feederId?: string;
+  customerClass?: string;
+  value: number;
+  expected: number;
+  score: number;
+  /** Severity suggested by the rule; the alert service adjusts it for the customer class. */
+  severity: Severity;
+  /** Short human-readable reason, e.g. "1.8 kWh in 15 min, 6.2x the usual 0.29 kWh". */
+  reason: string;
+}

@@ -1,0 +1,52 @@
+import { Type, type Static } from 'typebox';
+
+/** meterId as it may appear in topics, keys and tags. */
+export const METER_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+export const METER_ID_RE = new RegExp(METER_ID_PATTERN);
+
+/** Largest register value that a JS number holds exactly (2^53 - 1). */
+export const MAX_REGISTER_WH = Number.MAX_SAFE_INTEGER;
+
+const Register = Type.Integer({ minimum: 0, maximum: MAX_REGISTER_WH });
+
+/** Reading version 1, as published on meters/{meterId}/readings (DESIGN.md). */
+export const ReadingPayload = Type.Object({
+  meterId: Type.String({ pattern: METER_ID_PATTERN }),
+  ts: Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Number()]),
+  seq: Type.Optional(Type.Integer({ minimum: 0 })),
+  importWh: Register,
+  exportWh: Type.Optional(Register),
+  powerW: Type.Optional(Type.Number()),
+  voltageV: Type.Optional(Type.Number({ minimum: 0 })),
+  currentA: Type.Optional(Type.Number()),
+});
+export type ReadingPayload = Static<typeof ReadingPayload>;
+
+/** A validated reading past the ingest edge: ts normalised to epoch milliseconds. */
+export interface Reading {
+  meterId: string;
+  /** End of the measured interval, epoch ms UTC. */
+  ts: number;
+  seq?: number;
+  importWh: number;
+  exportWh?: number;
+  powerW?: number;
+  voltageV?: number;
+  currentA?: number;
+}
+
+export const METER_EVENTS = ['lastGasp', 'powerRestored', 'tamper', 'coverOpen', 'clockReset'] as const;
+export type MeterEventName = (typeof METER_EVENTS)[number];
+
+/** Meter event, as published on meters/{meterId}/events. */
+export const MeterEventPayload = Type.Object({
+  meterId: Type.String({ pattern: METER_ID_PATTERN }),
+  ts: Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Number()]),
+  event: Type.Union(METER_EVENTS.map((e) => Type.Literal(e))),
+});
+
+export interface MeterEvent {
+  meterId: string;
+  ts: number;
+  event: MeterEventName;
+}

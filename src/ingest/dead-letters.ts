@@ -1,0 +1,40 @@
+import type { Redis } from 'ioredis';
+import { keys } from '../shared/redis.js';
+import type { Rejection } from './parse.js';
+
+export interface DeadLetter {
+  reason: string;
+  detail: string;
+  topic: string;
+  payload: string;
+  ts: number;
+  source: string;
+}
+
+/** Bounded copy of the offending input: enough to debug, never a way to fill Redis. */
+export function truncate(s: string, maxBytes: number): string {
+  const b = Buffer.from(s, 'utf8');
+  return b.length <= maxBytes ? s : `${b.subarray(0, maxBytes).toString('utf8')}…[${b.length} bytes]`;
+}
+
+export class DeadLetterQueue {
+  constructor(
+    private readonly redis: Redis,
+    private readonly opts: { maxLen: number; payloadBytes: number; source: string },
+  ) {}
+
+  /** One entry per rejection; a whole-message rejection keeps the raw payload, an element keeps the element. */
+  async add(topic: string, raw: Buffer, rejections: Rejection[], nowMs: number): Promise<void> {
+    if (rejections.length === 0) return;
+    const rawText = raw.subarray(0, this.opts.payloadBytes + 16).toString('utf8');
+    await Promise.all(
+      rejections.map((r) => {
+        const payload = r.item === undefined ? truncate(rawText, this.opts.payloadBytes) : truncate(JSON.stringify(r.item) ?? String(r.item), this.opts.payloadBytes);
+        const fields = ['reason', r.reason, 'detail', r.detail, 'topic', topic, 'payload', payload, 'ts', String(nowMs), 'source', this.opts.source];
+        if (r.index !== undefined) fields.push('index', String(r.index));
+        if (r.meterId !== undefined) fields.push('meterId', r.meterId);
+        return this.redis.xadd(keys.dlq, 'MAXLEN', '~', String(this.opts.maxLen), '*', ...fields);
+      }),
+    );
+  }
+}

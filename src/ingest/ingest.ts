@@ -1,0 +1,188 @@
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { Reading } from '../contracts/reading.js';
+import type { IngestConfig } from '../contracts/config-ingest.js';
+import type { LineWriter } from '../shared/influx.js';
+import { int, lp } from '../shared/line-protocol.js';
+import type { Logger } from '../shared/logger.js';
+import { Counter, Histogram, metric } from '../shared/metrics.js';
+import { keys } from '../shared/redis.js';
+import { DeadLetterQueue } from './dead-letters.js';
+import { parseMessage, parseTopic, REJECT_REASONS, type ParseLimits, type RejectReason } from './parse.js';
+import { StreamAppender } from './stream-appender.js';
+
+export interface IngestTotals {
+  messages: number;
+  readings: number;
+  events: number;
+  duplicates: number;
+  rejected: number;
+  byReason: Partial<Record<RejectReason, number>>;
+}
+
+/** Feeder tag per meter, from the registry hash, refreshed in the background. */
+export class FeederLookup {
+  private feeders = new Map<string, string>();
+  private timer: NodeJS.Timeout | undefined;
+  constructor(
+    private readonly redis: Redis,
+    private readonly fallback: string,
+    private readonly refreshMs = 30_000,
+  ) {}
+  async start(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.refreshMs);
+    this.timer.unref();
+  }
+  async refresh(): Promise<void> {
+    const all = await this.redis.hgetall(keys.registryMeters);
+    const next = new Map<string, string>();
+    for (const [id, raw] of Object.entries(all)) {
+      const m = /"feederId":"((?:[^"\\]|\\.)*)"/.exec(raw);
+      if (m?.[1]) next.set(id, m[1]);
+    }
+    this.feeders = next;
+  }
+  feeder(meterId: string): string {
+    return this.feeders.get(meterId) ?? this.fallback;
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}
+
+export function readingLine(r: Reading, feeder: string): string {
+  return lp('reading', { meter: r.meterId, feeder }, {
+    import_wh: int(r.importWh),
+    export_wh: r.exportWh === undefined ? undefined : int(r.exportWh),
+    power_w: r.powerW,
+    voltage_v: r.voltageV,
+  }, r.ts);
+}
+
+export interface IngestDeps {
+  redis: Redis;
+  writer: LineWriter;
+  feeders: FeederLookup;
+  cfg: IngestConfig;
+  shards: number;
+  instance: string;
+  log: Logger;
+  metrics: Registry;
+  now?: () => number;
+}
+
+/**
+ * The transport-free core of the ingest role: one MQTT message in, readings appended to their stream shards
+ * (dedup + append atomic), rejections dead-lettered, raw points queued for InfluxDB. Resolves only when the
+ * message is durably handed on, which is when the MQTT layer may acknowledge it.
+ */
+export class Ingestor {
+  readonly totals: IngestTotals = { messages: 0, readings: 0, events: 0, duplicates: 0, rejected: 0, byReason: {} };
+  private readonly appender: StreamAppender;
+  private readonly dlq: DeadLetterQueue;
+  private readonly limits: ParseLimits;
+  private readonly now: () => number;
+  private readonly m;
+
+  constructor(private readonly deps: IngestDeps) {
+    const { cfg } = deps;
+    this.now = deps.now ?? Date.now;
+    this.appender = new StreamAppender(deps.redis, deps.shards, {
+      windowMs: cfg.dedup.windowHours * 3_600_000,
+      maxPerMeter: cfg.dedup.maxPerMeter,
+      ttlSeconds: Math.round(cfg.dedup.ttlHours * 3600),
+    });
+    this.dlq = new DeadLetterQueue(deps.redis, { maxLen: cfg.dlqMaxLen, payloadBytes: cfg.dlqPayloadBytes, source: `ingest:${deps.instance}` });
+    this.limits = {
+      maxPayloadBytes: cfg.maxPayloadBytes,
+      maxBatch: cfg.maxBatch,
+      maxFutureMs: cfg.maxFutureSeconds * 1000,
+      maxAgeMs: cfg.maxAgeDays * 86_400_000,
+    };
+    const reg = deps.metrics;
+    this.m = {
+      messages: metric(reg, 'meterflow_ingest_messages_total', () => new Counter({ name: 'meterflow_ingest_messages_total', help: 'MQTT messages handled', registers: [reg] })),
+      readings: metric(reg, 'meterflow_ingest_readings_total', () => new Counter({ name: 'meterflow_ingest_readings_total', help: 'Readings by outcome', labelNames: ['result'], registers: [reg] })),
+      rejected: metric(reg, 'meterflow_ingest_rejected_total', () => new Counter({ name: 'meterflow_ingest_rejected_total', help: 'Rejected input by reason (dead-lettered)', labelNames: ['reason'], registers: [reg] })),
+      latency: metric(reg, 'meterflow_ingest_handle_seconds', () => new Histogram({ name: 'meterflow_ingest_handle_seconds', help: 'Time from MQTT delivery to durable hand-off', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.2, 1, 5], registers: [reg] })),
+    };
+  }
+
+  async handle(topic: string, payload: Buffer): Promise<void> {
+    const started = process.hrtime.bigint();
+    const now = this.now();
+    this.totals.messages++;
+    this.m.messages.inc();
+    const kind = parseTopic(topic);
+    if (kind === undefined) {
+      await this.reject(topic, payload, [{ reason: 'bad_topic', detail: `topic ${topic.slice(0, 128)} is not meters/{meterId}/readings|events or concentrators/{id}/readings` }], now);
+      return;
+    }
+    const parsed = parseMessage(kind, payload, now, this.limits);
+    const work: Array<Promise<unknown>> = [];
+    let appended = 0;
+    let duplicates: Reading[] = [];
+    if (parsed.readings.length > 0) {
+      work.push(
+        this.appender.appendReadings(parsed.readings, now).then((res) => {
+          appended = res.appended;
+          duplicates = res.duplicates;
+        }),
+      );
+    }
+    if (parsed.events.length > 0) work.push(this.appender.appendEvents(parsed.events, now));
+    if (parsed.rejections.length > 0) work.push(this.reject(topic, payload, parsed.rejections, now));
+    await Promise.all(work);
+
+    if (parsed.readings.length > 0) {
+      // Duplicates are written too: they are retransmissions, and rewriting the same point repairs the raw
+      // archive after a crash between the stream append and the InfluxDB flush.
+      this.deps.writer.write(parsed.readings.map((r) => readingLine(r, this.deps.feeders.feeder(r.meterId))));
+    }
+    this.totals.readings += appended;
+    this.totals.duplicates += duplicates.length;
+    this.totals.events += parsed.events.length;
+    if (appended) this.m.readings.inc({ result: 'accepted' }, appended);
+    if (duplicates.length) this.m.readings.inc({ result: 'duplicate' }, duplicates.length);
+    this.m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    // Backpressure: when InfluxDB is slow or down, stop acknowledging instead of buffering without bound.
+    if (this.deps.writer.backlog >= this.deps.cfg.influx.highWater) await this.deps.writer.drained();
+  }
+
+  private async reject(topic: string, payload: Buffer, rejections: Parameters<DeadLetterQueue['add']>[2], now: number): Promise<void> {
+    await this.dlq.add(topic, payload, rejections, now);
+    for (const r of rejections) {
+      this.totals.rejected++;
+      this.totals.byReason[r.reason] = (this.totals.byReason[r.reason] ?? 0) + 1;
+      this.m.rejected.inc({ reason: r.reason });
+    }
+    this.m.readings.inc({ result: 'rejected' }, rejections.length);
+    this.deps.log.debug({ topic, reasons: rejections.map((r) => r.reason) }, 'rejected input');
+  }
+
+  /** Pipeline-health points (deltas since the last call) for the Grafana dashboard. */
+  statsLines(prev: IngestTotals, nowMs: number): string[] {
+    const t = this.totals;
+    const lines = [
+      lp('pipeline', { role: 'ingest', instance: this.deps.instance }, {
+        messages: int(t.messages - prev.messages),
+        readings: int(t.readings - prev.readings),
+        duplicates: int(t.duplicates - prev.duplicates),
+        rejected: int(t.rejected - prev.rejected),
+        influx_backlog: int(this.deps.writer.backlog),
+        influx_retries: int(this.deps.writer.stats.retries),
+        influx_failed_batches: int(this.deps.writer.stats.failedBatches),
+      }, nowMs),
+    ];
+    for (const reason of REJECT_REASONS) {
+      const d = (t.byReason[reason] ?? 0) - (prev.byReason[reason] ?? 0);
+      if (d > 0) lines.push(lp('dlq', { reason, instance: this.deps.instance }, { count: int(d) }, nowMs));
+    }
+    return lines;
+  }
+
+  snapshot(): IngestTotals {
+    return { ...this.totals, byReason: { ...this.totals.byReason } };
+  }
+}

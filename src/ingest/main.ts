@@ -1,0 +1,55 @@
+import { IngestConfig } from '../contracts/config-ingest.js';
+import { RegistryConfig } from '../contracts/config-registry.js';
+import { loadSection } from '../shared/config.js';
+import { createInflux } from '../shared/influx.js';
+import { closeRedis, createRedis } from '../shared/redis.js';
+import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
+import { FeederLookup, Ingestor } from './ingest.js';
+import { startMqttSource, type MqttSource } from './mqtt-source.js';
+
+export interface IngestHandle extends RoleHandle {
+  readonly ingestor: Ingestor;
+}
+
+/** The ingest role: MQTT (QoS 1, persistent session) → validated, deduplicated → Redis Streams + InfluxDB. */
+export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
+  const { config, metrics } = ctx;
+  const log = ctx.log.child({ component: 'ingest' });
+  const cfg = loadSection('ingest', IngestConfig);
+  const registry = loadSection('registry', RegistryConfig);
+
+  const redis = createRedis(config.redis.url, 'meterflow-ingest');
+  const influx = await createInflux(config.influx, log);
+  await influx.ensureDatabase();
+  const writer = influx.writer({ batchSize: cfg.influx.batchSize, flushMs: cfg.influx.flushMs, highWater: cfg.influx.highWater });
+  const feeders = new FeederLookup(redis, registry.defaults.feederId);
+  await feeders.start();
+  const ingestor = new Ingestor({ redis, writer, feeders, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
+
+  const group = config.mqtt.sharedGroup ?? (cfg.connections > 1 ? 'meterflow' : undefined);
+  const sources: MqttSource[] = [];
+  for (let i = 0; i < cfg.connections; i++) {
+    const clientId = cfg.connections > 1 ? `${config.mqtt.clientId}-ingest-${i}` : `${config.mqtt.clientId}-ingest`;
+    sources.push(await startMqttSource(config.mqtt, { clientId, sharedGroup: group, log }, (t, p) => ingestor.handle(t, p)));
+  }
+
+  let prev = ingestor.snapshot();
+  const stats = setInterval(() => {
+    const now = Date.now();
+    writer.write(ingestor.statsLines(prev, now));
+    prev = ingestor.snapshot();
+  }, cfg.statsIntervalSeconds * 1000);
+  stats.unref();
+  log.info({ shards: config.streamShards, connections: cfg.connections, influxApi: influx.api }, 'ingest started');
+
+  const close = once(async () => {
+    clearInterval(stats);
+    await Promise.all(sources.map((s) => s.close()));
+    writer.write(ingestor.statsLines(prev, Date.now()));
+    feeders.stop();
+    await influx.close();
+    await closeRedis(redis);
+    log.info({ totals: ingestor.totals }, 'ingest stopped');
+  });
+  return { ingestor, close };
+}

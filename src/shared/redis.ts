@@ -1,0 +1,37 @@
+import { Redis } from 'ioredis';
+
+export { shardOf } from '../domain/shard.js';
+
+/** Key names; `{N}` hash tags keep a shard's keys in one Cluster slot so MULTI and Lua work across them. */
+export const keys = {
+  readings: (shard: number) => `mf:readings:{${shard}}`,
+  seen: (shard: number, meterId: string) => `mf:seen:{${shard}}:${meterId}`,
+  dlq: 'mf:dlq',
+  registryMeters: 'mf:registry:meters',
+  registryTransformers: 'mf:registry:transformers',
+  watermark: 'mf:watermark',
+} as const;
+
+/**
+ * A connection per component. maxRetriesPerRequest=null: commands wait for a reconnect instead of failing,
+ * which is what BullMQ needs and what the ingest wants (it stops acknowledging meanwhile).
+ */
+export function createRedis(url: string, name: string, opts: { failFast?: boolean } = {}): Redis {
+  return new Redis(url, {
+    connectionName: name,
+    maxRetriesPerRequest: opts.failFast ? 1 : null,
+    enableAutoPipelining: true,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    lazyConnect: false,
+  });
+}
+
+/** Quit politely, fall back to disconnect when the server is gone. */
+export async function closeRedis(r: Redis): Promise<void> {
+  if (r.status === 'end') return;
+  try {
+    await Promise.race([r.quit(), new Promise((_, rej) => setTimeout(() => rej(new Error('quit timeout')), 1000))]);
+  } catch {
+    r.disconnect();
+  }
+}

@@ -1,0 +1,309 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ServiceError } from './errors.js';
+
+/**
+ * Local Redis, Mosquitto and InfluxDB for the demo and the tests: use what answers, else start the installed
+ * binaries with throw-away config and data on free ports, else install the Debian package (as root), else explain.
+ */
+
+export interface LocalService {
+  readonly name: 'redis' | 'mosquitto' | 'influxd';
+  readonly url: string;
+  readonly port: number;
+  readonly dir: string;
+  /** Graceful stop (SIGTERM), waits for exit. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL, waits for exit. */
+  kill(): Promise<void>;
+  /** Starts again on the same port and data dir. */
+  restart(): Promise<void>;
+  /** stop() and delete the data dir. */
+  destroy(): Promise<void>;
+}
+
+const PACKAGES = { 'redis-server': 'redis-server', mosquitto: 'mosquitto', influxd: 'influxdb', 'docker-compose': 'docker-compose' } as const;
+export type Binary = keyof typeof PACKAGES;
+
+/** A command's path, searching PATH plus the sbin directories Debian installs daemons into. */
+export function which(bin: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  for (const d of dirs) {
+    if (d && existsSync(join(d, bin))) return join(d, bin);
+  }
+  return undefined;
+}
+
+/** Path of `bin`; installs its Debian package when missing and we are root on Debian/Ubuntu. */
+export function ensureBinary(bin: Binary, log: (msg: string) => void = () => {}): string {
+  const found = which(bin);
+  if (found) return found;
+  const pkg = PACKAGES[bin];
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root && existsSync('/etc/debian_version') && which('apt-get')) {
+    log(`${bin} not found: installing Debian package ${pkg}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', '-q', pkg], { stdio: 'ignore', env });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update', '-q'], { stdio: 'ignore', env });
+      r = spawnSync('apt-get', ['install', '-y', '-q', pkg], { stdio: 'ignore', env });
+    }
+    const after = which(bin);
+    if (r.status === 0 && after) return after;
+    throw new ServiceError(`${bin} is missing and 'apt-get install -y ${pkg}' failed (exit ${r.status})`);
+  }
+  throw new ServiceError(`${bin} is not installed: install the '${pkg}' package (e.g. sudo apt-get install -y ${pkg}) or run the stack with 'docker compose up'`);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function portAnswers(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host, port });
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, timeoutMs: number, output: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new ServiceError(`${what} exited with code ${child.exitCode}: ${output().slice(-2000)}`);
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new ServiceError(`${what} did not start within ${timeoutMs} ms: ${output().slice(-2000)}`);
+}
+
+async function influxPing(port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/ping`);
+    return res.status === 204;
+  } catch {
+    return false;
+  }
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // Children must not outlive the process that started them.
+    process.once('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
+  }
+}
+
+interface Spec {
+  name: LocalService['name'];
+  bin: Binary;
+  args: (dir: string, port: number) => string[];
+  prepare?: (dir: string, port: number) => void;
+  ready: (port: number) => Promise<boolean>;
+  url: (port: number) => string;
+  startTimeoutMs: number;
+}
+
+async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+  const path = ensureBinary(spec.bin, opts.log);
+  const port = opts.port ?? (await freePort());
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `mf-${spec.name}-`));
+  spec.prepare?.(dir, port);
+  let child: ChildProcess | undefined;
+  let output = '';
+
+  const exited = (c: ChildProcess): Promise<void> =>
+    c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
+
+  async function start(): Promise<void> {
+    output = '';
+    const c = spawn(path, spec.args(dir, port), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (b: Buffer): void => {
+      output = (output + b.toString()).slice(-8000);
+    };
+    c.stdout?.on('data', keep);
+    c.stderr?.on('data', keep);
+    track(c);
+    child = c;
+    await waitFor(() => spec.ready(port), `${spec.name} on port ${port}`, c, spec.startTimeoutMs, () => output);
+  }
+
+  async function signal(sig: NodeJS.Signals): Promise<void> {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill(sig);
+    await exited(c);
+  }
+
+  await start();
+  return {
+    name: spec.name,
+    port,
+    dir,
+    url: spec.url(port),
+    stop: () => signal('SIGTERM'),
+    kill: () => signal('SIGKILL'),
+    async restart() {
+      await signal('SIGTERM');
+      await start();
+    },
+    async destroy() {
+      await signal('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function startRedis(opts: { port?: number; dir?: string; persist?: boolean; log?: (m: string) => void } = {}): Promise<LocalService> {
+  return startLocal(
+    {
+      name: 'redis',
+      bin: 'redis-server',
+      args: (dir, port) => [
+        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
+        '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning',
+      ],
+      ready: (port) => portAnswers('127.0.0.1', port),
+      url: (port) => `redis://127.0.0.1:${port}`,
+      startTimeoutMs: 10_000,
+    },
+    opts,
+  );
+}
+
+/** Mosquitto with persistence and queues large enough that QoS 1 backlogs are not dropped (DESIGN.md cost model). */
+export function mosquittoConf(dir: string, port: number): string {
+  return [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    'persistence true',
+    `persistence_location ${dir}/`,
+    'autosave_interval 1',
+    'max_queued_messages 2000000',
+    'max_queued_bytes 0',
+    'max_inflight_messages 100',
+    'message_size_limit 0',
+    'log_type error',
+    'log_type warning',
+    '',
+  ].join('\n');
+}
+
+export function startMosquitto(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+  return startLocal(
+    {
+      name: 'mosquitto',
+      bin: 'mosquitto',
+      prepare: (dir, port) => writeFileSync(join(dir, 'mosquitto.conf'), mosquittoConf(dir, port)),
+      args: (dir) => ['-c', join(dir, 'mosquitto.conf')],
+      ready: (port) => portAnswers('127.0.0.1', port),
+      url: (port) => `mqtt://127.0.0.1:${port}`,
+      startTimeoutMs: 10_000,
+    },
+    opts,
+  );
+}
+
+export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+  let rpcPort = 0;
+  return (async () => {
+    rpcPort = await freePort();
+    return startLocal(
+      {
+        name: 'influxd',
+        bin: 'influxd',
+        prepare: (dir, port) =>
+          writeFileSync(
+            join(dir, 'influxdb.conf'),
+            [
+              'reporting-disabled = true',
+              `bind-address = "127.0.0.1:${rpcPort}"`,
+              '[meta]', `  dir = "${dir}/meta"`,
+              '[data]', `  dir = "${dir}/data"`, `  wal-dir = "${dir}/wal"`, '  query-log-enabled = false', '  wal-fsync-delay = "0s"',
+              '[http]', `  bind-address = "127.0.0.1:${port}"`, '  log-enabled = false', '  max-body-size = 0',
+              '[monitor]', '  store-enabled = false',
+              '[subscriber]', '  enabled = false',
+              '[continuous_queries]', '  enabled = false',
+              '[logging]', '  level = "error"',
+              '',
+            ].join('\n'),
+          ),
+        args: (dir) => ['-config', join(dir, 'influxdb.conf')],
+        ready: influxPing,
+        url: (port) => `http://127.0.0.1:${port}`,
+        startTimeoutMs: 30_000,
+      },
+      opts,
+    );
+  })();
+}
+
+export interface ServiceUrls {
+  redisUrl: string;
+  mqttUrl: string;
+  influxUrl: string;
+}
+
+/**
+ * For the demo: keep every configured service that answers; start the others locally.
+ * Returns the URLs to use and the services started (to stop on exit).
+ */
+export async function ensureServices(urls: ServiceUrls, log: (m: string) => void): Promise<{ urls: ServiceUrls; started: LocalService[] }> {
+  const started: LocalService[] = [];
+  const out = { ...urls };
+  const hostPort = (u: string, dflt: number): [string, number] => {
+    const p = new URL(u);
+    return [p.hostname, p.port ? Number(p.port) : dflt];
+  };
+  const [rh, rp] = hostPort(urls.redisUrl, 6379);
+  if (!(await portAnswers(rh, rp))) {
+    const s = await startRedis({ log });
+    started.push(s);
+    out.redisUrl = s.url;
+    log(`redis: nothing at ${urls.redisUrl}, started redis-server on ${s.url}`);
+  } else log(`redis: using ${urls.redisUrl}`);
+  const [mh, mp] = hostPort(urls.mqttUrl, 1883);
+  if (!(await portAnswers(mh, mp))) {
+    const s = await startMosquitto({ log });
+    started.push(s);
+    out.mqttUrl = s.url;
+    log(`mqtt: nothing at ${urls.mqttUrl}, started mosquitto on ${s.url}`);
+  } else log(`mqtt: using ${urls.mqttUrl}`);
+  let influxOk = false;
+  try {
+    const res = await fetch(`${urls.influxUrl}/ping`);
+    influxOk = res.status === 204;
+  } catch {
+    influxOk = false;
+  }
+  if (!influxOk) {
+    const s = await startInfluxd({ log });
+    started.push(s);
+    out.influxUrl = s.url;
+    log(`influxdb: nothing at ${urls.influxUrl}, started influxd on ${s.url}`);
+  } else log(`influxdb: using ${urls.influxUrl}`);
+  return { urls: out, started };
+}
