@@ -8,8 +8,7 @@ export const IngestConfig = Type.Object({
   /** Oldest accepted reading, as days before the newest wall-clock time (backfills of history are fine). */
   maxAgeDays: Type.Integer({ minimum: 1 }),
   dedup: Type.Object({
-    /** Per meter, timestamps remembered within this window behind its newest reading. */
-    windowHours: Type.Number({ exclusiveMinimum: 0 }),
+    /** Per meter, how many of its newest timestamps are remembered (≤ 128 keeps Redis' compact encoding). */
     maxPerMeter: Type.Integer({ minimum: 1 }),
     ttlHours: Type.Number({ exclusiveMinimum: 0 }),
   }),

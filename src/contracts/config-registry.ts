@@ -5,13 +5,13 @@ import { CUSTOMER_CLASSES, INTERVAL_MINUTES } from './registry.js';
 export const RegistryConfig = Type.Object({
   defaults: Type.Object({
     customerId: Type.String({ description: 'Template; {meterId} is replaced' }),
-    class: Type.Union(CUSTOMER_CLASSES.map((c) => Type.Literal(c))),
+    class: Type.Enum(CUSTOMER_CLASSES),
     tariff: Type.String({ minLength: 1 }),
     contractKw: Type.Number({ minimum: 0 }),
     feederId: Type.String({ minLength: 1 }),
     transformerId: Type.String({ minLength: 1 }),
     hasPv: Type.Boolean(),
-    intervalMinutes: Type.Union(INTERVAL_MINUTES.map((m) => Type.Literal(m))),
+    intervalMinutes: Type.Enum(INTERVAL_MINUTES),
   }),
 });
 export type RegistryConfig = Static<typeof RegistryConfig>;

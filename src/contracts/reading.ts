@@ -42,7 +42,7 @@ export type MeterEventName = (typeof METER_EVENTS)[number];
 export const MeterEventPayload = Type.Object({
   meterId: Type.String({ pattern: METER_ID_PATTERN }),
   ts: Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Number()]),
-  event: Type.Union(METER_EVENTS.map((e) => Type.Literal(e))),
+  event: Type.Enum(METER_EVENTS),
 });
 
 export interface MeterEvent {

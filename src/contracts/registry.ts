@@ -9,13 +9,13 @@ export const INTERVAL_MINUTES = [15, 30, 60] as const;
 export const CustomerRecord = Type.Object({
   meterId: Type.String({ pattern: METER_ID_PATTERN }),
   customerId: Type.String({ minLength: 1, maxLength: 128 }),
-  class: Type.Union(CUSTOMER_CLASSES.map((c) => Type.Literal(c))),
+  class: Type.Enum(CUSTOMER_CLASSES),
   tariff: Type.String({ minLength: 1, maxLength: 64 }),
   contractKw: Type.Number({ minimum: 0 }),
   feederId: Type.String({ minLength: 1, maxLength: 64 }),
   transformerId: Type.String({ minLength: 1, maxLength: 64 }),
   hasPv: Type.Boolean(),
-  intervalMinutes: Type.Union(INTERVAL_MINUTES.map((m) => Type.Literal(m))),
+  intervalMinutes: Type.Enum(INTERVAL_MINUTES),
 });
 export type CustomerRecord = Static<typeof CustomerRecord>;
 export const CUSTOMER_CSV_HEADER = [

@@ -89,7 +89,6 @@ export class Ingestor {
     const { cfg } = deps;
     this.now = deps.now ?? Date.now;
     this.appender = new StreamAppender(deps.redis, deps.shards, {
-      windowMs: cfg.dedup.windowHours * 3_600_000,
       maxPerMeter: cfg.dedup.maxPerMeter,
       ttlSeconds: Math.round(cfg.dedup.ttlHours * 3600),
     });

@@ -5,29 +5,34 @@ import { keys, shardOf } from '../shared/redis.js';
 /**
  * Dedup + append in one atomic script per shard: a reading is either both remembered and appended, or neither,
  * so a crash between the two can never turn a redelivery into a "duplicate" that was never stored.
- * KEYS: stream, then one seen-set per reading. ARGV: rx, windowMs, maxPerMeter, ttlSeconds, then ts/json pairs.
+ * The seen-set of a meter is a sorted set of its newest `maxPerMeter` timestamps (kept under Redis' listpack
+ * size, so small and fast); older duplicates are the stream worker's to ignore.
+ * KEYS: stream, the shard's stats hash, then one seen-set per reading. ARGV: rx, maxPerMeter, ttlSeconds,
+ * then ts/json pairs. The stats hash counts readings appended (`appended`), which gives stream lag and benchmarks.
  * Returns a string of '1' (appended) / '0' (duplicate), one per reading.
  */
 const APPEND_LUA = `
-local rx, window, maxn, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rx, maxn, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local fresh, flags = {}, {}
-for i = 2, #KEYS do
-  local ts = ARGV[3 + 2 * (i - 1)]
-  local json = ARGV[4 + 2 * (i - 1)]
+for i = 3, #KEYS do
   local key = KEYS[i]
+  local ts = ARGV[2 + 2 * (i - 2)]
   if redis.call('ZADD', key, 'NX', ts, ts) == 1 then
-    fresh[#fresh + 1] = json
+    fresh[#fresh + 1] = ARGV[3 + 2 * (i - 2)]
     flags[#flags + 1] = '1'
-    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (tonumber(newest) - window))
-    if redis.call('ZCARD', key) > maxn then redis.call('ZREMRANGEBYRANK', key, 0, -(maxn + 1)) end
-    redis.call('EXPIRE', key, ttl)
+    -- Trim in bulk once a quarter over the cap, and refresh the TTL as often: amortised, not per reading.
+    local n = redis.call('ZCARD', key)
+    if n > maxn + maxn / 4 or n == 1 then
+      if n > maxn then redis.call('ZREMRANGEBYRANK', key, 0, -(maxn + 1)) end
+      redis.call('EXPIRE', key, ttl)
+    end
   else
     flags[#flags + 1] = '0'
   end
 end
 if #fresh > 0 then
   redis.call('XADD', KEYS[1], '*', 'r', '[' .. table.concat(fresh, ',') .. ']', 'rx', rx)
+  redis.call('HINCRBY', KEYS[2], 'appended', #fresh)
 end
 return table.concat(flags)
 `;
@@ -38,13 +43,15 @@ declare module 'ioredis' {
   }
 }
 
+/** Readings per script call. */
+const MAX_PER_CALL = 1000;
+
 export interface AppendResult {
   appended: number;
   duplicates: Reading[];
 }
 
 export interface DedupOptions {
-  windowMs: number;
   maxPerMeter: number;
   ttlSeconds: number;
 }
@@ -58,32 +65,66 @@ export class StreamAppender {
     if (typeof redis.mfAppend !== 'function') redis.defineCommand('mfAppend', { lua: APPEND_LUA });
   }
 
-  /** Appends readings grouped by shard (one script call per shard, pipelined by ioredis). */
-  async appendReadings(readings: Reading[], rxMs: number): Promise<AppendResult> {
-    const byShard = new Map<number, Reading[]>();
-    for (const r of readings) {
-      const s = shardOf(r.meterId, this.shards);
-      const list = byShard.get(s);
-      if (list) list.push(r);
-      else byShard.set(s, [r]);
-    }
-    const calls = [...byShard].map(async ([shard, list]) => {
-      const args: Array<string | number> = [keys.readings(shard)];
-      for (const r of list) args.push(keys.seen(shard, r.meterId));
-      args.push(rxMs, this.dedup.windowMs, this.dedup.maxPerMeter, this.dedup.ttlSeconds);
-      for (const r of list) args.push(r.ts, JSON.stringify(r));
-      const flags = await this.redis.mfAppend(list.length + 1, ...args);
-      return { list, flags };
+  /**
+   * Appends readings grouped by shard. Calls made in the same tick are coalesced into one script call per
+   * shard (one round trip for many MQTT messages); each caller still learns which of its own readings were new.
+   */
+  appendReadings(readings: Reading[], rxMs: number): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ readings, rxMs, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
     });
-    let appended = 0;
-    const duplicates: Reading[] = [];
-    for (const { list, flags } of await Promise.all(calls)) {
-      list.forEach((r, i) => {
-        if (flags[i] === '1') appended++;
-        else duplicates.push(r);
-      });
+  }
+
+  private pending: Array<{ readings: Reading[]; rxMs: number; resolve: (r: AppendResult) => void; reject: (e: unknown) => void }> = [];
+  private scheduled = false;
+
+  private async flush(): Promise<void> {
+    const calls = this.pending;
+    this.pending = [];
+    this.scheduled = false;
+    const rxMs = Math.max(...calls.map((c) => c.rxMs));
+    // Per shard: the readings in arrival order, and where each came from.
+    const byShard = new Map<number, Array<{ r: Reading; call: number; idx: number }>>();
+    calls.forEach((c, call) =>
+      c.readings.forEach((r, idx) => {
+        const s = shardOf(r.meterId, this.shards);
+        const list = byShard.get(s);
+        if (list) list.push({ r, call, idx });
+        else byShard.set(s, [{ r, call, idx }]);
+      }),
+    );
+    const fresh = calls.map((c) => new Array<boolean>(c.readings.length).fill(false));
+    try {
+      // Bounded script calls: a long script blocks Redis for everyone else.
+      const chunks: Array<[number, Array<{ r: Reading; call: number; idx: number }>]> = [];
+      for (const [shard, list] of byShard) {
+        for (let i = 0; i < list.length; i += MAX_PER_CALL) chunks.push([shard, list.slice(i, i + MAX_PER_CALL)]);
+      }
+      await Promise.all(
+        chunks.map(async ([shard, list]) => {
+          const args: Array<string | number> = [keys.readings(shard), keys.shardStats(shard)];
+          for (const { r } of list) args.push(keys.seen(shard, r.meterId));
+          args.push(rxMs, this.dedup.maxPerMeter, this.dedup.ttlSeconds);
+          for (const { r } of list) args.push(r.ts, JSON.stringify(r));
+          const flags = await this.redis.mfAppend(list.length + 2, ...args);
+          list.forEach(({ call, idx }, i) => {
+            const row = fresh[call];
+            if (row) row[idx] = flags[i] === '1';
+          });
+        }),
+      );
+    } catch (err) {
+      for (const c of calls) c.reject(err);
+      return;
     }
-    return { appended, duplicates };
+    calls.forEach((c, i) => {
+      const row = fresh[i] ?? [];
+      c.resolve({ appended: row.filter(Boolean).length, duplicates: c.readings.filter((_, j) => !row[j]) });
+    });
   }
 
   /** Meter events go to the meter's shard too, so the worker sees them in order with its readings. */

@@ -6,6 +6,8 @@ export { shardOf } from '../domain/shard.js';
 export const keys = {
   readings: (shard: number) => `mf:readings:{${shard}}`,
   seen: (shard: number, meterId: string) => `mf:seen:{${shard}}:${meterId}`,
+  /** Hash per shard: `appended` = readings ingest appended (lag = appended − processed). */
+  shardStats: (shard: number) => `mf:stats:{${shard}}`,
   dlq: 'mf:dlq',
   registryMeters: 'mf:registry:meters',
   registryTransformers: 'mf:registry:transformers',

@@ -99,7 +99,7 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const env = serviceEnv(s, { STREAM_SHARDS: String(SHARDS), MF_INSTANCE: 'it-kill', MQTT_CLIENT_ID: 'kill-test' });
     let child = spawnRole('ingest', env);
     // The persistent session must exist before publishing so the broker queues for it while it is dead.
-    expect(await eventually(async () => (await redis.client('LIST')).toString().includes('meterflow-ingest'), 60_000), child.output()).toBe(true);
+    expect(await eventually(async () => String(await redis.client('LIST')).includes('meterflow-ingest'), 60_000), child.output()).toBe(true);
     await new Promise((r) => setTimeout(r, 300));
 
     const total = 3000;

@@ -1,0 +1,438 @@
+import type { Fleet, MeterModel } from './fleet.js';
+import { badElement, malformedMessage } from './malformed.js';
+import { planScenario, type Injection, type Plan } from './plan.js';
+import { Rng } from './prng.js';
+import { CalendarClock, clearSky, seasonalFactor, shape } from './profiles.js';
+import type { ResolvedScenario } from './scenario.js';
+import { isoSeconds } from './time-spec.js';
+import { CUSTOMER_CLASSES, type CustomerClass } from '../src/contracts/registry.js';
+
+/** One MQTT publish, in publish order. */
+export interface SimMessage {
+  topic: string;
+  payload: string;
+  /** The meter; for a concentrator batch the concentrator (= transformer) id. */
+  meterId: string;
+  /** Event time, ms: the reading's ts (an array's newest), the event's, or the step a malformed message is sent at. */
+  ts: number;
+  /** Simulated publish time, ms, non-decreasing: live mode publishes when the simulated clock reaches it. */
+  at: number;
+  kind: 'reading' | 'batch' | 'backlog' | 'late' | 'duplicate' | 'event' | 'malformed';
+  /** Good readings in the message (for a duplicate: repeats of readings already sent). */
+  readings: number;
+  /** Messages or array elements in it that the ingest must dead-letter (malformed ones, a bad batch element). */
+  rejects: number;
+}
+
+/** The true register of a meter at one of its interval ends. */
+export interface LedgerRow {
+  meterId: string;
+  ts: number;
+  importWh: number;
+  exportWh: number;
+  /** A reading with exactly this ts and these registers reaches the broker (possibly late); false when silent, unpowered or clock-skewed. */
+  published: boolean;
+}
+
+export interface SimulationOptions {
+  /** Concentrator batch size, overriding the scenario's (0 or 1 = single readings). */
+  batch?: number;
+  plan?: Plan;
+  onLedger?: (row: LedgerRow) => void;
+}
+
+/** The simulator's base step: every interval length (15, 30, 60 min) is a multiple of it. */
+export const STEP_MS = 900_000;
+
+interface MeterState {
+  importWh: number;
+  exportWh: number;
+  /** Energy not yet on the register, Wh in [0, 1): registers only ever show whole watt-hours. */
+  importFrac: number;
+  exportFrac: number;
+  seq: number;
+  noise: number;
+  dayKey: number;
+  dayFactor: number;
+  /** Metered net power over the last step, W (negative when exporting). */
+  powerW: number;
+  frozen: { powerW: number; voltageV: number; currentA: number } | undefined;
+  /** Latest reading as JSON, for on-demand reads. */
+  latest: string | undefined;
+  reachable: boolean;
+  rng: Rng;
+  vrng: Rng;
+}
+
+type RangeInjection = Extract<Injection, { startMs: number }>;
+
+/** Covers the step (t - STEP, t]. */
+const stepIn = (inj: RangeInjection, t: number) => t - STEP_MS >= inj.startMs && t <= inj.endMs;
+/** A reading stamped ts falls in (start, end]. */
+const readingIn = (inj: RangeInjection, ts: number) => ts > inj.startMs && ts <= inj.endMs;
+const key = (meter: number, ts: number) => `${meter}:${ts}`;
+
+function pushTo<K, V>(map: Map<K, V[]>, k: K, v: V): void {
+  const list = map.get(k);
+  if (list) list.push(v);
+  else map.set(k, [v]);
+}
+
+function clip(x: number, lim: number): number {
+  return x > lim ? lim : x < -lim ? -lim : x;
+}
+
+/**
+ * Steps a fleet through time and yields the MQTT messages a real one would send, in publish order.
+ * Deterministic: the scenario's seed drives every draw (one stream per meter, so injections never shift base loads).
+ */
+export class Simulation {
+  readonly plan: Plan;
+  readonly scenario: ResolvedScenario;
+  /** End of the last step generated, ms. */
+  simTime: number;
+  private readonly states: MeterState[];
+  private readonly byId: Map<string, number>;
+  private readonly meterEffects: RangeInjection[][];
+  private readonly groupEffects: RangeInjection[][];
+  private readonly groupOffset: number[];
+  private readonly dupByKey = new Map<string, Extract<Injection, { type: 'duplicate' }>>();
+  private readonly oooByKey = new Map<string, Extract<Injection, { type: 'outOfOrder' }>>();
+  private readonly badByKey = new Set<string>();
+  private readonly malformedAt = new Map<number, Array<Extract<Injection, { type: 'malformed' }>>>();
+  private readonly eventsAt = new Map<number, Array<{ ts: number; meter: number; event: 'lastGasp' | 'powerRestored' }>>();
+  private readonly held = new Map<number, SimMessage[]>();
+  private readonly backlog = new Map<number, Array<{ meter: MeterModel; ts: number; payload: string }>>();
+  private readonly weather: Rng;
+  private weatherDay = -1;
+  private clearness = 1;
+  private cloudy = false;
+  private readonly batch: number;
+  private readonly clock: CalendarClock;
+  /** Per-group scratch space, reused every step. */
+  private readonly scratch: Array<{ load: Float64Array; pv: Float64Array; exportW: Float64Array }>;
+
+  constructor(
+    readonly fleet: Fleet,
+    scenario: ResolvedScenario,
+    private readonly opts: SimulationOptions = {},
+  ) {
+    this.scenario = opts.batch === undefined ? scenario : { ...scenario, batch: opts.batch };
+    this.batch = this.scenario.batch;
+    this.plan = opts.plan ?? planScenario(fleet, this.scenario);
+    this.simTime = this.scenario.fromMs;
+    const s = this.scenario;
+    const p = s.profile;
+    this.states = fleet.meters.map((m) => {
+      const rng = new Rng(s.seed, `meter:${m.meterId}`);
+      return {
+        importWh: m.startImportWh, exportWh: m.startExportWh, importFrac: 0, exportFrac: 0, seq: 0,
+        noise: p.noise * clip(rng.normal(), 3), dayKey: -1, dayFactor: 1, powerW: 0, frozen: undefined,
+        latest: undefined, reachable: true, rng, vrng: new Rng(s.seed, `volt:${m.meterId}`),
+      };
+    });
+    this.byId = new Map(fleet.meters.map((m) => [m.meterId, m.index]));
+    this.meterEffects = fleet.meters.map(() => []);
+    this.groupEffects = fleet.groups.map(() => []);
+    const grid = new Rng(s.seed, 'grid');
+    this.groupOffset = fleet.groups.map(() => grid.range(-0.01, 0.03));
+    this.weather = new Rng(s.seed, 'weather');
+    this.clock = new CalendarClock(s.timezone);
+    this.scratch = fleet.groups.map((g) => ({ load: new Float64Array(g.meters.length), pv: new Float64Array(g.meters.length), exportW: new Float64Array(g.meters.length) }));
+    for (const inj of this.plan.injections) this.index(inj);
+  }
+
+  private index(inj: Injection): void {
+    switch (inj.type) {
+      case 'outage':
+        for (const e of inj.lastGasp) pushTo(this.eventsAt, Math.ceil(e.ts / STEP_MS) * STEP_MS, { ts: e.ts, meter: e.meter, event: 'lastGasp' as const });
+        for (const e of inj.restored) pushTo(this.eventsAt, Math.ceil(e.ts / STEP_MS) * STEP_MS, { ts: e.ts, meter: e.meter, event: 'powerRestored' as const });
+        this.groupEffects[inj.group]?.push(inj);
+        return;
+      case 'feederOverload':
+      case 'lateBatch':
+        this.groupEffects[inj.group]?.push(inj);
+        return;
+      case 'duplicate':
+        this.dupByKey.set(key(inj.meter, inj.startMs), inj);
+        return;
+      case 'outOfOrder':
+        this.oooByKey.set(key(inj.meter, inj.startMs), inj);
+        return;
+      case 'malformed':
+        if (inj.variant === 'badElementInBatch') this.badByKey.add(key(inj.meter, inj.startMs));
+        else pushTo(this.malformedAt, inj.startMs, inj);
+        return;
+      default:
+        this.meterEffects[inj.meter]?.push(inj);
+    }
+  }
+
+  /**
+   * What the meter answers to an on-demand read: its latest reading (JSON), an error when it has not read yet,
+   * or nothing at all when it is not in the fleet, unpowered or out of contact (the request times out).
+   */
+  readAnswer(meterId: string): { reading: string } | { error: string } | undefined {
+    const i = this.byId.get(meterId);
+    const st = i === undefined ? undefined : this.states[i];
+    if (st === undefined || !st.reachable) return undefined;
+    return st.latest === undefined ? { error: 'no reading yet' } : { reading: st.latest };
+  }
+
+  *messages(): Generator<SimMessage> {
+    const s = this.scenario;
+    for (let t = s.fromMs; t <= s.toMs; t += STEP_MS) {
+      this.simTime = t;
+      yield* this.step(t);
+    }
+    // Anything still held (a late message planned past the end) goes out at the end.
+    for (const k of [...this.held.keys()].sort((a, b) => a - b)) {
+      for (const m of this.held.get(k) ?? []) yield { ...m, at: s.toMs };
+    }
+    this.held.clear();
+  }
+
+  private step(t: number): SimMessage[] {
+    const s = this.scenario;
+    const out: SimMessage[] = [];
+    for (const e of (this.eventsAt.get(t) ?? []).sort((a, b) => a.ts - b.ts || a.meter - b.meter)) {
+      const m = this.fleet.meters[e.meter];
+      if (m === undefined) continue;
+      out.push({
+        topic: `meters/${m.meterId}/events`, payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.ts)}","event":"${e.event}"}`,
+        meterId: m.meterId, ts: e.ts, at: e.ts, kind: 'event', readings: 0, rejects: 0,
+      });
+    }
+
+    const cal = this.clock.at(t - STEP_MS / 2);
+    if (cal.dayKey !== this.weatherDay) {
+      this.weatherDay = cal.dayKey;
+      this.cloudy = this.weather.chance(0.35);
+      this.clearness = this.cloudy ? this.weather.range(0.25, 0.7) : this.weather.range(0.85, 1);
+    }
+    const flicker = this.cloudy ? Math.min(1.3, Math.max(0.3, 1 + 0.25 * this.weather.normal())) : 1;
+    const sky = clearSky(cal.hour, cal.dayOfYear, cal.dst) * this.clearness * flicker;
+    const seasonal: Record<CustomerClass, number> = { residential: 1, commercial: 1, industrial: 1, critical: 1 };
+    for (const c of CUSTOMER_CLASSES) seasonal[c] = seasonalFactor(c, cal.dayOfYear, s.profile.seasonal);
+    const accumulate = t > s.fromMs;
+    const iso = isoSeconds(t);
+    const p = s.profile;
+    const ar = Math.sqrt(1 - p.noiseCorrelation ** 2) * p.noise;
+    const nominal = p.voltage.nominal;
+
+    this.fleet.groups.forEach((g, gi) => {
+      const effects = this.groupEffects[gi] ?? [];
+      const outage = effects.find((e) => e.type === 'outage' && stepIn(e, t));
+      const outageRead = effects.find((e) => e.type === 'outage' && readingIn(e, t));
+      const overload = effects.find((e): e is Extract<Injection, { type: 'feederOverload' }> => e.type === 'feederOverload' && stepIn(e, t));
+      const late = effects.find((e) => e.type === 'lateBatch' && readingIn(e, t));
+
+      const buf = this.scratch[gi];
+      if (buf === undefined) return;
+      const loads = buf.load;
+      const pvs = buf.pv;
+      const exports = buf.exportW;
+      g.meters.forEach((m, k) => {
+        const st = this.states[m.index];
+        if (st === undefined) return;
+        if (cal.dayKey !== st.dayKey) {
+          st.dayKey = cal.dayKey;
+          st.dayFactor = Math.exp(clip(p.dailyNoise * st.rng.normal(), 3 * p.dailyNoise));
+        }
+        st.noise = p.noiseCorrelation * st.noise + ar * st.rng.normal();
+        const nf = Math.exp(clip(st.noise, 3 * p.noise) - (p.noise * p.noise) / 2);
+        loads[k] = m.meanW * shape(m.profile, cal.hour, cal.weekday, m.hourShift) * seasonal[m.class] * st.dayFactor * nf;
+        pvs[k] = m.pvKwp > 0 ? Math.max(0, m.pvKwp * 850 * sky * (1 + 0.05 * clip(st.rng.normal(), 3))) : 0;
+      });
+      if (overload) {
+        // A coincident evening peak: everyone's load scaled so the transformer reaches the target.
+        let sum = 0;
+        for (let k = 0; k < g.meters.length; k++) sum += loads[k] ?? 0;
+        const scale = sum > 0 ? Math.max(1, overload.targetW / sum) : 1;
+        for (let k = 0; k < g.meters.length; k++) loads[k] = (loads[k] ?? 0) * scale;
+      }
+
+      let netSum = 0;
+      g.meters.forEach((m, k) => {
+        const st = this.states[m.index];
+        let consumption = loads[k] ?? 0;
+        let pv = pvs[k] ?? 0;
+        let flat = false;
+        for (const e of this.meterEffects[m.index] ?? []) {
+          if (e.type === 'registerReset' && st && t - STEP_MS === e.startMs) {
+            // Meter replaced: the new one starts near zero with its own sequence.
+            st.importWh = e.newStartWh;
+            st.exportWh = 0;
+            st.importFrac = 0;
+            st.exportFrac = 0;
+            st.seq = 0;
+          }
+          if (!stepIn(e, t)) continue;
+          if (e.type === 'spike') consumption = Math.max(consumption, e.powerW);
+          else if (e.type === 'customerPeak') consumption = e.powerW;
+        }
+        if (outage) {
+          consumption = 0;
+          pv = 0;
+        }
+        const net = consumption - pv;
+        netSum += net;
+        let importW = Math.max(net, 0);
+        let exportW = Math.max(-net, 0);
+        for (const e of this.meterEffects[m.index] ?? []) {
+          if (!stepIn(e, t)) continue;
+          if (e.type === 'drop') importW *= 1 - e.bypass;
+          else if (e.type === 'reverseFlow') {
+            exportW += importW * e.fraction;
+            importW *= 1 - e.fraction;
+          } else if (e.type === 'flatline') flat = true;
+        }
+        if (st && accumulate && !flat) {
+          st.importFrac += (importW * STEP_MS) / 3_600_000;
+          st.exportFrac += (exportW * STEP_MS) / 3_600_000;
+          const wi = Math.floor(st.importFrac);
+          const we = Math.floor(st.exportFrac);
+          st.importWh += wi;
+          st.exportWh += we;
+          st.importFrac -= wi;
+          st.exportFrac -= we;
+        }
+        if (st) st.powerW = importW - exportW;
+        exports[k] = exportW;
+      });
+
+      const utilization = Math.max(0, netSum) / (g.transformer.ratingKva * 1000);
+      const normal: Array<{ meter: MeterModel; payload: string }> = [];
+      g.meters.forEach((m, k) => {
+        const iv = m.intervalMinutes * 60_000;
+        const st = this.states[m.index];
+        if (t % iv !== 0 || st === undefined) return;
+        const vNoise = st.vrng.normal();
+        const pvRise = m.pvKwp > 0 ? (0.02 * (exports[k] ?? 0)) / (m.pvKwp * 1000) : 0;
+        let voltageV = nominal * Math.min(1.07, Math.max(0.93, 1 + (this.groupOffset[gi] ?? 0) - 0.04 * utilization + pvRise)) + p.voltage.noise * clip(vNoise, 3);
+        let skewMs = 0;
+        let suppressed = outageRead !== undefined;
+        let flat = false;
+        for (const e of this.meterEffects[m.index] ?? []) {
+          if (e.type === 'voltage' && readingIn(e, t)) voltageV = nominal * e.level + 0.5 * p.voltage.noise * clip(vNoise, 3);
+          else if (e.type === 'silent' && readingIn(e, t)) suppressed = true;
+          else if (e.type === 'flatline' && readingIn(e, t)) flat = true;
+          else if (e.type === 'clockSkew' && t >= e.startMs && t <= e.endMs) skewMs = e.skewMs;
+        }
+        st.seq++;
+        const powerW = Math.round(st.powerW);
+        let values = { powerW, voltageV: Math.round(voltageV * 10) / 10, currentA: Math.round((Math.abs(powerW) / (m.threePhase ? 3 * voltageV : voltageV)) * 100) / 100 };
+        // A stuck meter repeats its last values, not only its register.
+        if (flat && st.frozen) values = st.frozen;
+        else st.frozen = values;
+        const payload = `{"meterId":"${m.meterId}","ts":"${skewMs === 0 ? iso : isoSeconds(t + skewMs)}","seq":${st.seq},"importWh":${st.importWh},"exportWh":${st.exportWh},"powerW":${values.powerW},"voltageV":${values.voltageV},"currentA":${values.currentA}}`;
+        st.latest = payload;
+        st.reachable = !suppressed && late === undefined;
+        this.opts.onLedger?.({ meterId: m.meterId, ts: t, importWh: st.importWh, exportWh: st.exportWh, published: !suppressed && skewMs === 0 });
+        if (suppressed) return;
+        if (late) {
+          pushTo(this.backlog, gi, { meter: m, ts: t, payload });
+          return;
+        }
+        const ooo = this.oooByKey.get(key(m.index, t));
+        if (ooo) {
+          pushTo(this.held, t + ooo.delayIntervals * iv, { topic: `meters/${m.meterId}/readings`, payload, meterId: m.meterId, ts: t, at: t, kind: 'late', readings: 1, rejects: 0 });
+          return;
+        }
+        normal.push({ meter: m, payload });
+      });
+      this.emitNormal(g.transformer.transformerId, normal, t, out);
+
+      for (const e of effects) {
+        if (e.type === 'lateBatch' && e.endMs === t) this.releaseBacklog(gi, g.transformer.transformerId, t, out);
+      }
+    });
+
+    for (const m of this.held.get(t) ?? []) out.push({ ...m, at: t });
+    this.held.delete(t);
+    for (const inj of this.malformedAt.get(t) ?? []) {
+      if (inj.variant === 'badElementInBatch') continue;
+      const m = this.fleet.meters[inj.meter];
+      const other = this.fleet.meters[inj.otherMeter];
+      if (!m || !other) continue;
+      const msg = malformedMessage(inj.variant, m.meterId, other.meterId, t, s.transport.malformed.oversizeBytes);
+      out.push({ ...msg, meterId: m.meterId, ts: t, at: t, kind: 'malformed', readings: 0, rejects: 1 });
+    }
+    return out;
+  }
+
+  /** This step's on-time readings of one transformer: singles on meter topics, or concentrator arrays of up to `batch`. */
+  private emitNormal(concentrator: string, readings: Array<{ meter: MeterModel; payload: string }>, t: number, out: SimMessage[]): void {
+    if (this.batch > 1) {
+      for (let at = 0; at < readings.length; at += this.batch) {
+        const chunk = readings.slice(at, at + this.batch);
+        const parts: string[] = [];
+        let rejects = 0;
+        let dup: Extract<Injection, { type: 'duplicate' }> | undefined;
+        for (const r of chunk) {
+          parts.push(r.payload);
+          if (this.badByKey.has(key(r.meter.index, t))) {
+            parts.push(badElement(r.meter.meterId, t));
+            rejects++;
+          }
+          const d = this.dupByKey.get(key(r.meter.index, t));
+          if (d) {
+            if (d.variant === 'batch') dup = d;
+            else this.scheduleDuplicate(r.meter, r.payload, t, d);
+          }
+        }
+        const msg: SimMessage = { topic: `concentrators/${concentrator}/readings`, payload: `[${parts.join(',')}]`, meterId: concentrator, ts: t, at: t, kind: 'batch', readings: chunk.length, rejects };
+        out.push(msg);
+        if (dup) {
+          // The concentrator re-sends the whole array (its good readings) after a lost acknowledgement.
+          const clean = `[${chunk.map((r) => r.payload).join(',')}]`;
+          pushTo(this.held, t + dup.delayIntervals * this.intervalOf(dup.meter), { ...msg, payload: clean, kind: 'duplicate', rejects: 0 });
+        }
+      }
+      return;
+    }
+    for (const r of readings) {
+      const topic = `meters/${r.meter.meterId}/readings`;
+      const bad = this.badByKey.has(key(r.meter.index, t));
+      out.push({ topic, payload: bad ? `[${r.payload},${badElement(r.meter.meterId, t)}]` : r.payload, meterId: r.meter.meterId, ts: t, at: t, kind: 'reading', readings: 1, rejects: bad ? 1 : 0 });
+      const d = this.dupByKey.get(key(r.meter.index, t));
+      if (d) this.scheduleDuplicate(r.meter, r.payload, t, d);
+    }
+  }
+
+  private intervalOf(meter: number): number {
+    return (this.fleet.meters[meter]?.intervalMinutes ?? 15) * 60_000;
+  }
+
+  private scheduleDuplicate(m: MeterModel, payload: string, t: number, d: Extract<Injection, { type: 'duplicate' }>): void {
+    pushTo(this.held, t + d.delayIntervals * m.intervalMinutes * 60_000, { topic: `meters/${m.meterId}/readings`, payload, meterId: m.meterId, ts: t, at: t, kind: 'duplicate', readings: 1, rejects: 0 });
+  }
+
+  /** A concentrator back online: its backlog, oldest first, as concentrator arrays or per-meter arrays. */
+  private releaseBacklog(gi: number, concentrator: string, t: number, out: SimMessage[]): void {
+    const held = this.backlog.get(gi) ?? [];
+    this.backlog.delete(gi);
+    if (this.batch > 1) {
+      for (let at = 0; at < held.length; at += this.batch) {
+        const chunk = held.slice(at, at + this.batch);
+        out.push({ topic: `concentrators/${concentrator}/readings`, payload: `[${chunk.map((r) => r.payload).join(',')}]`, meterId: concentrator, ts: chunk[chunk.length - 1]?.ts ?? t, at: t, kind: 'backlog', readings: chunk.length, rejects: 0 });
+      }
+      return;
+    }
+    const byMeter = new Map<number, typeof held>();
+    for (const r of held) pushTo(byMeter, r.meter.index, r);
+    for (const [, list] of [...byMeter.entries()].sort((a, b) => a[0] - b[0])) {
+      for (let at = 0; at < list.length; at += this.scenario.backlogChunk) {
+        const chunk = list.slice(at, at + this.scenario.backlogChunk);
+        const first = chunk[0];
+        if (!first) continue;
+        out.push({ topic: `meters/${first.meter.meterId}/readings`, payload: `[${chunk.map((r) => r.payload).join(',')}]`, meterId: first.meter.meterId, ts: chunk[chunk.length - 1]?.ts ?? t, at: t, kind: 'backlog', readings: chunk.length, rejects: 0 });
+      }
+    }
+  }
+}
+
+/** The messages of a scenario in publish order (see Simulation for the ledger and on-demand reads). */
+export function simulateMessages(fleet: Fleet, scenario: ResolvedScenario, opts: SimulationOptions = {}): Iterable<SimMessage> {
+  return new Simulation(fleet, scenario, opts).messages();
+}

@@ -1,0 +1,42 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import type { LedgerRow } from './engine.js';
+
+/**
+ * ledger.csv: the true register of every meter at every one of its interval ends, in time order.
+ * Billing exactness compares period totals with it; `published` = 0 marks ends no reading was sent for
+ * (silent, unpowered, clock-skewed), where a pipeline can only estimate.
+ */
+export const LEDGER_HEADER = 'meterId,tsMs,importWh,exportWh,published';
+
+export function ledgerLine(r: LedgerRow): string {
+  return `${r.meterId},${r.ts},${r.importWh},${r.exportWh},${r.published ? 1 : 0}\n`;
+}
+
+/** Buffered synchronous writer: the generator runs synchronously, and sync writes keep the memory flat. */
+export class LedgerWriter {
+  private fd: number | undefined;
+  private buf = '';
+  rows = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, 'w');
+    this.buf = `${LEDGER_HEADER}\n`;
+  }
+
+  write(r: LedgerRow): void {
+    this.buf += ledgerLine(r);
+    this.rows++;
+    if (this.buf.length >= 1 << 20) this.flush();
+  }
+
+  flush(): void {
+    if (this.fd !== undefined && this.buf.length > 0) writeSync(this.fd, this.buf);
+    this.buf = '';
+  }
+
+  close(): void {
+    this.flush();
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,296 @@
+import { Type, type Static } from 'typebox';
+import { ANOMALY_TYPES, SEVERITIES, type DetectionEvent } from './events.js';
+import { CUSTOMER_CLASSES } from './registry.js';
+
+/** BullMQ queues: detection events in (written by the stream worker), webhook deliveries out. */
+export const EVENTS_QUEUE = 'events';
+export const NOTIFY_QUEUE = 'notify';
+
+export const ALERT_STATES = ['open', 'acknowledged', 'resolved'] as const;
+export type AlertState = (typeof ALERT_STATES)[number];
+
+/**
+ * What happened to an alert. `opened`, `escalated`, `flapping`, `acknowledged`, `resolved` can be notified;
+ * `reopened` is a flapping alert opening again (silent: a flapping alert is notified once).
+ */
+export const ALERT_CHANGES = ['opened', 'escalated', 'flapping', 'reopened', 'acknowledged', 'resolved'] as const;
+export type AlertChangeKind = (typeof ALERT_CHANGES)[number];
+
+export const RESOLVED_BY = ['auto', 'operator', 'restored'] as const;
+
+const Ms = Type.Number({ description: 'epoch milliseconds' });
+const NullableMs = Type.Union([Ms, Type.Null()]);
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const AnomalyTypeSchema = Type.Enum(ANOMALY_TYPES);
+const SeveritySchema = Type.Enum(SEVERITIES);
+const CustomerClassSchema = Type.Union([Type.Enum(CUSTOMER_CLASSES), Type.Null()]);
+
+/** What an outage alert knows about the transformer it covers (filled in as meters drop and return). */
+export const OutageDetails = Type.Object({
+  transformerId: Type.String(),
+  feederId: NullableString,
+  metersTotal: Type.Integer({ minimum: 0 }),
+  /** Meters that lost power at some point during this outage. */
+  metersAffected: Type.Integer({ minimum: 0 }),
+  customersAffected: Type.Integer({ minimum: 0 }),
+  criticalCustomers: Type.Array(Type.String()),
+  startedAt: Ms,
+  restoredAt: NullableMs,
+  durationMs: NullableMs,
+  /** Meters still without power when the outage was declared over (they keep their own alerts). */
+  stillDown: Type.Integer({ minimum: 0 }),
+});
+export type OutageDetails = Static<typeof OutageDetails>;
+
+/** A held `opened`/`flapping` notification, released when the event-time watermark or the wall clock passes. */
+export const PendingNotice = Type.Object({
+  change: Type.Enum(['opened', 'flapping'] as const),
+  /** Event time (watermark) at which it may be sent; null while parked under an active outage. */
+  until: NullableMs,
+  /** Wall time fallback for a stalled watermark; null while parked. */
+  wallUntil: NullableMs,
+});
+export type PendingNotice = Static<typeof PendingNotice>;
+
+/**
+ * An alert as stored in Redis (times in epoch ms). firstSeen/lastSeen/resolvedAt/clearSince are event time,
+ * acknowledgedAt/updatedAt wall time.
+ */
+export const AlertRecord = Type.Object({
+  id: Type.String(),
+  key: Type.String(),
+  type: AnomalyTypeSchema,
+  subjectKind: Type.Enum(['meter', 'customer', 'transformer', 'system'] as const),
+  subject: Type.String(),
+  severity: SeveritySchema,
+  state: Type.Enum(ALERT_STATES),
+  count: Type.Integer({ minimum: 0 }),
+  firstSeen: Ms,
+  lastSeen: Ms,
+  /** Start of the current open episode (differs from firstSeen once the alert flapped). */
+  episodeStart: Ms,
+  reason: Type.String(),
+  value: Type.Number(),
+  expected: Type.Number(),
+  score: Type.Number(),
+  flapping: Type.Boolean(),
+  flapCount: Type.Integer({ minimum: 0 }),
+  customerClass: CustomerClassSchema,
+  meterId: NullableString,
+  customerId: NullableString,
+  transformerId: NullableString,
+  feederId: NullableString,
+  intervalMs: Type.Integer({ minimum: 1 }),
+  clearSince: NullableMs,
+  acknowledgedAt: NullableMs,
+  acknowledgedBy: NullableString,
+  resolvedAt: NullableMs,
+  resolvedBy: Type.Union([Type.Enum(RESOLVED_BY), Type.Null()]),
+  /** The operator who resolved it, when resolvedBy is `operator`. */
+  resolvedByName: NullableString,
+  /** An opened/flapping notice went out for this alert (so its resolution is worth telling too). */
+  notified: Type.Boolean(),
+  pending: Type.Union([PendingNotice, Type.Null()]),
+  /** Id of the outage alert that covers this per-meter alert. */
+  suppressedBy: NullableString,
+  outage: Type.Union([OutageDetails, Type.Null()]),
+  version: Type.Integer({ minimum: 0 }),
+  updatedAt: Ms,
+});
+export type AlertRecord = Static<typeof AlertRecord>;
+
+/** Outage correlation state of one transformer (see src/domain/alert-outage.ts), stored next to the alerts. */
+export const TrackerRecord = Type.Object({
+  transformerId: Type.String(),
+  down: Type.Record(Type.String(), Type.Number()),
+  active: Type.Union([Type.Object({ alertId: Type.String(), startedAt: Ms, affected: Type.Array(Type.String()) }), Type.Null()]),
+  last: Type.Union([
+    Type.Object({ alertId: Type.String(), endedAt: Ms, affected: Type.Array(Type.String()), stillDown: Type.Array(Type.String()) }),
+    Type.Null(),
+  ]),
+});
+export type TrackerRecord = Static<typeof TrackerRecord>;
+
+/** One alert change, as written to the outbox and carried by notify jobs. */
+export const AlertChangeRecord = Type.Object({
+  kind: Type.Enum(ALERT_CHANGES),
+  notify: Type.Boolean(),
+  /** Event time for pipeline-driven changes, wall time for operator actions. */
+  at: Ms,
+  alert: AlertRecord,
+});
+export type AlertChangeRecord = Static<typeof AlertChangeRecord>;
+
+const Iso = Type.String({ format: 'date-time' });
+const NullableIso = Type.Union([Iso, Type.Null()]);
+
+/** An alert as the API and webhooks show it. */
+export const AlertView = Type.Object({
+  id: Type.String(),
+  key: Type.String(),
+  type: AnomalyTypeSchema,
+  subjectKind: Type.String(),
+  subject: Type.String(),
+  severity: SeveritySchema,
+  state: Type.Enum(ALERT_STATES),
+  count: Type.Integer(),
+  firstSeen: Iso,
+  lastSeen: Iso,
+  reason: Type.String(),
+  flapping: Type.Boolean(),
+  customerClass: CustomerClassSchema,
+  meterId: NullableString,
+  customerId: NullableString,
+  transformerId: NullableString,
+  feederId: NullableString,
+  value: Type.Number(),
+  expected: Type.Number(),
+  score: Type.Number(),
+  acknowledgedAt: NullableIso,
+  acknowledgedBy: NullableString,
+  resolvedAt: NullableIso,
+  resolvedBy: NullableString,
+  resolvedByName: NullableString,
+  suppressedBy: NullableString,
+  outage: Type.Union([
+    Type.Object({
+      transformerId: Type.String(),
+      feederId: NullableString,
+      metersTotal: Type.Integer(),
+      metersAffected: Type.Integer(),
+      customersAffected: Type.Integer(),
+      criticalCustomers: Type.Array(Type.String()),
+      startedAt: Iso,
+      restoredAt: NullableIso,
+      durationMs: Type.Union([Type.Number(), Type.Null()]),
+      stillDown: Type.Integer(),
+    }),
+    Type.Null(),
+  ]),
+  version: Type.Integer(),
+});
+export type AlertView = Static<typeof AlertView>;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+export function toAlertView(a: AlertRecord): AlertView {
+  return {
+    id: a.id,
+    key: a.key,
+    type: a.type,
+    subjectKind: a.subjectKind,
+    subject: a.subject,
+    severity: a.severity,
+    state: a.state,
+    count: a.count,
+    firstSeen: iso(a.firstSeen),
+    lastSeen: iso(a.lastSeen),
+    reason: a.reason,
+    flapping: a.flapping,
+    customerClass: a.customerClass,
+    meterId: a.meterId,
+    customerId: a.customerId,
+    transformerId: a.transformerId,
+    feederId: a.feederId,
+    value: a.value,
+    expected: a.expected,
+    score: a.score,
+    acknowledgedAt: isoOrNull(a.acknowledgedAt),
+    acknowledgedBy: a.acknowledgedBy,
+    resolvedAt: isoOrNull(a.resolvedAt),
+    resolvedBy: a.resolvedBy,
+    resolvedByName: a.resolvedByName,
+    suppressedBy: a.suppressedBy,
+    outage:
+      a.outage === null
+        ? null
+        : { ...a.outage, startedAt: iso(a.outage.startedAt), restoredAt: isoOrNull(a.outage.restoredAt) },
+    version: a.version,
+  };
+}
+
+/** Body POSTed to a webhook. The receiver dedups on idempotencyKey (also sent as the Idempotency-Key header). */
+export const WebhookBody = Type.Object({
+  idempotencyKey: Type.String(),
+  change: Type.Enum(ALERT_CHANGES),
+  at: Iso,
+  alert: AlertView,
+});
+export type WebhookBody = Static<typeof WebhookBody>;
+
+/** A notify job's data: no URL and no secret (those are looked up by webhook name at delivery time). */
+export const NotifyJob = Type.Object({
+  webhook: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+  idempotencyKey: Type.String({ minLength: 1 }),
+  change: Type.Enum(ALERT_CHANGES),
+  at: Ms,
+  alert: AlertRecord,
+});
+export type NotifyJob = Static<typeof NotifyJob>;
+
+/** A delivery that used up its attempts (or was refused for good), kept for operators. */
+export const DeadLetter = Type.Object({
+  jobId: Type.String(),
+  webhook: Type.String(),
+  idempotencyKey: Type.String(),
+  alertId: Type.String(),
+  change: Type.Enum(ALERT_CHANGES),
+  attempts: Type.Integer(),
+  error: Type.String(),
+  failedAt: Iso,
+});
+export type DeadLetter = Static<typeof DeadLetter>;
+
+/** The stream worker's DetectionEvent, checked at the alert service's edge (BullMQ job data is untrusted). */
+export const DetectionEventPayload = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 512 }),
+  type: AnomalyTypeSchema,
+  status: Type.Enum(['firing', 'clear'] as const),
+  subjectKind: Type.Enum(['meter', 'customer', 'transformer', 'system'] as const),
+  subject: Type.String({ minLength: 1, maxLength: 128 }),
+  ts: Type.Number(),
+  meterId: Type.Optional(Type.String()),
+  customerId: Type.Optional(Type.String()),
+  transformerId: Type.Optional(Type.String()),
+  feederId: Type.Optional(Type.String()),
+  customerClass: Type.Optional(Type.String()),
+  value: Type.Number(),
+  expected: Type.Number(),
+  score: Type.Number(),
+  severity: SeveritySchema,
+  reason: Type.String({ maxLength: 2048 }),
+});
+// Compile-time guard: the schema stays in step with the contract interface.
+const _sameShape: (e: Static<typeof DetectionEventPayload>) => DetectionEvent = (e) => e;
+void _sameShape;
+
+// --- API bodies ---------------------------------------------------------------------------------------------
+
+export const AlertListQuery = Type.Object({
+  state: Type.Optional(Type.Enum(ALERT_STATES)),
+  type: Type.Optional(AnomalyTypeSchema),
+  severity: Type.Optional(SeveritySchema),
+  subject: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  since: Type.Optional(Type.String({ description: 'ISO-8601 time or epoch ms: alerts last seen at or after it' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  cursor: Type.Optional(Type.String({ maxLength: 256 })),
+});
+export type AlertListQuery = Static<typeof AlertListQuery>;
+
+export const AlertPage = Type.Object({
+  items: Type.Array(AlertView),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const AlertIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const AlertActionBody = Type.Object({
+  by: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'who acts (operator name); defaults to the token holder' })),
+});
+export type AlertActionBody = Static<typeof AlertActionBody>;
+
+export const DeadLetterPage = Type.Object({
+  items: Type.Array(DeadLetter),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
