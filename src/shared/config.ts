@@ -169,6 +169,16 @@ export function loadConfig(env: Env = process.env): AppConfig {
   return deepFreeze(config);
 }
 
+/** The process environment with some variables replaced (the demo points roles at the services it started). */
+export function loadConfigWith(overrides: Env): AppConfig {
+  return loadConfig({ ...process.env, ...overrides });
+}
+
+/** Whether a variable is set in the process environment (the demo only fills in what the user did not set). */
+export function isSet(name: string): boolean {
+  return optional(process.env, name) !== undefined;
+}
+
 function deepFreeze<T>(o: T): T {
   if (o !== null && typeof o === 'object' && !(o instanceof Map) && !(o instanceof Set)) {
     for (const v of Object.values(o)) deepFreeze(v);
