@@ -1,0 +1,252 @@
+import type { FastifyReply } from 'fastify';
+import { DateTime } from 'luxon';
+import { Type } from 'typebox';
+import {
+  BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT, billingKeys, latestPerStart,
+  parseStoredRead, toBillingRead, type StoredRead,
+} from '../../contracts/billing.js';
+import { BillingConfig } from '../../contracts/config-billing.js';
+import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
+import { METER_ID_PATTERN } from '../../contracts/reading.js';
+import { assessRead, combineReads, periodWindow } from '../../domain/billing-period.js';
+import { compileTariffs, daysBetween, tariffFor, type Tariffs } from '../../domain/tariffs.js';
+import { loadSection } from '../../shared/config.js';
+import { qid, qregexAny, qstr, rows, type Influx, type InfluxSeries } from '../../shared/influx.js';
+import type { RoutePlugin } from '../app.js';
+
+const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'Local date YYYY-MM-DD in each meter\'s tariff time zone' });
+const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), field: Type.Optional(Type.String()) });
+
+/** Local midnights lie within UTC−12…UTC+14 of the UTC date: a margin that finds every zone's day. */
+const ZONE_MARGIN_MS = 15 * 3_600_000;
+
+class BadField extends Error {
+  override name = 'BadField';
+  constructor(readonly field: string, message: string) {
+    super(message);
+  }
+}
+
+const encodeCursor = (meterId: string): string => Buffer.from(JSON.stringify({ after: meterId })).toString('base64url');
+
+function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (v !== null && typeof v === 'object' && 'after' in v && typeof v.after === 'string') return v.after;
+  } catch {
+    // fall through to the 400
+  }
+  throw new BadField('querystring.cursor', 'cursor is not one this API returned');
+}
+
+function tagValues(series: InfluxSeries[]): string[] {
+  const out = new Set<string>();
+  for (const s of series) {
+    const vi = s.columns.indexOf('value');
+    for (const v of s.values) if (typeof v[vi] === 'string') out.add(v[vi]);
+  }
+  return [...out].sort();
+}
+
+function parseStored(series: InfluxSeries[]): StoredRead[] {
+  const out: StoredRead[] = [];
+  for (const s of series) {
+    for (const row of rows(s)) {
+      const r = parseStoredRead(row, s.tags);
+      if (r !== undefined) out.push(r);
+    }
+  }
+  return latestPerStart(out);
+}
+
+interface PageQuery {
+  meterId?: string;
+  customerId?: string;
+  cursor?: string;
+  limit: number;
+}
+
+/**
+ * Pages through meters in id order: candidates from the measurement's tag index, then `limit` at a time
+ * queried for their stored reads, until the page is full. Any InfluxDB failure fails the whole request.
+ */
+async function page(
+  influx: Influx,
+  measurement: string,
+  q: PageQuery,
+  fetch: (meterIds: string[]) => Promise<Map<string, StoredRead[]>>,
+  build: (meterId: string, reads: StoredRead[]) => BillingRead | undefined,
+): Promise<BillingReadsResponse> {
+  const after = decodeCursor(q.cursor);
+  let candidates: string[];
+  if (q.meterId !== undefined) {
+    candidates = [q.meterId];
+  } else {
+    const where = q.customerId === undefined ? '' : ` WHERE ${qid('customer')} = ${qstr(q.customerId)}`;
+    candidates = tagValues(await influx.query(`SHOW TAG VALUES FROM ${qid(measurement)} WITH KEY = ${qid('meter')}${where}`));
+  }
+  if (after !== undefined) candidates = candidates.filter((id) => id > after);
+  const items: BillingRead[] = [];
+  let i = 0;
+  while (i < candidates.length && items.length < q.limit) {
+    const chunk = candidates.slice(i, i + q.limit);
+    const byMeter = await fetch(chunk);
+    for (const id of chunk) {
+      i++;
+      const reads = byMeter.get(id);
+      const item = reads === undefined || reads.length === 0 ? undefined : build(id, reads);
+      if (item !== undefined) items.push(item);
+      if (items.length === q.limit) break;
+    }
+  }
+  const last = items[items.length - 1];
+  return { items, nextCursor: i < candidates.length && last !== undefined ? encodeCursor(last.meterId) : null };
+}
+
+function groupByMeter(reads: readonly StoredRead[]): Map<string, StoredRead[]> {
+  const out = new Map<string, StoredRead[]>();
+  for (const r of reads) {
+    const list = out.get(r.read.meterId) ?? [];
+    list.push(r);
+    out.set(r.read.meterId, list);
+  }
+  return out;
+}
+
+// ---- CSV: one row per meter, one column per band ----
+
+const CSV_HEAD = ['meterId', 'customerId', 'tariff', 'timezone', 'from', 'to', 'startRegisterWh', 'startInterpolated', 'endRegisterWh', 'endInterpolated', 'totalWh', 'exportWh'] as const;
+const CSV_TAIL = ['maxDemandW', 'maxDemandAt', 'intervals', 'estimatedIntervals', 'completeness', 'quality'] as const;
+
+function csvCell(v: string | number | boolean | null | undefined): string {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** Band columns `band_<name>_wh`: every configured band in config order, then any others found. */
+export function readsToCsv(items: readonly BillingRead[], tariffs: Tariffs): string {
+  const bands = [...tariffs.allBands];
+  for (const it of items) for (const b of Object.keys(it.bands)) if (!bands.includes(b)) bands.push(b);
+  const header = [...CSV_HEAD, ...bands.map((b) => `band_${b}_wh`), ...CSV_TAIL];
+  const lines = [header.join(',')];
+  for (const it of items) {
+    lines.push([
+      ...CSV_HEAD.map((k) => csvCell(it[k])),
+      ...bands.map((b) => csvCell(it.bands[b])),
+      ...CSV_TAIL.map((k) => csvCell(it[k])),
+    ].join(','));
+  }
+  return lines.join('\r\n') + '\r\n';
+}
+
+const isDay = (s: string): boolean => DateTime.fromISO(s, { zone: 'UTC' }).isValid;
+
+const wantsCsv = (accept: string | undefined): boolean => accept !== undefined && /\btext\/csv\b/i.test(accept);
+
+/**
+ * Billing reads for billing systems (scope billing:read): any day range computed from the stored daily reads,
+ * and the reads of closed periods. JSON pages with a cursor, or CSV with `Accept: text/csv`.
+ */
+export const billingRoutes: RoutePlugin = async (app, deps) => {
+  const cfg = loadSection('billing', BillingConfig);
+  const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema), deps.config.timezone);
+  const paging = {
+    meterId: Type.Optional(Type.String({ pattern: METER_ID_PATTERN })),
+    customerId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    limit: Type.Integer({ minimum: 1, maximum: cfg.api.maxLimit, default: cfg.api.defaultLimit }),
+  };
+  const response = {
+    200: {
+      content: {
+        'application/json': { schema: BillingReadsResponse },
+        'text/csv': { schema: Type.String({ description: 'One row per meter; the next page cursor is in the x-next-cursor header' }) },
+      },
+    },
+    400: ErrorBody,
+    404: ErrorBody,
+    503: ErrorBody,
+  };
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof BadField) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message, field: err.field });
+    throw err; // the app's handler (validation 400, ServiceError 503, …)
+  });
+
+  async function send(reply: FastifyReply, accept: string | undefined, body: BillingReadsResponse): Promise<FastifyReply> {
+    if (!wantsCsv(accept)) return reply.type('application/json').send(body);
+    if (body.nextCursor !== null) void reply.header('x-next-cursor', body.nextCursor);
+    return reply.type('text/csv; charset=utf-8').send(readsToCsv(body.items, tariffs));
+  }
+
+  const dailyFetch = (from: string, to: string, customerId: string | undefined) => async (meterIds: string[]) => {
+    const fromMs = Date.parse(`${from}T00:00:00Z`) - ZONE_MARGIN_MS;
+    const toMs = Date.parse(`${to}T00:00:00Z`) + ZONE_MARGIN_MS;
+    const customer = customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(customerId)}`;
+    const series = await deps.influx.query(
+      `SELECT * FROM ${qid(DAILY_MEASUREMENT)} WHERE ${qid('meter')} =~ ${qregexAny(meterIds)}${customer} ` +
+      `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
+    );
+    return groupByMeter(parseStored(series).filter((s) => s.read.fromDay >= from && s.read.toDay <= to));
+  };
+
+  app.get('/api/v1/billing/reads', {
+    preHandler: deps.auth('billing:read'),
+    schema: {
+      tags: ['billing'],
+      summary: 'Billing reads per meter over local days [from, to): registers, energy per band, max demand, quality',
+      querystring: Type.Object({ from: LocalDay, to: LocalDay, ...paging }),
+      response,
+    },
+  }, async (req, reply) => {
+    const { from, to } = req.query;
+    if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
+    if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
+    const days = daysBetween(from, to);
+    if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
+    if (days.length > cfg.api.maxRangeDays) throw new BadField('querystring.to', `the range is limited to ${cfg.api.maxRangeDays} days`);
+
+    const body = await page(deps.influx, DAILY_MEASUREMENT, req.query, dailyFetch(from, to, req.query.customerId), (meterId, reads) => {
+      const last = reads[reads.length - 1];
+      if (last === undefined) return undefined;
+      // The zone and bands the days were computed with, even if the tariff config changed since.
+      const tariff = { ...tariffFor(tariffs, last.read.tariff), name: last.read.tariff, timezone: last.read.timezone };
+      const read = combineReads(meterId, tariff, { fromDay: from, toDay: to }, reads.map((r) => r.read));
+      return toBillingRead(read, last.customerId, assessRead(read, cfg.quality));
+    });
+    return send(reply, req.headers.accept, body);
+  });
+
+  app.get('/api/v1/billing/periods/:period/reads', {
+    preHandler: deps.auth('billing:read'),
+    schema: {
+      tags: ['billing'],
+      summary: 'Reads of a closed billing period (YYYY-MM), as stored when it closed or was recomputed',
+      params: Type.Object({ period: Type.String({ pattern: '^\\d{4}-(0[1-9]|1[0-2])$' }) }),
+      querystring: Type.Object(paging),
+      response,
+    },
+  }, async (req, reply) => {
+    const { period } = req.params;
+    const closed = Object.entries(await deps.redis.hgetall(billingKeys.closedPeriods))
+      .some(([k, v]) => k.endsWith(`|${period}`) && /^\d+$/.test(v));
+    if (!closed) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `period ${period} is not closed` });
+    const window = periodWindow(period, cfg.periodStartDay);
+    const fromMs = Date.parse(`${window.fromDay}T00:00:00Z`) - ZONE_MARGIN_MS;
+    const toMs = Date.parse(`${window.fromDay}T00:00:00Z`) + ZONE_MARGIN_MS;
+    const customer = req.query.customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(req.query.customerId)}`;
+    const body = await page(deps.influx, PERIOD_MEASUREMENT, req.query, async (meterIds) => {
+      const series = await deps.influx.query(
+        `SELECT * FROM ${qid(PERIOD_MEASUREMENT)} WHERE ${qid('meter')} =~ ${qregexAny(meterIds)}${customer} ` +
+        `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
+      );
+      return groupByMeter(parseStored(series).filter((s) => s.read.fromDay === window.fromDay && s.read.toDay === window.toDay));
+    }, (_meterId, reads) => {
+      const r = reads[reads.length - 1];
+      return r === undefined ? undefined : toBillingRead(r.read, r.customerId, r.assessment);
+    });
+    return send(reply, req.headers.accept, body);
+  });
+};

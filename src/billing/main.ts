@@ -1,0 +1,156 @@
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Compile } from 'typebox/compile';
+import {
+  BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob,
+} from '../contracts/billing.js';
+import { BillingConfig } from '../contracts/config-billing.js';
+import { RegistryConfig } from '../contracts/config-registry.js';
+import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
+import { compileTariffs, type TariffsConfig } from '../domain/tariffs.js';
+import { loadSection } from '../shared/config.js';
+import { createInflux } from '../shared/influx.js';
+import { Counter, Histogram, metric } from '../shared/metrics.js';
+import { closeRedis, createRedis } from '../shared/redis.js';
+import { RegistryStore } from '../shared/registry.js';
+import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
+import { BillingCloser } from './closer.js';
+import { influxBillingSource } from './source.js';
+import { redisBillingState } from './state.js';
+
+export interface BillingHandle extends RoleHandle {
+  readonly closer: BillingCloser;
+  readonly queue: Queue;
+}
+
+export interface BillingOptions {
+  /** BullMQ key prefix (tests use a unique one). */
+  prefix?: string;
+  /** Sections already loaded (tests tune them); default: config/billing.yaml and config/tariffs.yaml. */
+  billing?: BillingConfig;
+  tariffs?: TariffsConfig;
+}
+
+const checkCloseDay = Compile(CloseDayJob);
+const checkClosePeriod = Compile(ClosePeriodJob);
+const checkRecompute = Compile(RecomputeJob);
+
+function parse<T>(check: { Check(v: unknown): v is T }, job: Job): T {
+  if (!check.Check(job.data)) throw new UnrecoverableError(`billing job ${job.name} ${job.id ?? ''}: malformed data`);
+  return job.data;
+}
+
+/**
+ * The billing role: a BullMQ worker on the `billing` queue. A repeatable `tick` closes each local day once
+ * the stream watermark has passed it (then the period after its last day); `recompute` jobs from the stream
+ * worker rewrite a meter's day, and its period if closed, when late data lands.
+ */
+export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}): Promise<BillingHandle> {
+  const { config } = ctx;
+  const log = ctx.log.child({ component: 'billing' });
+  const cfg = opts.billing ?? loadSection('billing', BillingConfig);
+  const registryCfg = loadSection('registry', RegistryConfig);
+  const tariffs = compileTariffs(opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema), config.timezone);
+
+  const jobsRun = metric(ctx.metrics, 'meterflow_billing_jobs_total', () => new Counter({
+    name: 'meterflow_billing_jobs_total', help: 'Billing jobs run, by name and outcome', labelNames: ['job', 'outcome'], registers: [ctx.metrics],
+  }));
+  const readsWritten = metric(ctx.metrics, 'meterflow_billing_reads_written_total', () => new Counter({
+    name: 'meterflow_billing_reads_written_total', help: 'Daily and period reads written to InfluxDB', labelNames: ['job'], registers: [ctx.metrics],
+  }));
+  const jobSeconds = metric(ctx.metrics, 'meterflow_billing_job_seconds', () => new Histogram({
+    name: 'meterflow_billing_job_seconds', help: 'Billing job duration', labelNames: ['job'], registers: [ctx.metrics],
+    buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300],
+  }));
+
+  const redis = createRedis(config.redis.url, 'meterflow-billing');
+  const influx = await createInflux(config.influx, log);
+  await influx.ensureDatabase();
+  const writer = influx.writer({ batchSize: 5000, flushMs: 200 });
+  const registry = new RegistryStore(redis, registryCfg.defaults);
+  const queueOpts = { connection: redis, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) };
+  const queue = new Queue(BILLING_QUEUE, queueOpts);
+  const closeOpts = {
+    attempts: cfg.worker.attempts,
+    backoff: { type: 'exponential', delay: cfg.worker.backoffMs },
+    // Removed either way: the tick re-schedules a day or period that is still open.
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
+
+  const closer = new BillingCloser({
+    source: influxBillingSource(influx),
+    writer,
+    state: redisBillingState(redis),
+    meters: {
+      allMeterIds: async () => (await registry.allMeters()).map((m) => m.meterId),
+      getMeters: (ids) => registry.getMeters(ids),
+    },
+    tariffs,
+    cfg,
+    log,
+    now: () => Date.now(),
+    async enqueueCloseDay(job) {
+      await queue.add(BILLING_JOBS.closeDay, job, { ...closeOpts, jobId: `close-day|${job.timezone}|${job.day}` });
+    },
+    async enqueueClosePeriod(job) {
+      await queue.add(BILLING_JOBS.closePeriod, job, { ...closeOpts, jobId: `close-period|${job.timezone}|${job.period}` });
+    },
+  });
+
+  const worker = new Worker(
+    BILLING_QUEUE,
+    async (job) => {
+      const stop = jobSeconds.startTimer({ job: job.name });
+      try {
+        switch (job.name) {
+          case BILLING_JOBS.tick:
+            return { scheduled: await closer.tick() };
+          case BILLING_JOBS.closeDay: {
+            const r = await closer.closeDay(parse(checkCloseDay, job));
+            readsWritten.inc({ job: job.name }, r.written);
+            return r;
+          }
+          case BILLING_JOBS.closePeriod: {
+            const r = await closer.closePeriod(parse(checkClosePeriod, job));
+            readsWritten.inc({ job: job.name }, r.written);
+            return r;
+          }
+          case BILLING_JOBS.recompute: {
+            const r = await closer.recompute(parse(checkRecompute, job));
+            readsWritten.inc({ job: job.name }, r.written);
+            return r;
+          }
+          default:
+            throw new UnrecoverableError(`unknown billing job "${job.name}"`);
+        }
+      } finally {
+        stop();
+      }
+    },
+    { ...queueOpts, concurrency: cfg.worker.concurrency },
+  );
+  worker.on('completed', (job) => jobsRun.inc({ job: job.name, outcome: 'completed' }));
+  worker.on('failed', (job, err) => {
+    jobsRun.inc({ job: job?.name ?? 'unknown', outcome: 'failed' });
+    log.warn({ err, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade }, 'billing job failed');
+  });
+  worker.on('error', (err) => log.error({ err }, 'billing worker error'));
+
+  await queue.upsertJobScheduler('billing-tick', { every: cfg.close.everyMs }, {
+    name: BILLING_JOBS.tick,
+    data: {},
+    opts: { removeOnComplete: true, removeOnFail: 100 },
+  });
+  log.info({ timezones: [...new Set([...tariffs.byName.values()].map((t) => t.timezone))], everyMs: cfg.close.everyMs }, 'billing started');
+
+  const close = once(async () => {
+    // Stop taking jobs and let the running one finish (it flushes its own writes), then close in reverse order.
+    await worker.close();
+    await queue.close();
+    await writer.close();
+    await influx.close();
+    await closeRedis(redis);
+    log.info('billing stopped');
+  });
+  return { closer, queue, close };
+}

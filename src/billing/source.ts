@@ -1,0 +1,108 @@
+import { parseStoredRead, type StoredRead } from '../contracts/billing.js';
+import type { BillingInterval } from '../domain/billing.js';
+import { qid, qregexAny, rows, type Influx, type InfluxSeries } from '../shared/influx.js';
+
+/** What the billing role reads from InfluxDB: the stream worker's intervals, raw reads, stored billing reads. */
+export interface BillingSource {
+  /** Every meter that has interval points (all time). */
+  metersWithIntervals(): Promise<string[]>;
+  /** Every meter with points in a billing measurement (all time). */
+  metersWithStored(measurement: string): Promise<string[]>;
+  /** Time of the earliest interval point, if any. */
+  earliestInterval(): Promise<number | undefined>;
+  /** Interval points starting in [fromMs, toMs) per meter; `durationMs` per meter (registry interval length). */
+  intervals(durationMs: ReadonlyMap<string, number>, fromMs: number, toMs: number): Promise<Map<string, BillingInterval[]>>;
+  /** Meters among `meterIds` with an actual `reading` point exactly at `atMs`. */
+  readsAt(meterIds: readonly string[], atMs: number): Promise<Set<string>>;
+  /** Stored billing reads of `meterIds` with a start in [fromMs, toMs). */
+  stored(measurement: string, meterIds: readonly string[], fromMs: number, toMs: number): Promise<StoredRead[]>;
+}
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+export function tagValues(series: InfluxSeries[]): string[] {
+  const out = new Set<string>();
+  for (const s of series) {
+    const vi = s.columns.indexOf('value');
+    for (const v of s.values) {
+      const x = v[vi];
+      if (typeof x === 'string') out.add(x);
+    }
+  }
+  return [...out].sort();
+}
+
+/** Rows of a `GROUP BY meter` query, each with its series tags. */
+export function parseStoredSeries(series: InfluxSeries[]): StoredRead[] {
+  const out: StoredRead[] = [];
+  for (const s of series) {
+    for (const row of rows(s)) {
+      const r = parseStoredRead(row, s.tags);
+      if (r !== undefined) out.push(r);
+    }
+  }
+  return out;
+}
+
+export function influxBillingSource(influx: Influx): BillingSource {
+  return {
+    async metersWithIntervals() {
+      return tagValues(await influx.query(`SHOW TAG VALUES FROM ${qid('interval')} WITH KEY = ${qid('meter')}`));
+    },
+    async metersWithStored(measurement) {
+      return tagValues(await influx.query(`SHOW TAG VALUES FROM ${qid(measurement)} WITH KEY = ${qid('meter')}`));
+    },
+    async earliestInterval() {
+      const series = await influx.query(`SELECT first(${qid('wh')}) FROM ${qid('interval')}`);
+      const t = series[0]?.values[0]?.[0];
+      return num(t);
+    },
+    async intervals(durationMs, fromMs, toMs) {
+      const out = new Map<string, BillingInterval[]>();
+      const ids = [...durationMs.keys()];
+      if (ids.length === 0) return out;
+      const q =
+        `SELECT "wh","export_wh","demand_w","register_wh","estimated" FROM ${qid('interval')} ` +
+        `WHERE "meter" =~ ${qregexAny(ids)} AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
+      for (const s of await influx.query(q)) {
+        const meterId = s.tags.meter;
+        const dur = meterId === undefined ? undefined : durationMs.get(meterId);
+        if (meterId === undefined || dur === undefined) continue;
+        const list = out.get(meterId) ?? [];
+        for (const row of rows(s)) {
+          const start = num(row.time);
+          const wh = num(row.wh);
+          const registerWh = num(row.register_wh);
+          if (start === undefined || wh === undefined || registerWh === undefined) continue;
+          list.push({
+            start,
+            durationMs: dur,
+            wh,
+            exportWh: num(row.export_wh) ?? 0,
+            demandW: num(row.demand_w) ?? (wh * 3_600_000) / dur,
+            registerWh,
+            estimated: row.estimated === true,
+          });
+        }
+        out.set(meterId, list);
+      }
+      return out;
+    },
+    async readsAt(meterIds, atMs) {
+      const out = new Set<string>();
+      if (meterIds.length === 0) return out;
+      const q =
+        `SELECT "import_wh" FROM ${qid('reading')} WHERE "meter" =~ ${qregexAny([...meterIds])} ` +
+        `AND time >= ${atMs}ms AND time <= ${atMs}ms GROUP BY "meter"`;
+      for (const s of await influx.query(q)) if (s.tags.meter !== undefined && s.values.length > 0) out.add(s.tags.meter);
+      return out;
+    },
+    async stored(measurement, meterIds, fromMs, toMs) {
+      if (meterIds.length === 0) return [];
+      const q =
+        `SELECT * FROM ${qid(measurement)} WHERE "meter" =~ ${qregexAny([...meterIds])} ` +
+        `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
+      return parseStoredSeries(await influx.query(q));
+    },
+  };
+}

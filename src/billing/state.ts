@@ -1,0 +1,54 @@
+import type { Redis } from 'ioredis';
+import { billingKeys } from '../contracts/billing.js';
+import { keys } from '../shared/redis.js';
+
+/** Billing progress in Redis: the closed days per time zone and the closed periods. */
+export interface BillingState {
+  /** Min over the stream shards' event-time watermarks; undefined before any shard has one. */
+  watermark(): Promise<number | undefined>;
+  lastClosedDay(timezone: string): Promise<string | undefined>;
+  /** Moves the zone's closed day forward (never back). */
+  markDayClosed(timezone: string, day: string): Promise<void>;
+  /** 'closing' while the period is being computed, then the epoch ms it closed; undefined if never. */
+  periodState(timezone: string, period: string): Promise<'closing' | number | undefined>;
+  markPeriod(timezone: string, period: string, state: 'closing' | number): Promise<void>;
+}
+
+// Days are YYYY-MM-DD, so string order is date order.
+const SET_IF_LATER = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (not cur) or cur < ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1`;
+
+export function parsePeriodState(v: string | null | undefined): 'closing' | number | undefined {
+  if (v === null || v === undefined) return undefined;
+  if (v === 'closing') return 'closing';
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+export function redisBillingState(redis: Redis): BillingState {
+  return {
+    async watermark() {
+      const values = await redis.hvals(keys.watermark);
+      let min: number | undefined;
+      for (const v of values) {
+        const n = Number(v);
+        if (Number.isFinite(n) && (min === undefined || n < min)) min = n;
+      }
+      return min;
+    },
+    async lastClosedDay(timezone) {
+      return (await redis.hget(billingKeys.closedDays, timezone)) ?? undefined;
+    },
+    async markDayClosed(timezone, day) {
+      await redis.eval(SET_IF_LATER, 1, billingKeys.closedDays, timezone, day);
+    },
+    async periodState(timezone, period) {
+      return parsePeriodState(await redis.hget(billingKeys.closedPeriods, `${timezone}|${period}`));
+    },
+    async markPeriod(timezone, period, state) {
+      await redis.hset(billingKeys.closedPeriods, `${timezone}|${period}`, String(state));
+    },
+  };
+}
