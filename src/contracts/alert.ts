@@ -103,6 +103,7 @@ export type AlertRecord = Static<typeof AlertRecord>;
 export const TrackerRecord = Type.Object({
   transformerId: Type.String(),
   down: Type.Record(Type.String(), Type.Number()),
+  up: Type.Record(Type.String(), Type.Number()),
   active: Type.Union([Type.Object({ alertId: Type.String(), startedAt: Ms, affected: Type.Array(Type.String()) }), Type.Null()]),
   last: Type.Union([
     Type.Object({ alertId: Type.String(), endedAt: Ms, affected: Type.Array(Type.String()), stillDown: Type.Array(Type.String()) }),

@@ -155,8 +155,10 @@ export const DetectionConfig = Type.Object(
     ),
     worker: Type.Object(
       {
-        /** Stream entries read per XREADGROUP per shard. */
+        /** At most this many stream entries per shard per read … */
         batchEntries: Type.Integer({ minimum: 1 }),
+        /** … and about this many readings per read over all owned shards (entries are concentrator batches of any size). */
+        batchReadings: Type.Integer({ minimum: 1 }),
         blockMs: Type.Integer({ minimum: 1 }),
         /** Entries pending on another consumer longer than this are claimed (XAUTOCLAIM). */
         claimIdleMs: Type.Integer({ minimum: 0 }),

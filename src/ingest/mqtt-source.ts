@@ -52,53 +52,57 @@ export async function startMqttSource(
     }
   };
 
-  const client: MqttClient = await connectMqtt(cfg, { clientId: opts.clientId, clean: false });
-  const internal = client as unknown as { _sendPacket?: SendPacket };
-  const originalSend = internal._sendPacket?.bind(client);
-  const pipelined = originalSend !== undefined;
-  if (originalSend) {
-    internal._sendPacket = (packet, cb, cbStorePut, noStore) => {
-      const gate = packet.cmd === 'puback' && packet.messageId !== undefined ? held.get(packet.messageId) : undefined;
-      if (gate === undefined || packet.messageId === undefined) return originalSend(packet, cb, cbStorePut, noStore);
-      const id = packet.messageId;
-      cb?.(); // lets MQTT.js read the next packet now
-      void gate.then(
-        () => {
-          held.delete(id);
-          originalSend(packet, undefined, cbStorePut, noStore);
-        },
-        () => held.delete(id), // closing: leave it unacknowledged, the broker redelivers
-      );
-    };
-  } else {
-    log.warn('MQTT.js internals changed: ingest acknowledges one message at a time');
-  }
+  let pipelined = false;
+  // Handlers go in before the CONNACK: the session's queued messages may arrive with it.
+  const prepare = (client: MqttClient): void => {
+    const internal = client as unknown as { _sendPacket?: SendPacket };
+    const originalSend = internal._sendPacket?.bind(client);
+    pipelined = originalSend !== undefined;
+    if (originalSend) {
+      internal._sendPacket = (packet, cb, cbStorePut, noStore) => {
+        const gate = packet.cmd === 'puback' && packet.messageId !== undefined ? held.get(packet.messageId) : undefined;
+        if (gate === undefined || packet.messageId === undefined) return originalSend(packet, cb, cbStorePut, noStore);
+        const id = packet.messageId;
+        cb?.(); // lets MQTT.js read the next packet now
+        void gate.then(
+          () => {
+            held.delete(id);
+            originalSend(packet, undefined, cbStorePut, noStore);
+          },
+          () => held.delete(id), // closing: leave it unacknowledged, the broker redelivers
+        );
+      };
+    } else {
+      log.warn('MQTT.js internals changed: ingest acknowledges one message at a time');
+    }
 
-  client.handleMessage = (packet, callback) => {
-    if (closing) return; // left unacknowledged: redelivered to the next session
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const work = handOff(packet.topic, payload);
-    if (!pipelined) {
-      const p = work.then((ok) => (ok ? callback() : undefined));
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-      return;
-    }
-    const done = work.then(() => undefined);
-    inFlight.add(done);
-    void done.finally(() => inFlight.delete(done));
-    if (packet.qos > 0 && packet.messageId !== undefined) {
-      const prev = lastAck;
-      const gate = Promise.all([prev, work]).then(([, ok]) => {
-        if (!ok) throw new Error('closing');
-      });
-      gate.catch(() => undefined);
-      lastAck = gate.catch(() => undefined);
-      held.set(packet.messageId, gate);
-    }
-    if (inFlight.size < maxInFlight) callback();
-    else void Promise.race(inFlight).then(() => callback());
+    client.handleMessage = (packet, callback) => {
+      if (closing) return; // left unacknowledged: redelivered to the next session
+      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+      const work = handOff(packet.topic, payload);
+      if (!pipelined) {
+        const p = work.then((ok) => (ok ? callback() : undefined));
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        return;
+      }
+      const done = work.then(() => undefined);
+      inFlight.add(done);
+      void done.finally(() => inFlight.delete(done));
+      if (packet.qos > 0 && packet.messageId !== undefined) {
+        const prev = lastAck;
+        const gate = Promise.all([prev, work]).then(([, ok]) => {
+          if (!ok) throw new Error('closing');
+        });
+        gate.catch(() => undefined);
+        lastAck = gate.catch(() => undefined);
+        held.set(packet.messageId, gate);
+      }
+      if (inFlight.size < maxInFlight) callback();
+      else void Promise.race(inFlight).then(() => callback());
+    };
   };
+  const client: MqttClient = await connectMqtt(cfg, { clientId: opts.clientId, clean: false }, 10_000, prepare);
   client.on('error', (err) => log.warn({ err }, 'mqtt error'));
   client.on('reconnect', () => log.info('mqtt reconnecting'));
   client.on('offline', () => log.warn('mqtt offline'));

@@ -1,0 +1,206 @@
+import type { AlertChangeRecord, AlertRecord } from '../contracts/alert.js';
+import type { DetectionEvent } from '../contracts/events.js';
+import {
+  alertsOnly,
+  applyEvent,
+  applyOperator,
+  isExpired,
+  planEvent,
+  sweepAlert,
+  type EngineConfig,
+  type EngineResult,
+  type OperatorAction,
+} from '../domain/alert-engine.js';
+import { dueTimes } from '../domain/alert-lifecycle.js';
+import { shardOf } from '../domain/shard.js';
+import type { Logger } from '../shared/logger.js';
+import { KeyedLock } from './keyed-lock.js';
+import type { AlertStore, Snapshot } from './store.js';
+import type { Topology } from './topology.js';
+
+/** Event-time watermarks per stream shard (hash `mf:watermark`). */
+export interface Watermarks {
+  byShard: ReadonlyMap<number, number>;
+  shards: number;
+  /** Slowest shard: the watermark of transformer- and system-wide alerts. */
+  min: number;
+}
+
+export function watermarkOf(w: Watermarks, meterId: string | null): number {
+  if (meterId === null) return w.min;
+  return w.byShard.get(shardOf(meterId, w.shards)) ?? w.min;
+}
+
+export function parseWatermarks(raw: Record<string, string>, shards: number): Watermarks {
+  const byShard = new Map<number, number>();
+  for (const [k, v] of Object.entries(raw)) {
+    const shard = Number(k);
+    const ms = Number(v);
+    if (Number.isInteger(shard) && shard >= 0 && Number.isFinite(ms)) byShard.set(shard, ms);
+  }
+  const values = [...byShard.values()];
+  return {
+    byShard,
+    shards,
+    min: values.length === 0 ? -Infinity : Math.min(...values),
+  };
+}
+
+export class ContentionError extends Error {
+  override name = 'ContentionError';
+}
+
+export type EventOutcome = { status: 'applied'; changes: AlertChangeRecord[] } | { status: 'duplicate' | 'noop' };
+
+export type OperatorOutcomeView =
+  | { status: 'ok'; alert: AlertRecord }
+  | { status: 'not-found' }
+  | { status: 'conflict'; alert: AlertRecord };
+
+export interface SweepStats {
+  looked: number;
+  changed: number;
+  deleted: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Reads what a decision needs, lets the pure engine decide, commits atomically; on a lost race re-reads and
+ * decides again. Used by the alerts role (events, sweep) and by the API (operator actions).
+ */
+export class AlertService {
+  private readonly lock = new KeyedLock();
+
+  constructor(
+    private readonly store: AlertStore,
+    private readonly topology: Topology,
+    private readonly cfg: EngineConfig,
+    private readonly log: Logger,
+    private readonly opts: { dedupSeconds: number; retentionMs: number; maxAttempts?: number; onConflict?: () => void } = {
+      dedupSeconds: 172_800,
+      retentionMs: 90 * 86_400_000,
+    },
+  ) {}
+
+  /** Re-reads and decides again until the commit wins; contention is transient, so this gives up only very late. */
+  private async retry<T>(what: string, attempt: (n: number) => Promise<T | 'conflict'>): Promise<T> {
+    const max = this.opts.maxAttempts ?? 1000;
+    for (let n = 0; n < max; n++) {
+      const r = await attempt(n);
+      if (r !== 'conflict') return r;
+      this.opts.onConflict?.();
+      // Jittered, growing pause so racing processes fall out of step.
+      await sleep(Math.random() * Math.min(1 + n, 50));
+    }
+    throw new ContentionError(`${what}: still conflicting after ${max} attempts`);
+  }
+
+  /** Wake parked alerts of the meters an outage no longer covers. */
+  private async wakeIds(meters: readonly string[]): Promise<string[]> {
+    if (meters.length === 0) return [];
+    const keys = meters.flatMap((m) => this.cfg.outage.suppressTypes.map((t) => `${t}:${m}`));
+    return this.store.idsOfKeys(keys);
+  }
+
+  private async commit(snapshot: Snapshot, r: EngineResult, now: number, eventId?: string): Promise<{ status: 'ok'; changes: AlertChangeRecord[]; alerts: AlertRecord[] } | 'conflict' | 'dup'> {
+    const res = await this.store.commit({
+      snapshot,
+      alerts: r.alerts,
+      tracker: r.tracker,
+      changes: r.changes,
+      wake: await this.wakeIds(r.unpark),
+      cleared: r.cleared,
+      ...(eventId === undefined ? {} : { eventId, dedupSeconds: this.opts.dedupSeconds }),
+      now,
+    });
+    if (res.status === 'ok') return res;
+    return res.status;
+  }
+
+  async handleEvent(ev: DetectionEvent, clock: () => number = Date.now): Promise<EventOutcome> {
+    const meter = ev.subjectKind === 'meter' ? await this.topology.meter(ev.subject) : null;
+    const plan = planEvent(ev, meter, this.cfg);
+    const topo = plan.transformerId === null ? null : await this.topology.transformer(plan.transformerId);
+    const held = topo === null ? plan.alertKeys : [...plan.alertKeys, `t:${topo.transformerId}`];
+    return this.lock.run(held, () => this.retry(`event ${ev.id}`, async () => {
+      const snap = await this.store.load(plan.alertKeys, topo === null ? null : topo.transformerId);
+      const r = applyEvent({ event: ev, meter, topology: topo, alerts: snap.byKey, cleared: snap.cleared, tracker: snap.tracker, now: clock() }, this.cfg);
+      if (r.alerts.length === 0 && r.tracker === null && r.cleared.set.length === 0 && r.cleared.drop.length === 0) return { status: 'noop' as const };
+      const c = await this.commit(snap, r, clock(), ev.id);
+      if (c === 'dup') return { status: 'duplicate' as const };
+      if (c === 'conflict') return c;
+      return { status: 'applied' as const, changes: c.changes };
+    }));
+  }
+
+  async operator(id: string, action: OperatorAction, clock: () => number = Date.now): Promise<OperatorOutcomeView> {
+    return this.retry(`${action.kind} ${id}`, async () => {
+      const { snapshot, alerts } = await this.store.loadIds([id]);
+      const alert = alerts[0];
+      if (alert === undefined) return { status: 'not-found' as const };
+      const tracker = alert.type === 'outage' && alert.transformerId !== null ? await this.store.loadTracker(snapshot, alert.transformerId) : null;
+      const out = applyOperator(alert, tracker, action, clock());
+      if (!out.ok) return { status: 'conflict' as const, alert: out.alert };
+      if (out.result.alerts.length === 0) return { status: 'ok' as const, alert };
+      const c = await this.commit(snapshot, out.result, clock());
+      if (c === 'conflict') return c;
+      if (c === 'dup') throw new Error('operator commit reported a duplicate');
+      return { status: 'ok' as const, alert: c.alerts.find((a) => a.id === id) ?? out.alert };
+    });
+  }
+
+  /** One alert: auto-resolve, release or park held notices; keeps the due indexes honest. */
+  private async sweepOne(id: string, wm: Watermarks, clock: () => number): Promise<boolean> {
+    return this.retry(`sweep ${id}`, async () => {
+      const { snapshot, alerts } = await this.store.loadIds([id]);
+      const alert = alerts[0];
+      if (alert === undefined) {
+        await this.store.forgetDue(id);
+        return false;
+      }
+      const covered = alert.meterId !== null && alert.transformerId !== null && this.cfg.outage.suppressTypes.includes(alert.type);
+      const tracker = covered && alert.transformerId !== null ? await this.store.loadTracker(snapshot, alert.transformerId) : null;
+      const now = clock();
+      const tr = sweepAlert(alert, tracker, watermarkOf(wm, alert.meterId), now, this.cfg);
+      if (tr === null) {
+        const due = dueTimes(alert, this.cfg.lifecycle);
+        // Woken but nothing to do (or resolved meanwhile): rewrite so the indexes match the record again.
+        if (due.wall !== null || due.event !== null) return false;
+        const c = await this.commit(snapshot, alertsOnly([alert], []), now);
+        return c === 'conflict' ? c : false;
+      }
+      const c = await this.commit(snapshot, alertsOnly([tr.alert], tr.changes), now);
+      return c === 'conflict' ? c : true;
+    });
+  }
+
+  async sweep(wm: Watermarks, clock: () => number = Date.now, batch = 500): Promise<SweepStats> {
+    const stats: SweepStats = { looked: 0, changed: 0, deleted: 0 };
+    const ids = await this.store.dueIds((b) => (b === 'all' ? wm.min : (wm.byShard.get(Number(b)) ?? wm.min)), clock(), batch);
+    for (const id of ids) {
+      stats.looked++;
+      if (await this.sweepOne(id, wm, clock)) stats.changed++;
+    }
+    return stats;
+  }
+
+  /** Deletes resolved alerts last seen more than the retention before the slowest watermark. */
+  async retention(wm: Watermarks, clock: () => number = Date.now, maxScan = 5000): Promise<number> {
+    if (!Number.isFinite(wm.min)) return 0;
+    const cutoff = wm.min - this.opts.retentionMs;
+    let deleted = 0;
+    const ids = await this.store.oldestIds(maxScan);
+    for (let i = 0; i < ids.length; i += 100) {
+      const { snapshot, alerts } = await this.store.loadIds(ids.slice(i, i + 100));
+      // Ids sort by first event time: once one started after the cutoff, none after it can be expired.
+      if (alerts.length > 0 && alerts.every((a) => a.firstSeen >= cutoff)) break;
+      const expired = alerts.filter((a) => isExpired(a, wm.min, this.opts.retentionMs));
+      if (expired.length === 0) continue;
+      const res = await this.store.commit({ snapshot, alerts: [], tracker: null, changes: [], remove: expired, now: clock() });
+      if (res.status === 'ok') deleted += expired.length;
+      else this.log.debug({ n: expired.length }, 'retention lost a race, next sweep retries');
+    }
+    return deleted;
+  }
+}

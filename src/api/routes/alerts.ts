@@ -1,0 +1,115 @@
+import { Type } from 'typebox';
+import {
+  AlertActionBody,
+  AlertIdParams,
+  AlertListQuery,
+  AlertPage,
+  AlertView,
+  DeadLetterPage,
+  toAlertView,
+} from '../../contracts/alert.js';
+import { AlertsConfig } from '../../contracts/config-alerts.js';
+import { AlertService } from '../../alerts/service.js';
+import { engineConfig } from '../../alerts/settings.js';
+import { AlertStore } from '../../alerts/store.js';
+import { Topology } from '../../alerts/topology.js';
+import { loadSection } from '../../shared/config.js';
+import type { RoutePlugin } from '../app.js';
+
+const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() });
+const ID_RE = /^[0-9a-z]{9}-[0-9a-f]{16}$/;
+
+const encodeCursor = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
+function decodeCursor(c: string): string | undefined {
+  const id = Buffer.from(c, 'base64url').toString('utf8');
+  return ID_RE.test(id) ? id : undefined;
+}
+
+/** ISO-8601 or epoch milliseconds. */
+function parseSince(s: string): number | undefined {
+  const ms = /^\d{1,15}$/.test(s) ? Number(s) : Date.parse(s);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+const badRequest = (message: string) => ({ statusCode: 400, error: 'Bad Request', message });
+const notFound = (id: string) => ({ statusCode: 404, error: 'Not Found', message: `alert ${id} not found` });
+
+/**
+ * Alerts: list (filters, cursor paging), get, acknowledge, resolve; dead-lettered notifications. Reading needs any
+ * valid token, changing needs `alerts:write`. Changes go through the same atomic path as the alerts role, so an
+ * operator and the pipeline never overwrite each other.
+ */
+export const alertRoutes: RoutePlugin = async (app, deps) => {
+  const cfg = loadSection('alerts', AlertsConfig);
+  const engine = engineConfig(cfg);
+  const store = new AlertStore(deps.redis, engine.lifecycle, deps.config.streamShards);
+  const service = new AlertService(store, new Topology(deps.registry), engine, deps.log.child({ component: 'api-alerts' }), {
+    dedupSeconds: cfg.worker.dedupHours * 3600,
+    retentionMs: cfg.lifecycle.retentionDays * 86_400_000,
+  });
+
+  app.get('/api/v1/alerts', {
+    preHandler: deps.auth(),
+    schema: {
+      tags: ['alerts'],
+      summary: 'List alerts, newest first (by first event time); filters combine; cursor paging',
+      querystring: AlertListQuery,
+      response: { 200: AlertPage, 400: ErrorBody },
+    },
+  }, async (req, reply) => {
+    const q = req.query;
+    const since = q.since === undefined ? undefined : parseSince(q.since);
+    if (q.since !== undefined && since === undefined) return reply.code(400).send(badRequest('since: expected an ISO-8601 time or epoch milliseconds'));
+    const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    if (q.cursor !== undefined && cursor === undefined) return reply.code(400).send(badRequest('cursor: not a cursor from this API'));
+    const page = await store.list({ state: q.state, type: q.type, severity: q.severity, subject: q.subject, since }, q.limit ?? 100, cursor);
+    return { items: page.items.map(toAlertView), nextCursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor) };
+  });
+
+  app.get('/api/v1/alerts/:id', {
+    preHandler: deps.auth(),
+    schema: { tags: ['alerts'], summary: 'One alert', params: AlertIdParams, response: { 200: AlertView, 404: ErrorBody } },
+  }, async (req, reply) => {
+    const a = ID_RE.test(req.params.id) ? await store.get(req.params.id) : undefined;
+    if (a === undefined) return reply.code(404).send(notFound(req.params.id));
+    return toAlertView(a);
+  });
+
+  for (const action of ['ack', 'resolve'] as const) {
+    app.post(`/api/v1/alerts/:id/${action}`, {
+      preHandler: deps.auth('alerts:write'),
+      schema: {
+        tags: ['alerts'],
+        summary: action === 'ack' ? 'Acknowledge an open alert (idempotent)' : 'Resolve an alert (idempotent)',
+        params: AlertIdParams,
+        // The body is optional: `null` lets a bare POST through validation.
+        body: Type.Union([AlertActionBody, Type.Null()]),
+        response: { 200: AlertView, 404: ErrorBody, 409: ErrorBody },
+      },
+    }, async (req, reply) => {
+      const id = req.params.id;
+      if (!ID_RE.test(id)) return reply.code(404).send(notFound(id));
+      const by = req.body?.by ?? 'operator';
+      const r = await service.operator(id, { kind: action, by });
+      if (r.status === 'not-found') return reply.code(404).send(notFound(id));
+      if (r.status === 'conflict') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `alert ${id} is ${r.alert.state}` });
+      return toAlertView(r.alert);
+    });
+  }
+
+  app.get('/api/v1/notifications/dead-letters', {
+    preHandler: deps.auth(),
+    schema: {
+      tags: ['alerts'],
+      summary: 'Webhook deliveries that used up their attempts, newest first',
+      querystring: Type.Object({
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+        cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$' })),
+      }),
+      response: { 200: DeadLetterPage },
+    },
+  }, async (req) => {
+    const page = await store.deadLetters(req.query.limit ?? 100, req.query.cursor === undefined ? 0 : Number(req.query.cursor));
+    return { items: page.items, nextCursor: page.nextCursor === null ? null : String(page.nextCursor) };
+  });
+};

@@ -1,0 +1,355 @@
+import type { DetectionConfig } from '../contracts/config-detection.js';
+import type { DetectionEvent } from '../contracts/events.js';
+import type { Reading } from '../contracts/reading.js';
+import {
+  type Baseline, type BaselineSettings, coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, expectedRate, learn, slotCount,
+} from './baseline.js';
+import { type DetectorSettings, type DetectorState, evaluateInterval, evaluateVoltage, initialDetectors, meterEvent, type MeterRef } from './detectors.js';
+import { computeIntervals, type GapShape, insertRead, type Interval, newestRead, type RegisterRead, settle, type VeeSettings, type VeeState } from './intervals.js';
+import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDate, localDayEnd, MINUTE_MS } from './local-time.js';
+
+/**
+ * One meter's whole stream state and the one function that advances it by a read. State in, state out:
+ * the adapter persists it (encodeMeterState) together with the stream position.
+ */
+
+export interface StreamSettings {
+  zone: string;
+  defaultIntervalMs: number;
+  toleranceMs: number;
+  linearGapMaxMs: number;
+  gapFactor: number;
+  hourGridOffsetMs: number;
+  warmupMs: number;
+  silentIntervals: number;
+  baseline: BaselineSettings;
+  detectors: DetectorSettings;
+  /** VEE settings per interval length, computed once. */
+  vee: ReadonlyMap<number, VeeSettings>;
+}
+
+export function compileSettings(cfg: DetectionConfig, zone: string): StreamSettings {
+  const vee = new Map<number, VeeSettings>();
+  const hourGridOffsetMs = gridOffsetMs(zone, HOUR_MS);
+  for (const minutes of [15, 30, 60, cfg.intervals.defaultMinutes]) {
+    const intervalMs = minutes * MINUTE_MS;
+    vee.set(intervalMs, {
+      toleranceMs: cfg.intervals.lateToleranceMinutes * MINUTE_MS,
+      linearGapMaxMs: cfg.intervals.linearGapMaxMinutes * MINUTE_MS,
+      gapFactor: cfg.intervals.gapFactor,
+      gridOffsetMs: gridOffsetMs(zone, intervalMs),
+      hourGridOffsetMs,
+    });
+  }
+  return {
+    vee,
+    zone,
+    defaultIntervalMs: cfg.intervals.defaultMinutes * MINUTE_MS,
+    toleranceMs: cfg.intervals.lateToleranceMinutes * MINUTE_MS,
+    linearGapMaxMs: cfg.intervals.linearGapMaxMinutes * MINUTE_MS,
+    gapFactor: cfg.intervals.gapFactor,
+    hourGridOffsetMs: gridOffsetMs(zone, HOUR_MS),
+    warmupMs: cfg.baseline.warmupDays * DAY_MS,
+    silentIntervals: cfg.silent.intervals,
+    baseline: cfg.baseline,
+    detectors: cfg,
+  };
+}
+
+/** What the state machine needs from the registry. */
+export interface MeterInfo extends MeterRef {
+  intervalMinutes: number;
+}
+
+export interface MeterState {
+  vee: VeeState;
+  /** First accepted read (warm-up clock), 0 before any. */
+  firstTs: number;
+  /** End of the last interval run through the detectors. */
+  evaluatedUntil: number;
+  /** End of the last final interval offered to the baseline. */
+  learnedUntil: number;
+  /** Starts of evaluated, not yet final intervals that must not teach the baseline (anomalous). */
+  noTeach: number[];
+  /** Last local hour a `baseline` point was emitted for. */
+  baselineHour: number;
+  baseline: Baseline;
+  det: DetectorState;
+}
+
+export interface IntervalOut extends Interval {
+  /** Average import demand over the interval, W. */
+  demandW: number;
+}
+
+export interface BaselinePoint {
+  /** Local hour start. */
+  ts: number;
+  /** Expected energy per interval of this meter, and its spread. */
+  expectedWh: number;
+  spreadWh: number;
+}
+
+export type ReadOutcome = 'accepted' | 'duplicate' | 'conflict' | 'late';
+
+export interface ReadResult {
+  state: MeterState;
+  outcome: ReadOutcome;
+  /** New or recomputed intervals (write them: same tags and time overwrite). */
+  intervals: IntervalOut[];
+  events: DetectionEvent[];
+  baselinePoints: BaselinePoint[];
+}
+
+export function intervalMsOf(meter: { intervalMinutes: number }, s: StreamSettings): number {
+  const m = meter.intervalMinutes;
+  return m === 15 || m === 30 || m === 60 ? m * MINUTE_MS : s.defaultIntervalMs;
+}
+
+export function initialMeterState(meter: MeterInfo, s: StreamSettings): MeterState {
+  return {
+    vee: { intervalMs: intervalMsOf(meter, s), reads: [] },
+    firstTs: 0,
+    evaluatedUntil: 0,
+    learnedUntil: 0,
+    noTeach: [],
+    baselineHour: 0,
+    baseline: coldBaseline(meter.class, s.baseline),
+    det: initialDetectors(),
+  };
+}
+
+export function veeSettings(s: StreamSettings, intervalMs: number): VeeSettings {
+  const cached = s.vee.get(intervalMs);
+  if (cached !== undefined) return cached;
+  return {
+    toleranceMs: s.toleranceMs,
+    linearGapMaxMs: s.linearGapMaxMs,
+    gapFactor: s.gapFactor,
+    gridOffsetMs: gridOffsetMs(s.zone, intervalMs),
+    hourGridOffsetMs: s.hourGridOffsetMs,
+  };
+}
+
+/** The baseline as a gap-fill shape (a class, not a closure: this runs once per read). */
+class BaselineShape implements GapShape {
+  constructor(
+    private readonly b: Baseline,
+    private readonly s: StreamSettings,
+  ) {}
+
+  rateAt(ts: number): number {
+    return expectedRate(this.b, this.s.baseline, this.s.zone, ts).rate;
+  }
+}
+
+/** The registry changed the meter's interval length: restart the grid from the newest read. */
+function switchInterval(st: MeterState, intervalMs: number): MeterState {
+  const newest = newestRead(st.vee);
+  const from = newest?.ts ?? 0;
+  return {
+    ...st,
+    vee: { intervalMs, reads: newest === undefined ? [] : [newest] },
+    evaluatedUntil: Math.max(st.evaluatedUntil, from),
+    learnedUntil: Math.max(st.learnedUntil, from),
+    noTeach: [],
+  };
+}
+
+/** Advances a meter by one validated reading (event time only: replaying the same reads gives the same result). */
+export function processRead(prev: MeterState | undefined, read: Reading, meter: MeterInfo, s: StreamSettings): ReadResult {
+  const intervalMs = intervalMsOf(meter, s);
+  let st = prev ?? initialMeterState(meter, s);
+  if (st.vee.intervalMs !== intervalMs) st = switchInterval(st, intervalMs);
+  const vs = veeSettings(s, intervalMs);
+
+  const reads = st.vee.reads;
+  let carried = 0;
+  for (const r of reads) if (r.ts < read.ts) carried = r.exp;
+  const point: RegisterRead = { ts: read.ts, imp: read.importWh, exp: read.exportWh ?? carried };
+  const ins = insertRead(st.vee, point, vs);
+  if (ins.kind === 'duplicate') return { state: st, outcome: ins.conflict ? 'conflict' : 'duplicate', intervals: [], events: [], baselinePoints: [] };
+  if (ins.kind === 'late') return { state: st, outcome: 'late', intervals: [], events: [], baselinePoints: [] };
+
+  const events: DetectionEvent[] = [];
+  let det = st.det;
+  const hadReads = reads.length > 0;
+
+  for (const r of ins.resets) {
+    det = { ...det, reset: true };
+    events.push(meterEvent(meter, 'registerReset', 'firing', r.ts, {
+      value: r.afterWh, expected: r.beforeWh, score: r.beforeWh - r.afterWh, severity: 'warning',
+      reason: `import register fell from ${r.beforeWh} to ${r.afterWh} Wh`,
+    }));
+  }
+  if (ins.appended && hadReads && ins.resets.length === 0 && det.reset) {
+    det = { ...det, reset: false };
+    events.push(meterEvent(meter, 'registerReset', 'clear', read.ts, {
+      value: read.importWh, expected: read.importWh, score: 0, severity: 'info', reason: 'import register advancing again',
+    }));
+  }
+  if (ins.appended && det.silent) {
+    det = { ...det, silent: false };
+    // A backlog flushed late can resume before the deadline that fired: the clear never precedes the firing.
+    const fired = silentDeadline(st, s) ?? read.ts;
+    events.push(meterEvent(meter, 'silent', 'clear', Math.max(read.ts, fired), {
+      value: 0, expected: 0, score: 0, severity: 'info', reason: 'reads resumed',
+    }));
+  }
+  if (read.voltageV !== undefined) {
+    const v = evaluateVoltage(det, read.ts, read.voltageV, meter, s.detectors);
+    det = v.det;
+    events.push(...v.events);
+  }
+
+  let baseline = st.baseline;
+  let evaluatedUntil = st.evaluatedUntil;
+  let baselineHour = st.baselineHour;
+  const noTeach = [...st.noTeach];
+  const firstTs = st.firstTs === 0 ? read.ts : Math.min(st.firstTs, read.ts);
+  const baselinePoints: BaselinePoint[] = [];
+
+  const changed = computeIntervals(ins.state, floorGrid(ins.from, intervalMs, vs.gridOffsetMs), ceilGrid(ins.to, intervalMs, vs.gridOffsetMs), vs, new BaselineShape(baseline, s));
+  const intervals: IntervalOut[] = [];
+  for (const iv of changed) {
+    const demandW = (iv.wh * HOUR_MS) / intervalMs;
+    intervals.push({ ...iv, demandW });
+    if (iv.end <= evaluatedUntil) continue; // recomputed: judged once, when it first appeared
+    const exp = expectedInterval(baseline, s.baseline, s.zone, iv.start, intervalMs);
+    const ev = evaluateInterval(det, {
+      start: iv.start, end: iv.end, wh: iv.wh, exportWh: iv.exportWh, estimated: iv.estimated, demandW,
+      expectedWh: exp.wh, spreadWh: exp.spreadWh, warm: iv.end - firstTs >= s.warmupMs, slotReady: exp.samples >= s.baseline.minSlotSamples,
+    }, meter, s.detectors, s.zone);
+    det = ev.det;
+    events.push(...ev.events);
+    if (!ev.teach) noTeach.push(iv.start);
+    evaluatedUntil = iv.end;
+    const hour = floorGrid(iv.start, HOUR_MS, s.hourGridOffsetMs);
+    if (hour > baselineHour) {
+      baselineHour = hour;
+      baselinePoints.push({ ts: hour, expectedWh: exp.wh, spreadWh: exp.spreadWh });
+    }
+  }
+
+  // Intervals that no accepted read can change any more teach the baseline, with their final values.
+  const settled = settle(ins.state, vs);
+  let learnedUntil = st.learnedUntil;
+  if (settled.finalUntil > learnedUntil) {
+    const finals = computeIntervals(ins.state, learnedUntil, settled.finalUntil, vs, new BaselineShape(baseline, s));
+    for (const f of finals) {
+      if (f.end > evaluatedUntil) break;
+      if (!f.estimated && !noTeach.includes(f.start)) baseline = learn(baseline, s.baseline, s.zone, f.start, intervalMs, f.wh);
+      learnedUntil = f.end;
+    }
+  }
+
+  return {
+    state: {
+      vee: settled.state,
+      firstTs,
+      evaluatedUntil,
+      learnedUntil,
+      noTeach: keepFrom(noTeach, learnedUntil),
+      baselineHour,
+      baseline,
+      det,
+    },
+    outcome: 'accepted',
+    intervals,
+    events,
+    baselinePoints,
+  };
+}
+
+function keepFrom(starts: number[], from: number): number[] {
+  const out: number[] = [];
+  for (const t of starts) if (t >= from) out.push(t);
+  return out;
+}
+
+/** Event time after which the meter counts as silent: its newest read plus N of its intervals. */
+export function silentDeadline(st: MeterState, s: StreamSettings): number | undefined {
+  const newest = newestRead(st.vee);
+  return newest === undefined ? undefined : newest.ts + s.silentIntervals * st.vee.intervalMs;
+}
+
+/** `silent` fires once when the shard watermark passes the deadline; the next newer read clears it. */
+export function checkSilent(st: MeterState, watermark: number, meter: MeterInfo, s: StreamSettings): { state: MeterState; events: DetectionEvent[] } {
+  const deadline = silentDeadline(st, s);
+  if (deadline === undefined || st.det.silent || watermark < deadline) return { state: st, events: [] };
+  const newest = newestRead(st.vee);
+  const minutes = Math.round((s.silentIntervals * st.vee.intervalMs) / MINUTE_MS);
+  const ev = meterEvent(meter, 'silent', 'firing', deadline, {
+    value: s.silentIntervals, expected: 0, score: (watermark - (newest?.ts ?? deadline)) / st.vee.intervalMs, severity: 'warning',
+    reason: `no read for ${minutes} min since ${new Date(newest?.ts ?? 0).toISOString()}`,
+  });
+  return { state: { ...st, det: { ...st.det, silent: true } }, events: [ev] };
+}
+
+/** Local dates (YYYY-MM-DD) of intervals whose day the watermark has already closed: late data to recompute. */
+export function closedDays(intervals: readonly Interval[], watermark: number, zone: string): string[] {
+  const days = new Set<string>();
+  for (const iv of intervals) {
+    if (iv.start >= watermark) continue;
+    if (localDayEnd(zone, iv.start) <= watermark) days.add(localDate(zone, iv.start));
+  }
+  return [...days];
+}
+
+// ---- serialisation: compact JSON, the baseline as base64 float32 ----
+
+const FLAGS = ['spike', 'reverse', 'peak', 'reset', 'silent', 'flat', 'voltage', 'drop'] as const;
+
+export function encodeMeterState(st: MeterState): string {
+  const d = st.det;
+  let flags = 0;
+  FLAGS.forEach((f, i) => {
+    if (d[f]) flags |= 1 << i;
+  });
+  return JSON.stringify({
+    v: 1,
+    i: st.vee.intervalMs / MINUTE_MS,
+    r: st.vee.reads.map((r) => [r.ts, r.imp, r.exp]),
+    f: st.firstTs,
+    e: st.evaluatedUntil,
+    l: st.learnedUntil,
+    n: st.noTeach,
+    h: st.baselineHour,
+    b: encodeBaseline(st.baseline),
+    d: [flags, d.flatFrom, d.flatExpWh, d.vRun, d.dayStart, d.dayWh, d.dayExpWh, d.lowDays],
+  });
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isNumArray = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNum);
+
+/** Parses a checkpointed state; undefined when it is not one (the meter then starts afresh). */
+export function decodeMeterState(raw: string, s: StreamSettings): MeterState | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (o === null || typeof o !== 'object') return undefined;
+  const obj = o;
+  const get = (k: string): unknown => (k in obj ? Reflect.get(obj, k) : undefined);
+  const [v, i, r, f, e, l, n, h, b, d] = ['v', 'i', 'r', 'f', 'e', 'l', 'n', 'h', 'b', 'd'].map(get);
+  if (v !== 1 || !isNum(i) || !isNum(f) || !isNum(e) || !isNum(l) || !isNum(h) || typeof b !== 'string' || !isNumArray(n)) return undefined;
+  if (!Array.isArray(r) || !r.every((x) => isNumArray(x) && x.length === 3)) return undefined;
+  if (!isNumArray(d) || d.length !== 8) return undefined;
+  const baseline = decodeBaseline(b, slotCount(s.baseline.slots));
+  if (baseline === undefined) return undefined;
+  const reads: RegisterRead[] = [];
+  for (const x of r) {
+    if (!isNumArray(x)) return undefined;
+    const [ts = 0, imp = 0, exp = 0] = x;
+    reads.push({ ts, imp, exp });
+  }
+  const [flags = 0, flatFrom = -1, flatExpWh = 0, vRun = 0, dayStart = -1, dayWh = 0, dayExpWh = 0, lowDays = 0] = d;
+  const det = { ...initialDetectors(), flatFrom, flatExpWh, vRun, dayStart, dayWh, dayExpWh, lowDays };
+  FLAGS.forEach((key, idx) => {
+    det[key] = (flags & (1 << idx)) !== 0;
+  });
+  return { vee: { intervalMs: i * MINUTE_MS, reads }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach: n, baselineHour: h, baseline, det };
+}

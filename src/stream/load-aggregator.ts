@@ -1,0 +1,139 @@
+import type { Redis } from 'ioredis';
+import type { TransformerRecord } from '../contracts/registry.js';
+import type { DetectionEvent } from '../contracts/events.js';
+import { judgeSystem, judgeTransformer, type PeakSettings } from '../domain/peaks.js';
+import { lp } from '../shared/line-protocol.js';
+import type { LoadContribution } from './shard-work.js';
+import { streamKeys } from './keys.js';
+import { keys } from '../shared/redis.js';
+
+/**
+ * Transformer and fleet load across shards and workers. Each meter interval is one hash field
+ * (`meterId@start` → net W) of its transformer's aggregation interval, so re-processing a read
+ * overwrites instead of adding. An interval is judged once every shard's watermark has passed its
+ * end; a late contribution re-queues it. Judging twice is harmless: same points, same event ids.
+ */
+
+export interface LoadDeps {
+  redis: Redis;
+  settings: PeakSettings;
+  aggMs: number;
+  retainMs: number;
+  transformer(id: string): Promise<TransformerRecord | undefined>;
+  write(lines: string[]): void;
+}
+
+const sumValues = (vals: string[]): number => vals.reduce((a, v) => a + (Number.isFinite(Number(v)) ? Number(v) : 0), 0);
+
+function parseActive(raw: string | null | undefined): { slot: number; active: boolean } {
+  const [slot, flag] = (raw ?? '').split('|');
+  const n = Number(slot);
+  return { slot: Number.isFinite(n) ? n : -Infinity, active: flag === '1' };
+}
+
+export class LoadAggregator {
+  constructor(private readonly d: LoadDeps) {}
+
+  async contribute(contribs: readonly LoadContribution[]): Promise<void> {
+    if (contribs.length === 0) return;
+    // One HSET per transformer interval and one ZADD per batch: a backfill batch touches few of them.
+    const byKey = new Map<string, string[]>();
+    const due: Array<string | number> = [];
+    for (const c of contribs) {
+      const key = streamKeys.load(c.transformerId, c.slot);
+      let fields = byKey.get(key);
+      if (fields === undefined) {
+        fields = [];
+        byKey.set(key, fields);
+        due.push(c.slot + this.d.aggMs, `${c.transformerId}|${c.slot}`);
+      }
+      fields.push(c.field, String(c.netW));
+    }
+    const p = this.d.redis.pipeline();
+    for (const [key, fields] of byKey) p.hset(key, ...fields);
+    p.zadd(streamKeys.loadDue, ...due);
+    await p.exec();
+  }
+
+  /** Lowest watermark over the shards that have one: every shard has seen data up to it. */
+  async fleetWatermark(): Promise<number | undefined> {
+    const all = await this.d.redis.hvals(keys.watermark);
+    const wms = all.map(Number).filter((n) => Number.isFinite(n) && n > 0);
+    return wms.length === 0 ? undefined : Math.min(...wms);
+  }
+
+  /** Judges every transformer and fleet interval the watermark has closed; returns the events to enqueue. */
+  async judgeDue(maxItems = 5000): Promise<DetectionEvent[]> {
+    const wm = await this.fleetWatermark();
+    if (wm === undefined) return [];
+    const r = this.d.redis;
+    const events: DetectionEvent[] = [];
+    const lines: string[] = [];
+    // Ordered by slot end, so one transformer's slots are judged in time order within a pass.
+    const due = (await r.zrangebyscore(streamKeys.loadDue, '-inf', wm, 'LIMIT', 0, maxItems)).flatMap((member) => {
+      const cut = member.lastIndexOf('|');
+      const slot = Number(member.slice(cut + 1));
+      return cut > 0 && Number.isFinite(slot) ? [{ member, tid: member.slice(0, cut), slot }] : [];
+    });
+    if (due.length > 0) {
+      const tids = [...new Set(due.map((d) => d.tid))];
+      const read = r.pipeline();
+      for (const d of due) read.hvals(streamKeys.load(d.tid, d.slot));
+      read.hmget(streamKeys.loadActive, ...tids);
+      const [replies, recs] = await Promise.all([read.exec(), Promise.all(tids.map((t) => this.d.transformer(t)))]);
+      const rec = new Map(tids.map((t, i) => [t, recs[i]]));
+      const activeReply = replies?.[due.length]?.[1];
+      const state = new Map(tids.map((t, i) => [t, parseActive(Array.isArray(activeReply) ? stringOrNull(activeReply[i]) : null)]));
+      const write = r.multi();
+      due.forEach((d, i) => {
+        const vals = replies?.[i]?.[1];
+        const netW = sumValues(Array.isArray(vals) ? vals.filter((v): v is string => typeof v === 'string') : []);
+        const t = rec.get(d.tid);
+        const prev = state.get(d.tid) ?? { slot: -Infinity, active: false };
+        const feederId = t?.feederId ?? '';
+        if (t !== undefined) {
+          const j = judgeTransformer({ transformerId: d.tid, feederId, start: d.slot, aggMs: this.d.aggMs, netW, ratingKva: t.ratingKva }, prev.active, this.d.settings);
+          lines.push(lp('feeder_load', { feeder: feederId, transformer: d.tid }, { demand_kw: j.demandKw, rating_kw: j.ratingKw, utilization: j.utilization }, d.slot));
+          // A slot judged again after a later one (late data) may still fire, but never clears or moves the state back.
+          const inOrder = d.slot >= prev.slot;
+          if (j.event !== undefined && (j.event.status === 'firing' || inOrder)) events.push(j.event);
+          if (inOrder) state.set(d.tid, { slot: d.slot, active: j.active });
+        } else {
+          lines.push(lp('feeder_load', { feeder: feederId, transformer: d.tid }, { demand_kw: netW / 1000 }, d.slot));
+        }
+        write
+          .hset(streamKeys.systemLoad(d.slot), d.tid, String(netW))
+          .zadd(streamKeys.systemDue, d.slot + this.d.aggMs, String(d.slot))
+          .zadd(streamKeys.loadGc, d.slot + this.d.aggMs + this.d.retainMs, streamKeys.load(d.tid, d.slot))
+          .zrem(streamKeys.loadDue, d.member);
+      });
+      for (const [tid, st] of state) if (Number.isFinite(st.slot)) write.hset(streamKeys.loadActive, tid, `${st.slot}|${st.active ? 1 : 0}`);
+      await write.exec();
+    }
+
+    // The fleet sum of a slot needs every transformer of it: wait while transformer slots are still queued.
+    const sysDue = due.length >= maxItems ? [] : await r.zrangebyscore(streamKeys.systemDue, '-inf', wm, 'LIMIT', 0, maxItems);
+    let sys = parseActive(await r.hget(streamKeys.loadActive, 'system'));
+    for (const member of sysDue) {
+      const slot = Number(member);
+      if (!Number.isFinite(slot)) continue;
+      const key = streamKeys.systemLoad(slot);
+      const netW = sumValues(await r.hvals(key));
+      const j = judgeSystem({ start: slot, aggMs: this.d.aggMs, netW }, sys.active, this.d.settings);
+      lines.push(lp('system_load', {}, { demand_kw: j.demandKw, threshold_kw: this.d.settings.systemPeak.thresholdKw }, slot));
+      const inOrder = slot >= sys.slot;
+      if (j.event !== undefined && (j.event.status === 'firing' || inOrder)) events.push(j.event);
+      if (inOrder) sys = { slot, active: j.active };
+      const m = r.multi();
+      if (inOrder) m.hset(streamKeys.loadActive, 'system', `${slot}|${j.active ? 1 : 0}`);
+      await m.zadd(streamKeys.loadGc, slot + this.d.aggMs + this.d.retainMs, key).zrem(streamKeys.systemDue, member).exec();
+    }
+
+    const old = await r.zrangebyscore(streamKeys.loadGc, '-inf', wm, 'LIMIT', 0, maxItems);
+    if (old.length > 0) await r.multi().del(...old).zrem(streamKeys.loadGc, ...old).exec();
+    this.d.write(lines);
+    return events;
+  }
+}
+
+const stringOrNull = (v: unknown): string | null => (typeof v === 'string' ? v : null);
