@@ -3,7 +3,7 @@ import { Compile } from 'typebox/compile';
 import { DetectionEventPayload, EVENTS_QUEUE, NOTIFY_QUEUE } from '../contracts/alert.js';
 import { AlertsConfig } from '../contracts/config-alerts.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
-import { loadSection, type Env } from '../shared/config.js';
+import { loadSection, secretEnv, type Env } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import { Counter, Gauge, metric } from '../shared/metrics.js';
@@ -12,10 +12,10 @@ import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher } from './dispatcher.js';
 import { notifyProcessor } from './notifier.js';
-import { AlertService, parseWatermarks, type SweepStats } from './service.js';
-import { engineConfig, routingConfig, webhookTargets } from './settings.js';
-import { AlertStore } from './store.js';
-import { Topology } from './topology.js';
+import { AlertService, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
+import { engineConfig, routingConfig, webhookTargets } from '../shared/alerts/settings.js';
+import { AlertStore } from '../shared/alerts/store.js';
+import { Topology } from '../shared/alerts/topology.js';
 
 export interface AlertsOptions {
   /** Section already loaded (tests tune it); default config/alerts.yaml (+ MF_CONFIG). */
@@ -47,7 +47,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   const log = ctx.log.child({ component: 'alerts' });
   const cfg = opts.alerts ?? loadSection('alerts', AlertsConfig);
   const registryCfg = loadSection('registry', RegistryConfig);
-  const targets = webhookTargets(cfg, opts.env ?? process.env);
+  const targets = webhookTargets(cfg, opts.env ?? secretEnv());
   const engine = engineConfig(cfg);
   const keyPrefix = opts.keyPrefix ?? 'mf';
   const watermarkKey = opts.keyPrefix === undefined ? sharedKeys.watermark : `${keyPrefix}:watermark`;

@@ -1,6 +1,7 @@
 /**
  * Detection events: what the stream worker hands to the alert service through the BullMQ `events` queue.
- * One job per event, jobId = event id (deterministic, so a replay never enqueues twice).
+ * One job per event, jobId = `jobIdOf(event.id)` (src/stream/main.ts: the id with `:` turned into `|`, since BullMQ
+ * rejects custom ids with more than two colons) — deterministic, so a replay never enqueues twice.
  */
 export const ANOMALY_TYPES = [
   'spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'registerReset',
@@ -14,7 +15,7 @@ export type Severity = (typeof SEVERITIES)[number];
 export type SubjectKind = 'meter' | 'customer' | 'transformer' | 'system';
 
 export interface DetectionEvent {
-  /** Deterministic: `${type}:${subject}:${ts}:${status}`; also the BullMQ jobId. */
+  /** Deterministic: `${type}:${subject}:${ts}:${status}` (the BullMQ jobId is derived from it). */
   id: string;
   type: AnomalyType;
   /** `firing` while the condition holds (one per anomalous interval or read); `clear` once when it stops holding. */

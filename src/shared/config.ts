@@ -174,6 +174,11 @@ export function loadConfigWith(overrides: Env): AppConfig {
   return loadConfig({ ...process.env, ...overrides });
 }
 
+/** Where secrets named in config files (e.g. a webhook's `secretEnv`) are looked up: the process environment. */
+export function secretEnv(): Env {
+  return process.env;
+}
+
 /** Whether a variable is set in the process environment (the demo only fills in what the user did not set). */
 export function isSet(name: string): boolean {
   return optional(process.env, name) !== undefined;

@@ -105,7 +105,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     await eventsQueue.addBulk(events.map((e) => ({
       name: e.type,
       data: e,
-      opts: { jobId: jobIdOf(e.id), removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
+      opts: { jobId: jobIdOf(e.id), attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
     })));
     for (const e of events) eventsTotal.inc({ type: e.type, status: e.status });
   }
@@ -115,7 +115,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     await billingQueue.addBulk(list.map((r) => ({
       name: 'recompute',
       data: { meterId: r.meterId, day: r.day },
-      opts: { jobId: `recompute|${r.meterId}|${r.day}|${r.watermark}`, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
+      opts: { jobId: `recompute|${r.meterId}|${r.day}|${r.watermark}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
     })));
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWatermarks, watermarkOf } from '../../src/alerts/service.js';
+import { parseWatermarks, watermarkOf } from '../../src/shared/alerts/service.js';
 import { shardOf } from '../../src/domain/shard.js';
 
 describe('watermarks for the alert sweep', () => {

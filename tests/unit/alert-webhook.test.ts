@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { engineConfig, webhookTargets } from '../../src/alerts/settings.js';
-import { signWebhook, verifyWebhook } from '../../src/alerts/webhook.js';
+import { engineConfig, webhookTargets } from '../../src/shared/alerts/settings.js';
+import { signWebhook, verifyWebhook } from '../../src/shared/alerts/webhook.js';
 import { AlertsConfig } from '../../src/contracts/config-alerts.js';
 import { loadSection } from '../../src/shared/config.js';
 import { ConfigError } from '../../src/shared/errors.js';

@@ -9,10 +9,10 @@ import {
   toAlertView,
 } from '../../contracts/alert.js';
 import { AlertsConfig } from '../../contracts/config-alerts.js';
-import { AlertService } from '../../alerts/service.js';
-import { engineConfig } from '../../alerts/settings.js';
-import { AlertStore } from '../../alerts/store.js';
-import { Topology } from '../../alerts/topology.js';
+import { AlertService } from '../../shared/alerts/service.js';
+import { engineConfig } from '../../shared/alerts/settings.js';
+import { AlertStore } from '../../shared/alerts/store.js';
+import { Topology } from '../../shared/alerts/topology.js';
 import { loadSection } from '../../shared/config.js';
 import type { RoutePlugin } from '../app.js';
 

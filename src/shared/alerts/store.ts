@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
-import { AlertChangeRecord, AlertRecord, DeadLetter, TrackerRecord, type AlertState } from '../contracts/alert.js';
-import type { AnomalyType, Severity } from '../contracts/events.js';
-import { dueTimes, type AlertChange, type LifecycleConfig } from '../domain/alert-lifecycle.js';
-import type { TrackerState } from '../domain/alert-outage.js';
-import { shardOf } from '../domain/shard.js';
+import { AlertChangeRecord, AlertRecord, DeadLetter, TrackerRecord, type AlertState } from '../../contracts/alert.js';
+import type { AnomalyType, Severity } from '../../contracts/events.js';
+import { dueTimes, type AlertChange, type LifecycleConfig } from '../../domain/alert-lifecycle.js';
+import type { TrackerState } from '../../domain/alert-outage.js';
+import { shardOf } from '../../domain/shard.js';
 
 /**
  * Alert state in Redis. Every record (alert, key → current id pointer, transformer tracker) is a field of one hash

@@ -1,5 +1,5 @@
-import type { AlertChangeRecord, AlertRecord } from '../contracts/alert.js';
-import type { DetectionEvent } from '../contracts/events.js';
+import type { AlertChangeRecord, AlertRecord } from '../../contracts/alert.js';
+import type { DetectionEvent } from '../../contracts/events.js';
 import {
   alertsOnly,
   applyEvent,
@@ -10,10 +10,10 @@ import {
   type EngineConfig,
   type EngineResult,
   type OperatorAction,
-} from '../domain/alert-engine.js';
-import { dueTimes } from '../domain/alert-lifecycle.js';
-import { shardOf } from '../domain/shard.js';
-import type { Logger } from '../shared/logger.js';
+} from '../../domain/alert-engine.js';
+import { dueTimes } from '../../domain/alert-lifecycle.js';
+import { shardOf } from '../../domain/shard.js';
+import type { Logger } from '../logger.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { AlertStore, Snapshot } from './store.js';
 import type { Topology } from './topology.js';
