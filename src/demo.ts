@@ -145,7 +145,7 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
     say(`  redis ${redis.url}   mosquitto ${mqtt.url}   influxdb ${influxUrl}`);
 
     const token = isSet('API_TOKENS') ? undefined : `demo-${randomBytes(12).toString('hex')}`;
-    const apiPort = isSet('API_PORT') || !(await portAnswers('127.0.0.1', baseConfig.api.port)) ? baseConfig.api.port : await freePort();
+    const apiPort = baseConfig.api.port !== 0 && (isSet('API_PORT') || !(await portAnswers('127.0.0.1', baseConfig.api.port))) ? baseConfig.api.port : await freePort();
     const config = loadConfigWith({
       REDIS_URL: redis.url,
       MQTT_URL: mqtt.url,
@@ -229,7 +229,7 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
         drawn = lines.length;
       } else if (now - lastPlain >= 5000 || stopping) {
         lastPlain = now;
-        say(lines.slice(0, 8).join('\n'));
+        say(lines.join('\n'));
       }
     };
     const ticker = setInterval(() => void draw(), 1000);

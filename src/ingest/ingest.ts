@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Reading } from '../contracts/reading.js';
 import type { IngestConfig } from '../contracts/config-ingest.js';
 import type { LineWriter } from '../shared/influx.js';
-import { int, lp } from '../shared/line-protocol.js';
+import { escTag, int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
 import { keys } from '../shared/redis.js';
@@ -51,13 +51,16 @@ export class FeederLookup {
   }
 }
 
+/**
+ * The `reading` point, hand-built: this runs once per reading on the ingest hot path, where the generic `lp()`
+ * costs ~10 µs. meterIds match METER_ID_PATTERN, which has nothing to escape in a tag; the feeder is escaped.
+ */
 export function readingLine(r: Reading, feeder: string): string {
-  return lp('reading', { meter: r.meterId, feeder }, {
-    import_wh: int(r.importWh),
-    export_wh: r.exportWh === undefined ? undefined : int(r.exportWh),
-    power_w: r.powerW,
-    voltage_v: r.voltageV,
-  }, r.ts);
+  let fields = `import_wh=${r.importWh}i`;
+  if (r.exportWh !== undefined) fields += `,export_wh=${r.exportWh}i`;
+  if (r.powerW !== undefined && Number.isFinite(r.powerW)) fields += `,power_w=${r.powerW}`;
+  if (r.voltageV !== undefined && Number.isFinite(r.voltageV)) fields += `,voltage_v=${r.voltageV}`;
+  return `reading,feeder=${escTag(feeder)},meter=${r.meterId} ${fields} ${r.ts}`;
 }
 
 export interface IngestDeps {

@@ -4,7 +4,7 @@
  */
 export type FieldValue = number | boolean | string | { int: number } | undefined;
 
-const escTag = (s: string): string => s.replace(/[,= \\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
+export const escTag = (s: string): string => s.replace(/[,= \\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
 const escMeasurement = (s: string): string => s.replace(/[, \\]/g, (c) => '\\' + c);
 const escString = (s: string): string => s.replace(/["\\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
 

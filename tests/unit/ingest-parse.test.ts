@@ -113,3 +113,14 @@ describe('parseMessage on the events topic', () => {
     expect(p.rejections.map((r) => r.reason)).toEqual(['bad_event']);
   });
 });
+
+describe('readingLine', () => {
+  it('matches the generic line-protocol builder', async () => {
+    const { readingLine } = await import('../../src/ingest/ingest.js');
+    const { int, lp } = await import('../../src/shared/line-protocol.js');
+    const r = { meterId: 'M-1', ts: NOW, importWh: 12345, exportWh: 7, powerW: 512.5, voltageV: 230.1 };
+    const generic = lp('reading', { meter: r.meterId, feeder: 'F 1,a' }, { import_wh: int(r.importWh), export_wh: int(r.exportWh), power_w: r.powerW, voltage_v: r.voltageV }, r.ts);
+    expect(readingLine(r, 'F 1,a')).toBe(generic);
+    expect(readingLine({ meterId: 'M-2', ts: NOW, importWh: 0 }, 'F1')).toBe(`reading,feeder=F1,meter=M-2 import_wh=0i ${NOW}`);
+  });
+});
