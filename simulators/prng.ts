@@ -3,15 +3,9 @@
  * Never Math.random: the same seed must give the same fleet and the same messages, byte for byte.
  */
 
-/** FNV-1a 32-bit over the UTF-16 code units of `s`. */
-export function fnv1a32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
+import { fnv1a32 } from '../src/domain/shard.js';
+
+export { fnv1a32 };
 
 function splitmix32(seed: number): () => number {
   let s = seed >>> 0;

@@ -1,4 +1,4 @@
-import { emptyBands, type MeterRead } from './billing.js';
+import { emptyRead, type MeterRead } from './billing.js';
 import { dayWindow, type Tariff } from './tariffs.js';
 
 /** Periods and the quality gate: daily reads combined into a billing period read. Pure. */
@@ -85,28 +85,7 @@ export function periodOf(day: string, startDay = 1): string {
 export function combineReads(meterId: string, tariff: Tariff, window: PeriodWindow, daily: readonly MeterRead[]): MeterRead {
   const fromMs = dayWindow(tariff.timezone, window.fromDay).startMs;
   const toMs = dayWindow(tariff.timezone, window.toDay).startMs;
-  const out: MeterRead = {
-    meterId,
-    tariff: tariff.name,
-    timezone: tariff.timezone,
-    fromDay: window.fromDay,
-    toDay: window.toDay,
-    fromMs,
-    toMs,
-    startRegisterWh: null,
-    startInterpolated: true,
-    endRegisterWh: null,
-    endInterpolated: true,
-    totalWh: 0,
-    exportWh: 0,
-    bands: emptyBands(tariff),
-    maxDemandW: null,
-    maxDemandAt: null,
-    intervals: 0,
-    estimatedIntervals: 0,
-    coveredMs: 0,
-    registerBreaks: 0,
-  };
+  const out = emptyRead(meterId, tariff, window.fromDay, window.toDay, fromMs, toMs);
   const days = daily
     .filter((d) => d.fromMs >= fromMs && d.toMs <= toMs)
     .sort((x, y) => x.fromMs - y.fromMs);

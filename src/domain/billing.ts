@@ -128,20 +128,16 @@ export function emptyBands(tariff: Tariff): Record<string, number> {
   return bands;
 }
 
-/** Determinants of one meter for one local day of its tariff's time zone. */
-export function computeDailyRead(input: DailyInput): MeterRead {
-  const { tariff } = input;
-  const w = dayWindow(tariff.timezone, input.day);
-  const a = w.startMs;
-  const b = w.endMs;
-  const read: MeterRead = {
-    meterId: input.meterId,
+/** A read over [fromDay, toDay) with nothing in it yet: no registers, zero energy in every band. */
+export function emptyRead(meterId: string, tariff: Tariff, fromDay: string, toDay: string, fromMs: number, toMs: number): MeterRead {
+  return {
+    meterId,
     tariff: tariff.name,
     timezone: tariff.timezone,
-    fromDay: input.day,
-    toDay: nextDay(input.day),
-    fromMs: a,
-    toMs: b,
+    fromDay,
+    toDay,
+    fromMs,
+    toMs,
     startRegisterWh: null,
     startInterpolated: true,
     endRegisterWh: null,
@@ -156,6 +152,15 @@ export function computeDailyRead(input: DailyInput): MeterRead {
     coveredMs: 0,
     registerBreaks: 0,
   };
+}
+
+/** Determinants of one meter for one local day of its tariff's time zone. */
+export function computeDailyRead(input: DailyInput): MeterRead {
+  const { tariff } = input;
+  const w = dayWindow(tariff.timezone, input.day);
+  const a = w.startMs;
+  const b = w.endMs;
+  const read = emptyRead(input.meterId, tariff, input.day, nextDay(input.day), a, b);
 
   const { list, overlaps } = chain(input.intervals);
   let prev: BillingInterval | undefined;
