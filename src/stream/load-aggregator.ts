@@ -3,7 +3,7 @@ import type { TransformerRecord } from '../contracts/registry.js';
 import type { DetectionEvent } from '../contracts/events.js';
 import { judgeSystem, judgeTransformer, type PeakSettings } from '../domain/peaks.js';
 import { lp } from '../shared/line-protocol.js';
-import type { LoadContribution } from './shard-work.js';
+import { anomalyLine, type LoadContribution } from './shard-work.js';
 import { streamKeys } from './keys.js';
 import { keys } from '../shared/redis.js';
 
@@ -131,6 +131,8 @@ export class LoadAggregator {
 
     const old = await r.zrangebyscore(streamKeys.loadGc, '-inf', wm, 'LIMIT', 0, maxItems);
     if (old.length > 0) await r.multi().del(...old).zrem(streamKeys.loadGc, ...old).exec();
+    // Transformer and system events are anomalies too (Grafana annotates them); the subject goes in the `meter` tag.
+    for (const e of events) lines.push(anomalyLine(e));
     this.d.write(lines);
     return events;
   }
