@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  episodesFromEvents, findDuplicates, formatReport, median, percentile, score, scoreBilling,
+  episodesFromEvents, findDuplicates, formatReport, median, newStartsOf, percentile, score, scoreBilling,
   type LedgerPoint, type ScoredAlert, type ScoredEvent,
 } from '../../simulators/score.js';
 import { parseTruth } from '../../simulators/score-cli.js';
@@ -108,6 +108,15 @@ describe('score: recall, precision, delay per type and magnitude', () => {
       want: { type: 'outage', magnitude: 'clear', injected: 1, detected: 1, tp: 1, fp: 0, explained: 0, recall: 1, precision: 1, f1: 1, med: 60, p95: 60 },
     },
     {
+      name: 'overload on the transformer of a customer over contract is its consequence',
+      truth: [truth({ id: 'c1', type: 'customerPeak', meterId: 'M-5', transformerId: 'T-09' })],
+      alerts: [
+        alert({ id: 'a1', type: 'feederOverload', meterId: null, subject: 'T-09', transformerId: 'T-09' }),
+        alert({ id: 'a2', type: 'feederOverload', meterId: null, subject: 'T-10', transformerId: 'T-10' }),
+      ],
+      want: { type: 'feederOverload', magnitude: 'all', injected: 0, detected: 0, tp: 0, fp: 1, explained: 1, recall: null, precision: 0, f1: null, med: null, p95: null },
+    },
+    {
       name: 'customer-keyed alert matched through the customer id',
       truth: [truth({ id: 'c1', type: 'customerPeak', meterId: 'M-5', customerId: 'C-5' })],
       alerts: [alert({ id: 'a1', type: 'customerPeak', meterId: null, subject: 'C-5', customerId: 'C-5', transformerId: null })],
@@ -185,17 +194,30 @@ describe('scoreBilling', () => {
     row('M-3', 0, 10), row('M-3', 1, 20, false), row('M-3', 2, 30, false),
   ];
   it.each([
-    { name: 'exact', billed: [{ meterId: 'M-1', fromMs: T0, toMs: T0 + 2 * H, totalWh: 1100 }], want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [] } },
-    { name: 'across a register reset', billed: [{ meterId: 'M-2', fromMs: T0, toMs: T0 + 2 * H, totalWh: 100 }], want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [] } },
+    { name: 'exact', billed: [{ meterId: 'M-1', fromMs: T0, toMs: T0 + 2 * H, totalWh: 1100 }], want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [], acrossReset: [] } },
+    { name: 'across a register reset', billed: [{ meterId: 'M-2', fromMs: T0, toMs: T0 + 2 * H, totalWh: 100 }], want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [], acrossReset: [] } },
     {
       name: 'one Wh off',
       billed: [{ meterId: 'M-1', fromMs: T0, toMs: T0 + H, totalWh: 499 }],
-      want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [{ meterId: 'M-1', billedWh: 499, ledgerWh: 500, diffWh: -1 }] },
+      want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [{ meterId: 'M-1', billedWh: 499, ledgerWh: 500, diffWh: -1 }], acrossReset: [] },
     },
-    { name: 'end never published', billed: [{ meterId: 'M-3', fromMs: T0, toMs: T0 + 2 * H, totalWh: 20 }], want: { compared: 0, unverifiable: 1, missingInLedger: 0, differences: [] } },
-    { name: 'unknown meter', billed: [{ meterId: 'M-7', fromMs: T0, toMs: T0 + H, totalWh: 1 }], want: { compared: 0, unverifiable: 0, missingInLedger: 1, differences: [] } },
+    { name: 'end never published', billed: [{ meterId: 'M-3', fromMs: T0, toMs: T0 + 2 * H, totalWh: 20 }], want: { compared: 0, unverifiable: 1, missingInLedger: 0, differences: [], acrossReset: [] } },
+    { name: 'unknown meter', billed: [{ meterId: 'M-7', fromMs: T0, toMs: T0 + H, totalWh: 1 }], want: { compared: 0, unverifiable: 0, missingInLedger: 1, differences: [], acrossReset: [] } },
   ])('$name', ({ billed, want }) => {
     expect(scoreBilling(billed, ledger)).toEqual(want);
+  });
+
+  it.each([
+    { name: 'new meter started at 10 Wh: 30 + 60 Wh', totalWh: 90, want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [], acrossReset: [] } },
+    {
+      name: 'the replacement interval not billed',
+      totalWh: 60,
+      want: { compared: 1, unverifiable: 0, missingInLedger: 0, differences: [], acrossReset: [{ meterId: 'M-2', billedWh: 60, ledgerWh: 90, diffWh: -30 }] },
+    },
+  ])('across a reset with the truth start register: $name', ({ totalWh, want }) => {
+    const newStarts = newStartsOf([truth({ id: 'r1', type: 'registerReset', meterId: 'M-2', startMs: T0, endMs: T0 + 15 * 60_000, params: { newStartWh: 10 } })]);
+    expect(newStarts.get('M-2')).toEqual([{ startMs: T0, wh: 10 }]);
+    expect(scoreBilling([{ meterId: 'M-2', fromMs: T0, toMs: T0 + 2 * H, totalWh }], ledger, newStarts)).toEqual(want);
   });
 });
 
