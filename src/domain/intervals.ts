@@ -3,7 +3,8 @@ import { ceilGrid, floorGrid, HOUR_MS } from './local-time.js';
 /**
  * Interval VEE (validation, estimation, editing) from cumulative integer registers.
  *
- * Model: between two consecutive reads a and b the register delta d = b − a (clamped at 0 for a reset)
+ * Model: between two consecutive reads a and b the register delta d = b − a (for a reset, b itself: a
+ * replacement meter starts at 0 Wh, so its first read is what it measured since the exchange)
  * is apportioned over time by a monotone integer function F with F(a.ts) = 0 and F(b.ts) = d; an
  * interval's energy is the sum over the read pairs it overlaps of F(end) − F(start). Within a pair the
  * differences telescope, so the intervals always sum exactly to the register delta, whatever the rounding.
@@ -150,7 +151,7 @@ function makePair(a: RegisterRead, b: RegisterRead, intervalMs: number, s: VeeSe
   const pair: Pair = {
     a,
     b,
-    d: reset ? 0 : b.imp - a.imp,
+    d: reset ? b.imp : b.imp - a.imp,
     dx: Math.max(0, b.exp - a.exp),
     span,
     estimated: reset || span > s.gapFactor * intervalMs,

@@ -84,7 +84,7 @@ describe('processRead', () => {
   it('a register reset fires at the read that fell and clears at the next normal read', () => {
     const reads: Reading[] = [0, 100, 200, 50, 150].map((wh, i) => ({ meterId: 'M-1', ts: T0 + i * Q, importWh: wh }));
     const r = run(reads);
-    expect(r.intervals.map((i) => [i.wh, i.estimated])).toEqual([[100, false], [100, false], [0, true], [100, false]]);
+    expect(r.intervals.map((i) => [i.wh, i.estimated])).toEqual([[100, false], [100, false], [50, true], [100, false]]);
     expect(brief(r.events)).toEqual(['registerReset firing 11-02T00:45', 'registerReset clear 11-02T01:00']);
     expect(r.events[0]).toMatchObject({ value: 50, expected: 200, reason: 'import register fell from 200 to 50 Wh' });
   });
@@ -167,7 +167,7 @@ describe('checkpointing', () => {
     const shuffled = [...gapped.slice(0, 100), gapped[101], gapped[100], gapped[101], ...gapped.slice(102)].filter((x): x is Reading => x !== undefined);
     // the meter is replaced at quarter 2000: its register restarts at 5 Wh
     const resetAt = T0 + 2000 * Q;
-    const offset = 1_000_000 + 2000 * 100 + 2900 - 5;
+    const offset = 1_000_000 + 2000 * 100 - 5;
     const series = shuffled.map((x) => (x.ts >= resetAt ? { ...x, importWh: x.importWh - offset } : x));
     const a = run(series);
     const b = run(series, { checkpoint: true });
@@ -177,11 +177,12 @@ describe('checkpointing', () => {
     expect(a.outcomes.filter((o) => o === 'duplicate')).toHaveLength(1);
     expect(brief(a.events.filter((e) => e.type === 'registerReset'))).toEqual(['registerReset firing 11-22T20:00', 'registerReset clear 11-22T20:15']);
     expect(brief(a.events.filter((e) => e.type === 'spike'))).toEqual(['spike firing 11-27T02:45', 'spike clear 11-27T03:00', 'spike firing 11-28T12:45', 'spike clear 11-28T13:00']);
-    // the last value of every interval sums to the register movement; the reset interval counts zero
+    // the last value of every interval sums to the register movement; the reset interval counts the new
+    // meter's 5 Wh (it started at 0) instead of the usual 100
     const final = new Map<number, number>();
     for (const iv of a.intervals) final.set(iv.start, iv.wh);
     expect(final.size).toBe(30 * 96);
-    expect([...final.values()].reduce((x, y) => x + y, 0)).toBe(30 * 96 * 100 + 2900 + 2400 - 100);
+    expect([...final.values()].reduce((x, y) => x + y, 0)).toBe(30 * 96 * 100 + 2900 + 2400 - 100 + 5);
   });
 
   it('state stays compact: under 1 KiB per meter after 30 days', () => {

@@ -151,10 +151,10 @@ describe('duplicates, out-of-order and late reads', () => {
 });
 
 describe('register resets', () => {
-  it('never yields negative consumption: the reset pair counts zero, estimated', () => {
+  it('never yields negative consumption: the reset pair counts the new meter from 0 Wh, estimated', () => {
     const { state } = feed([[0, 1000], [15, 1100], [30, 50], [45, 150]]);
     const ivs = all(state);
-    expect(ivs.map((i) => i.wh)).toEqual([100, 0, 100]);
+    expect(ivs.map((i) => i.wh)).toEqual([100, 50, 100]);
     expect(ivs.map((i) => i.estimated)).toEqual([false, true, false]);
     expect(ivs.map((i) => i.registerWh)).toEqual([1100, 50, 150]);
   });
