@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startRoles, ROLES } from '../../src/cli.js';
-import { BILLING_JOBS } from '../../src/contracts/billing.js';
+import { BILLING_JOBS, billingKeys } from '../../src/contracts/billing.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { loadConfig, loadSection } from '../../src/shared/config.js';
 import { createInflux } from '../../src/shared/influx.js';
@@ -126,15 +126,22 @@ describe('detection quality gate', () => {
       quietPolls = quiet ? quietPolls + 1 : 0;
       last = consumed;
     }
+    // Billing over whole local days inside the run: from the second day to the day before the last.
+    const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+    const fromDay = day(scenario.fromMs + 86_400_000);
+    const toDay = day(scenario.toMs - 86_400_000);
+    // Days close on the billing role's repeatable tick, which the drain check cannot see: wait until every tariff
+    // zone has closed the last day scored (bounded; if it never does, the billing assertions below say so).
+    for (let i = 0; i < 120; i++) {
+      const closed = Object.values(await redisClient.hgetall(billingKeys.closedDays));
+      if (closed.length > 0 && closed.every((d) => d >= toDay)) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
     const drained = Date.now();
 
     const truth = parseTruth(readFileSync(join(outDir, 'truth.jsonl'), 'utf8'));
     const api = { url: `http://127.0.0.1:${apiPort}`, token };
     const alerts = await fetchAlerts(api);
-    // Billing over whole local days inside the run: from the second day to the day before the last.
-    const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
-    const fromDay = day(scenario.fromMs + 86_400_000);
-    const toDay = day(scenario.toMs - 86_400_000);
     const billed = await fetchBilled(api, fromDay, toDay);
     const lo = Math.min(...billed.map((b) => b.fromMs));
     const hi = Math.max(...billed.map((b) => b.toMs));
