@@ -2,6 +2,8 @@ import { Compile } from 'typebox/compile';
 import { BillingReadsResponse } from '../../src/contracts/billing.js';
 import { bandAt, dayWindow, type Tariff } from '../../src/domain/tariffs.js';
 import { int, lp } from '../../src/shared/line-protocol.js';
+import { Rng } from '../../simulators/prng.js';
+import type { Interval } from '../../src/domain/intervals.js';
 
 /**
  * Interval points as the stream worker writes them (time = interval start, register at the end), built
@@ -22,25 +24,15 @@ export interface FixtureMeter {
   readsOnlyAt?: ReadonlySet<number>;
 }
 
-export interface FixtureInterval {
-  start: number;
-  end: number;
-  wh: number;
-  exportWh: number;
-  registerWh: number;
-  estimated: boolean;
+/** A domain interval plus whether the fixture left it without a read (a gap). */
+export interface FixtureInterval extends Interval {
   missing: boolean;
 }
 
+/** Seeded uniform [0, 1) draws from the simulators' generator, so the data is reproducible. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed, 'billing-test');
+  return () => r.next();
 }
 
 /** The meter's true intervals over [fromMs, toMs) (fromMs on its interval grid), seeded by its id. */

@@ -3,6 +3,7 @@ import { apportion } from '../../src/domain/billing-apportion.js';
 import { computeDailyRead, type BillingInterval, type MeterRead } from '../../src/domain/billing.js';
 import { assessRead, combineReads, periodOf, periodWindow, type QualityConfig } from '../../src/domain/billing-period.js';
 import { compileTariffs, dayWindow, daysBetween, type Tariff, type TariffsConfig } from '../../src/domain/tariffs.js';
+import { Rng } from '../../simulators/prng.js';
 
 const M = 60_000;
 const H = 60 * M;
@@ -244,16 +245,10 @@ describe('periods', () => {
   });
 });
 
-/** mulberry32: a seeded generator, so the property tests are reproducible. */
+/** Seeded uniform [0, 1) draws from the simulators' generator, so the data is reproducible. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed, 'billing-test');
+  return () => r.next();
 }
 
 describe('invariant: interval energy = register delta, bands = total', () => {
