@@ -12,7 +12,7 @@ import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher } from './dispatcher.js';
 import { notifyProcessor } from './notifier.js';
-import { AlertService, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
+import { AlertService, CaughtUpWatermarks, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
 import { engineConfig, routingConfig, webhookTargets } from '../shared/alerts/settings.js';
 import { AlertStore } from '../shared/alerts/store.js';
 import { Topology } from '../shared/alerts/topology.js';
@@ -79,7 +79,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     writer = influx.writer({ batchSize: 1000, flushMs: 1000 });
   }
 
-  const store = new AlertStore(redis, engine.lifecycle, config.streamShards, keyPrefix);
+  const store = new AlertStore(redis, engine.lifecycle, config.streamShards, keyPrefix, engine.outage.suppressTypes);
   const topology = new Topology(new RegistryStore(redis, registryCfg.defaults));
   const service = new AlertService(store, topology, engine, log, {
     dedupSeconds: cfg.worker.dedupHours * 3600,
@@ -142,8 +142,19 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
 
   let sweeping: Promise<SweepStats> | undefined;
   let ticks = 0;
+  const eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, ...bull });
+  const caughtUp = new CaughtUpWatermarks(config.streamShards);
+  /** Enqueue time of the oldest event job not done yet (the wait list is FIFO; active jobs are few). */
+  async function oldestPendingEvent(): Promise<number | null> {
+    const jobs = await eventsQueue.getJobs(['active'], 0, -1);
+    jobs.push(...(await eventsQueue.getJobs(['wait'], 0, 0, true)));
+    const times = jobs.map((j) => j.timestamp).filter((t) => Number.isFinite(t));
+    return times.length === 0 ? null : Math.min(...times);
+  }
   async function sweepNow(): Promise<SweepStats> {
-    const wm = parseWatermarks(await redis.hgetall(watermarkKey), config.streamShards);
+    const at = Date.now();
+    const read = parseWatermarks(await redis.hgetall(watermarkKey), config.streamShards);
+    const wm = caughtUp.next(at, read, await oldestPendingEvent());
     const stats = await service.sweep(wm);
     if (ticks++ % 720 === 0) stats.deleted = await service.retention(wm);
     m.active.set(await redis.zcard(store.keys.active));
@@ -191,6 +202,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     await sweeping?.catch(() => undefined);
     await dispatcher.stop();
     await notifyQueue.close();
+    await eventsQueue.close();
     await writer?.close();
     await influx?.close();
     await closeRedis(outboxRedis);

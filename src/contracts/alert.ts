@@ -106,7 +106,7 @@ export const TrackerRecord = Type.Object({
   up: Type.Record(Type.String(), Type.Number()),
   active: Type.Union([Type.Object({ alertId: Type.String(), startedAt: Ms, affected: Type.Array(Type.String()) }), Type.Null()]),
   last: Type.Union([
-    Type.Object({ alertId: Type.String(), endedAt: Ms, affected: Type.Array(Type.String()), stillDown: Type.Array(Type.String()) }),
+    Type.Object({ alertId: Type.String(), startedAt: Ms, endedAt: Ms, affected: Type.Array(Type.String()), stillDown: Type.Array(Type.String()) }),
     Type.Null(),
   ]),
 });

@@ -27,6 +27,7 @@ import {
   restoredReason,
   suppressionOf,
   type OutageConfig,
+  type OutageStep,
   type TrackerState,
   type TransformerTopology,
 } from './alert-outage.js';
@@ -216,7 +217,9 @@ class Session {
         outage: details,
       });
       this.apply(tr);
-      this.setTracker(markActive(next, tr.alert.id, step));
+      const marked = markActive(next, tr.alert.id, step, topo, this.cfg.outage);
+      this.setTracker(marked.tracker);
+      this.restored(marked.step, topo);
     } else if (step.kind === 'grow') {
       const current = this.alerts.get(key);
       const active = next.active;
@@ -239,12 +242,24 @@ class Session {
       };
       const escalated = severityRank(severity) > severityRank(current.severity);
       this.apply({ alert, changes: escalated ? [{ kind: 'escalated', notify: current.notified, at: step.ts, alert }] : [] });
+    } else if (step.kind === 'joinLast') {
+      // The record of the outage that is over counts the late meter too; nobody is told again.
+      const current = this.alerts.get(key);
+      const last = next.last;
+      if (current === undefined || last === null || current.id !== last.alertId || current.outage === null) return;
+      const details = outageDetails(topo, step.affected, last.startedAt, current.outage.restoredAt, current.outage.stillDown);
+      this.apply({ alert: { ...current, count: step.affected.length, firstSeen: Math.min(current.firstSeen, last.startedAt), outage: details, reason: current.state === 'resolved' ? restoredReason(details) : current.reason, updatedAt: this.now }, changes: [] });
     }
   }
 
   meterUp(tracker: TrackerState, meterId: string, ts: number, topo: TransformerTopology): void {
     const { tracker: next, step } = meterUp(tracker, meterId, ts, topo, this.cfg.outage);
     this.setTracker(next);
+    this.restored(step, topo);
+  }
+
+  /** The outage is over: resolve its alert with the duration and the customers affected; its meters' alerts may go. */
+  private restored(step: OutageStep, topo: TransformerTopology): void {
     if (step.kind !== 'restore') return;
     const details = outageDetails(topo, step.affected, step.startedAt, step.restoredAt, step.stillDown.length);
     const current = this.alerts.get(outageKey(topo.transformerId));

@@ -30,21 +30,25 @@ export interface TransformerTopology {
 
 export interface TrackerState {
   transformerId: string;
-  /** meterId → event time it went down (first signal). */
-  down: Record<string, number>;
   /**
-   * meterId → newest event time it was seen back. Workers handle events concurrently, so a restore can be applied
-   * before the gasp it answers; the gasp is then recognised as stale instead of leaving the meter down for good.
+   * meterId → event time its latest down episode began (first signal: last gasp or silent). Kept when the meter
+   * comes back: correlation is by event time, so an episode that is already over still counts for the window it
+   * fell in. A backfill or replay hands the alert service one meter's gasp and restore before the next meter's gasp;
+   * judging by "down right now" would never see the outage.
    */
+  down: Record<string, number>;
+  /** meterId → newest event time it was seen back. A meter is down while its down time is newer than this. */
   up: Record<string, number>;
   active: { alertId: string; startedAt: number; affected: string[] } | null;
-  last: { alertId: string; endedAt: number; affected: string[]; stillDown: string[] } | null;
+  last: { alertId: string; startedAt: number; endedAt: number; affected: string[]; stillDown: string[] } | null;
 }
 
 export type OutageStep =
   | { kind: 'none' }
   | { kind: 'open'; startedAt: number; affected: string[]; ts: number }
   | { kind: 'grow'; affected: string[]; ts: number }
+  /** A late signal of the outage that is already over: the meter joins its affected list, nothing is notified. */
+  | { kind: 'joinLast'; affected: string[] }
   | { kind: 'restore'; startedAt: number; restoredAt: number; affected: string[]; stillDown: string[] };
 
 export function emptyTracker(transformerId: string): TrackerState {
@@ -74,57 +78,108 @@ function total(t: TrackerState, topo: TransformerTopology): number {
   return Math.max(topo.meters.length, Object.keys(t.down).length);
 }
 
+/** Whether the meter's latest down episode is still going (no sign of life since it began). */
+export function isDown(t: TrackerState, meterId: string): boolean {
+  const d = t.down[meterId];
+  return d !== undefined && d > (t.up[meterId] ?? -Infinity);
+}
+
+/** Meters whose down episode is still going. */
+export function downMeters(t: TrackerState): string[] {
+  return Object.keys(t.down).filter((m) => isDown(t, m)).sort();
+}
+
+/**
+ * Start of the meter's down episode after a signal at `ts`: the earliest signal of one episode (a gasp, then
+ * silent verdicts), or the later episode when a sign of life separates the two.
+ */
+function episodeStart(known: number | undefined, ts: number, up: number | undefined): number {
+  if (known === undefined) return ts;
+  const lo = Math.min(known, ts);
+  const hi = Math.max(known, ts);
+  return up !== undefined && up >= lo && up < hi ? hi : lo;
+}
+
+/** Meters still down that an outage of `affected` may leave behind and be over. */
+function allowedDown(t: TrackerState, topo: TransformerTopology, cfg: OutageConfig): number {
+  return Math.floor(cfg.resolveBelowRatio * total(t, topo) + 1e-9);
+}
+
+/**
+ * The active outage is over when at most `allowedDown` of its meters are still down. It ended, in event time, when
+ * the last meter needed came back: the (n - allowed)-th earliest return among its meters.
+ */
+function restoreIfOver(t: TrackerState, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
+  const active = t.active;
+  if (active === null) return { tracker: t, step: { kind: 'none' } };
+  const stillDown = active.affected.filter((m) => isDown(t, m));
+  const allowed = allowedDown(t, topo, cfg);
+  if (stillDown.length > allowed) return { tracker: t, step: { kind: 'none' } };
+  const returns = active.affected
+    .filter((m) => !isDown(t, m))
+    .map((m) => t.up[m] ?? active.startedAt)
+    .sort((a, b) => a - b);
+  const needed = Math.max(1, active.affected.length - allowed);
+  const restoredAt = Math.max(active.startedAt, returns[Math.min(needed, returns.length) - 1] ?? active.startedAt);
+  const { alertId, startedAt, affected } = active;
+  return {
+    tracker: { ...t, active: null, last: { alertId, startedAt, endedAt: restoredAt, affected, stillDown } },
+    step: { kind: 'restore', startedAt, restoredAt, affected, stillDown },
+  };
+}
+
 /** A meter on the transformer lost power (last gasp) or went silent at event time `ts`. */
 export function meterDown(t: TrackerState, meterId: string, ts: number, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
-  if ((t.up[meterId] ?? -Infinity) >= ts) return { tracker: t, step: { kind: 'none' } };
   const known = t.down[meterId];
-  const down = known === undefined || ts < known ? { ...t.down, [meterId]: ts } : t.down;
-  if (t.active !== null) {
-    if (t.active.affected.includes(meterId)) return { tracker: down === t.down ? t : { ...t, down }, step: { kind: 'none' } };
-    const affected = [...t.active.affected, meterId];
-    // A gasp that arrives late but happened earlier moves the start of the outage back.
-    const active = { ...t.active, affected, startedAt: Math.min(t.active.startedAt, ts) };
-    return { tracker: { ...t, down, active }, step: { kind: 'grow', affected, ts } };
-  }
-  const next: TrackerState = down === t.down ? t : { ...t, down };
-  if (!cfg.enabled) return { tracker: next, step: { kind: 'none' } };
+  const start = episodeStart(known, ts, t.up[meterId]);
+  const next: TrackerState = start === known ? t : { ...t, down: { ...t.down, [meterId]: start } };
   const windowMs = cfg.windowIntervals * topo.intervalMs;
-  const w = densestWindow(Object.values(down), ts, windowMs);
+  if (next.active !== null) {
+    if (next.active.affected.includes(meterId)) return { tracker: next, step: { kind: 'none' } };
+    const affected = [...next.active.affected, meterId];
+    // A gasp that arrives late but happened earlier moves the start of the outage back.
+    const active = { ...next.active, affected, startedAt: Math.min(next.active.startedAt, ts) };
+    return { tracker: { ...next, active }, step: { kind: 'grow', affected, ts } };
+  }
+  const last = next.last;
+  if (last !== null && ts >= last.startedAt - windowMs && ts <= last.endedAt) {
+    // Evidence of the outage that is already over (a replay delivered it after the restore).
+    if (last.affected.includes(meterId)) return { tracker: next, step: { kind: 'none' } };
+    const affected = [...last.affected, meterId].sort();
+    return { tracker: { ...next, last: { ...last, affected, startedAt: Math.min(last.startedAt, ts) } }, step: { kind: 'joinLast', affected } };
+  }
+  if (!cfg.enabled) return { tracker: next, step: { kind: 'none' } };
+  // Episodes the last outage already told about do not count twice (a straggler's verdict right after a short outage).
+  const open = Object.entries(next.down).filter(([m, at]) => last === null || !last.affected.includes(m) || at > last.endedAt);
+  const w = densestWindow(open.map(([, at]) => at), ts, windowMs);
   if (w.count < outageThreshold(total(next, topo), cfg)) return { tracker: next, step: { kind: 'none' } };
-  const affected = Object.keys(down).filter((m) => {
-    const at = down[m];
-    return at !== undefined && at >= w.start;
-  }).sort();
+  const affected = open.filter(([, at]) => at >= w.start && at <= w.start + windowMs).map(([m]) => m).sort();
   return { tracker: next, step: { kind: 'open', startedAt: w.start, affected, ts } };
 }
 
-/** Records the id of the outage alert just opened for `step`. */
-export function markActive(t: TrackerState, alertId: string, step: { startedAt: number; affected: string[] }): TrackerState {
-  return { ...t, active: { alertId, startedAt: step.startedAt, affected: step.affected } };
+/**
+ * Records the id of the outage alert just opened for `step`. When its meters are already back (a replay delivers
+ * the restores before the last gasp that tipped it), the outage is over at once: the restore step says when.
+ */
+export function markActive(t: TrackerState, alertId: string, step: { startedAt: number; affected: string[] }, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
+  return restoreIfOver({ ...t, active: { alertId, startedAt: step.startedAt, affected: step.affected } }, topo, cfg);
 }
 
 /** A meter is back (power restored or reads resumed) at event time `ts`. */
 export function meterUp(t: TrackerState, meterId: string, ts: number, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
-  const up = (t.up[meterId] ?? -Infinity) >= ts ? t.up : { ...t.up, [meterId]: ts };
-  const wentDown = t.down[meterId];
+  if ((t.up[meterId] ?? -Infinity) >= ts) return { tracker: t, step: { kind: 'none' } };
+  const wasDown = isDown(t, meterId);
+  const next: TrackerState = { ...t, up: { ...t.up, [meterId]: ts } };
   // Not down, or down again after this (older) sign of life: only remember it was seen.
-  if (wentDown === undefined || ts < wentDown) return { tracker: up === t.up ? t : { ...t, up }, step: { kind: 'none' } };
-  const down = { ...t.down };
-  delete down[meterId];
-  if (t.active === null) return { tracker: { ...t, down, up }, step: { kind: 'none' } };
-  const stillDown = t.active.affected.filter((m) => down[m] !== undefined);
-  if (stillDown.length > Math.floor(cfg.resolveBelowRatio * total(t, topo) + 1e-9)) return { tracker: { ...t, down, up }, step: { kind: 'none' } };
-  const { alertId, startedAt, affected } = t.active;
-  return {
-    tracker: { ...t, down, up, active: null, last: { alertId, endedAt: ts, affected, stillDown } },
-    step: { kind: 'restore', startedAt, restoredAt: Math.max(ts, startedAt), affected, stillDown },
-  };
+  if (!wasDown || isDown(next, meterId) || next.active === null || !next.active.affected.includes(meterId)) return { tracker: next, step: { kind: 'none' } };
+  return restoreIfOver(next, topo, cfg);
 }
 
 /** An operator closed the outage: its meters count as handled, correlation starts afresh. */
 export function closeByOperator(t: TrackerState, endedAt: number): TrackerState {
   if (t.active === null) return t;
-  return { ...t, down: {}, active: null, last: { alertId: t.active.alertId, endedAt, affected: t.active.affected, stillDown: [] } };
+  const { alertId, startedAt, affected } = t.active;
+  return { ...t, down: {}, active: null, last: { alertId, startedAt, endedAt, affected, stillDown: [] } };
 }
 
 /** Whether a per-meter alert of event time `ts` is covered by an outage on its transformer. */

@@ -225,11 +225,6 @@ async function runQuery(d: Dashboard, q: PanelQuery, resolved: Resolved, run: (q
 
 /** Queries whose data such a run cannot produce, with the reason; they must still run without an InfluxQL error. */
 const NO_DATA_EXPECTED: Record<string, string> = {
-  // The injected outage reaches the alerts service as one lastGasp per meter within seconds (checked below), but
-  // it opens per-meter lastGasp alerts and no transformer outage alert, so `alert` has no type=outage point.
-  'meterflow-feeders|Outages|A': 'no outage alert is opened in a backfilled run',
-  'meterflow-feeders|Outage alerts|Anno': 'no outage alert is opened in a backfilled run',
-  'meterflow-fleet|Outage alerts|Anno': 'no outage alert is opened in a backfilled run',
   // Every alert of the run has resolved by its end (injections stop before the data does); the panel is checked
   // below over a range that ends inside the reverse-flow injection.
   'meterflow-alerts|Open alerts by type|A': 'no alert is still open at the end of the run',
@@ -437,6 +432,14 @@ ingest:
       const got = series.map((s) => `${s.tags.type ?? ''} ${s.tags.meter ?? ''}`).sort();
       const want = (outage?.meters ?? []).flatMap((m) => [`lastGasp ${m}`, `powerRestored ${m}`]).sort();
       expect(got).toEqual(want);
+    });
+
+    it('the injected outage is one outage alert on its transformer, opened then resolved', async () => {
+      const outage = truth.find((t) => t.type === 'outage');
+      const series = await run(`SELECT "state", "alert_id" FROM "alert" WHERE "type" = 'outage' GROUP BY "subject"`);
+      const got = series.map((s) => `${s.tags.subject ?? ''}: ${s.values.map((v) => String(v[1])).join(',')}`);
+      expect(got).toEqual([`${outage?.subject ?? ''}: open,resolved`]);
+      expect(new Set(series[0]?.values.map((v) => v[2])).size).toBe(1);
     });
 
     it('open alerts by type, as seen in the middle of the reverse-flow injection: its alert is open', async () => {

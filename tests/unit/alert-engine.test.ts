@@ -12,7 +12,7 @@ import {
   type EngineResult,
   type MeterContext,
 } from '../../src/domain/alert-engine.js';
-import type { TrackerState, TransformerTopology } from '../../src/domain/alert-outage.js';
+import { downMeters, type TrackerState, type TransformerTopology } from '../../src/domain/alert-outage.js';
 
 const MIN = 60_000;
 const IV = 15 * MIN;
@@ -197,23 +197,41 @@ describe('events applied out of order (concurrent workers)', () => {
     expect(s.marks.size).toBe(0);
   });
 
-  it('restores applied before their gasps: no outage, no notice, nothing left open', () => {
+  it('restores applied before their gasps (a replay): the outage is still seen in event time, opened and over at once', () => {
     const s = new MemAlerts();
     for (const m of meters) s.event(ev('powerRestored', m, T0 + 5 * MIN));
     meters.forEach((m, i) => s.event(ev('lastGasp', m, T0 + i * 100)));
     s.sweep(T0 + 4 * IV, NOW + 3_600_000);
-    expect(s.get('outage:T-9')).toBeUndefined();
-    expect(s.notices).toEqual([]);
+    expect(s.get('outage:T-9')).toMatchObject({
+      state: 'resolved',
+      resolvedBy: 'restored',
+      resolvedAt: T0 + 5 * MIN,
+      count: 60,
+      outage: { metersAffected: 60, startedAt: T0, restoredAt: T0 + 5 * MIN, durationMs: 5 * MIN },
+    });
+    expect(s.notices).toEqual(['opened outage:T-9', 'resolved outage:T-9']);
     expect([...s.byKey.values()].filter((a) => a.state !== 'resolved')).toEqual([]);
     expect(s.get('lastGasp:M-0')).toMatchObject({ state: 'resolved', resolvedBy: 'restored', resolvedAt: T0 + 5 * MIN });
-    expect(Object.keys(s.tracker?.down ?? {})).toEqual([]);
+    expect(s.tracker === null ? [] : downMeters(s.tracker)).toEqual([]);
+  });
+
+  it('gasp and restore of each meter in turn (a backfill): one outage, no per-meter notice', () => {
+    const s = new MemAlerts();
+    meters.forEach((m, i) => {
+      s.event(ev('lastGasp', m, T0 + i * 100));
+      s.event(ev('powerRestored', m, T0 + 40 * MIN + i * 100));
+    });
+    s.sweep(T0 + 8 * IV, NOW + 3_600_000);
+    expect(s.notices).toEqual(['opened outage:T-9', 'resolved outage:T-9']);
+    expect(s.get('outage:T-9')).toMatchObject({ state: 'resolved', count: 60, outage: { metersAffected: 60, startedAt: T0 } });
+    expect([...s.byKey.values()].filter((a) => a.type === 'outage')).toHaveLength(1);
   });
 
   it('a silent clear applied before its firing: the meter is not counted down, the alert resolves', () => {
     const s = new MemAlerts();
     s.event(ev('silent', 'M-4', T0 + 4 * IV, 'clear'));
     s.event(ev('silent', 'M-4', T0 + 3 * IV));
-    expect(Object.keys(s.tracker?.down ?? {})).toEqual([]);
+    expect(s.tracker === null ? [] : downMeters(s.tracker)).toEqual([]);
     s.sweep(T0 + 6 * IV, NOW + 3_600_000);
     expect(s.get('silent:M-4')).toMatchObject({ state: 'resolved', resolvedAt: T0 + 6 * IV, notified: false });
     expect(s.notices).toEqual([]);

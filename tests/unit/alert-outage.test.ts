@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   densestWindow,
+  downMeters,
   emptyTracker,
   markActive,
   meterDown,
@@ -9,6 +10,7 @@ import {
   outageThreshold,
   suppressionOf,
   type OutageConfig,
+  type OutageStep,
   type TrackerState,
   type TransformerTopology,
 } from '../../src/domain/alert-outage.js';
@@ -75,12 +77,17 @@ function drive(n: number, steps: Array<[number, number, 'down' | 'up']>): { trac
   for (const [m, ts, dir] of steps) {
     const r = dir === 'down' ? meterDown(t, `M-${m}`, ts, topo, cfg) : meterUp(t, `M-${m}`, ts, topo, cfg);
     t = r.tracker;
-    const s = r.step;
-    if (s.kind === 'open') {
-      log.push(`open@${(s.ts - T0) / 1000}s affected=${s.affected.length} start=${(s.startedAt - T0) / 1000}s`);
-      t = markActive(t, 'O1', s);
-    } else if (s.kind === 'grow') log.push(`grow affected=${s.affected.length}`);
-    else if (s.kind === 'restore') log.push(`restore after ${(s.restoredAt - s.startedAt) / MIN}min affected=${s.affected.length} stillDown=${s.stillDown.length}`);
+    const record = (s: OutageStep): void => {
+      if (s.kind === 'open') {
+        log.push(`open@${(s.ts - T0) / 1000}s affected=${s.affected.length} start=${(s.startedAt - T0) / 1000}s`);
+        const marked = markActive(t, 'O1', s, topo, cfg);
+        t = marked.tracker;
+        record(marked.step);
+      } else if (s.kind === 'grow') log.push(`grow affected=${s.affected.length}`);
+      else if (s.kind === 'joinLast') log.push(`joinLast affected=${s.affected.length}`);
+      else if (s.kind === 'restore') log.push(`restore after ${(s.restoredAt - s.startedAt) / MIN}min affected=${s.affected.length} stillDown=${s.stillDown.length}`);
+    };
+    record(r.step);
   }
   return { tracker: t, log };
 }
@@ -133,10 +140,10 @@ describe('outage tracker', () => {
       down: 5,
     },
     {
-      name: 'a gasp older than the meter\'s last sign of life is stale (events applied out of order)',
+      name: 'gasps applied after the meters\' later signs of life (a replay): the outage happened, opened and over at once',
       n: 10,
-      steps: [...ups(0, 5, T0 + MIN), ...downs(0, 5, () => T0), [5, T0 + 2 * MIN, 'down']],
-      log: [],
+      steps: [...ups(0, 5, T0 + MIN), ...downs(0, 5, () => T0), [5, T0 + 30_000, 'down']],
+      log: ['open@0s affected=5 start=0s', 'restore after 1min affected=5 stillDown=0', 'joinLast affected=6'],
       active: false,
       down: 1,
     },
@@ -149,12 +156,28 @@ describe('outage tracker', () => {
       down: 5,
     },
     {
-      name: 'a meter up before the threshold is not counted',
+      name: 'a meter briefly down still counts: its gasp fell in the window',
       n: 10,
       steps: [...downs(0, 4, () => T0), [0, T0 + MIN, 'up'], [4, T0 + 2 * MIN, 'down']],
-      log: [],
-      active: false,
+      log: ['open@120s affected=5 start=0s'],
+      active: true,
       down: 4,
+    },
+    {
+      name: 'a straggler right after a short outage does not open it again',
+      n: 10,
+      steps: [...downs(0, 6, () => T0), ...ups(0, 6, T0 + 10 * MIN), [6, T0 + 20 * MIN, 'down'], [7, T0 + 21 * MIN, 'down']],
+      log: ['open@0s affected=5 start=0s', 'grow affected=6', 'restore after 10min affected=6 stillDown=1'],
+      active: false,
+      down: 2,
+    },
+    {
+      name: 'a second outage on the same transformer a day later opens a new one',
+      n: 10,
+      steps: [...downs(0, 5, () => T0), ...ups(0, 5, T0 + 10 * MIN), ...downs(0, 5, () => T0 + 1440 * MIN)],
+      log: ['open@0s affected=5 start=0s', 'restore after 10min affected=5 stillDown=1', 'open@86400s affected=5 start=86400s'],
+      active: true,
+      down: 5,
     },
   ] satisfies Array<{ name: string; n: number; steps: Array<[number, number, 'down' | 'up']>; log: string[]; active: boolean; down: number }>)(
     '$name',
@@ -162,7 +185,7 @@ describe('outage tracker', () => {
       const r = drive(n, steps);
       expect(r.log).toEqual(log);
       expect(r.tracker.active !== null).toBe(active);
-      expect(Object.keys(r.tracker.down).length).toBe(down);
+      expect(downMeters(r.tracker).length).toBe(down);
     },
   );
 
@@ -176,7 +199,7 @@ describe('outage tracker', () => {
     const r = drive(10, [...downs(0, 6, () => T0), ...ups(0, 5, T0 + 60 * MIN)]);
     // 6 down, 5 back: 1 left ≤ 10 % of 10 → restored with M-5 still down.
     const t = r.tracker;
-    expect(t.last).toEqual({ alertId: 'O1', endedAt: T0 + 60 * MIN, affected: ['M-0', 'M-1', 'M-2', 'M-3', 'M-4', 'M-5'], stillDown: ['M-5'] });
+    expect(t.last).toEqual({ alertId: 'O1', startedAt: T0, endedAt: T0 + 60 * MIN, affected: ['M-0', 'M-1', 'M-2', 'M-3', 'M-4', 'M-5'], stillDown: ['M-5'] });
     const w = 2 * IV;
     expect(suppressionOf(t, 'M-0', T0, w)).toEqual({ kind: 'absorbed', outageId: 'O1' });
     expect(suppressionOf(t, 'M-0', T0 + 60 * MIN + w, w)).toEqual({ kind: 'absorbed', outageId: 'O1' });

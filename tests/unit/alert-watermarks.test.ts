@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseWatermarks, watermarkOf } from '../../src/shared/alerts/service.js';
+import { bucketWatermark, CaughtUpWatermarks, parseWatermarks } from '../../src/shared/alerts/service.js';
+import { dueBucket } from '../../src/shared/alerts/store.js';
 import { shardOf } from '../../src/domain/shard.js';
 
 describe('watermarks for the alert sweep', () => {
@@ -12,17 +13,48 @@ describe('watermarks for the alert sweep', () => {
     expect(wm.min).toBe(3000);
   });
 
+  const wide = ['silent', 'lastGasp'];
   it.each([
-    { meter: 'M-7', expected: 5000 },
-    { meter: null, expected: 3000 },
-  ])('meter $meter → $expected', ({ meter, expected }) => {
-    expect(watermarkOf(wm, meter)).toBe(expected);
+    { what: 'a spike on M-7: its shard', alert: { meterId: 'M-7', transformerId: 'T-1', type: 'spike' as const }, expected: 5000 },
+    { what: 'a transformer alert: the slowest shard', alert: { meterId: null, transformerId: 'T-1', type: 'feederOverload' as const }, expected: 3000 },
+    { what: 'a last gasp on M-7: the slowest shard (its outage spans shards)', alert: { meterId: 'M-7', transformerId: 'T-1', type: 'lastGasp' as const }, expected: 3000 },
+    { what: 'a silent meter without a transformer: its shard', alert: { meterId: 'M-7', transformerId: null, type: 'silent' as const }, expected: 5000 },
+  ])('$what', ({ alert, expected }) => {
+    expect(bucketWatermark(wm, dueBucket(alert, 4, wide))).toBe(expected);
   });
 
   it('a shard without a watermark falls back to the slowest; none at all is -Infinity', () => {
     const missing = [0, 1, 2, 3].find((s) => !wm.byShard.has(s)) ?? 0;
     const meter = Array.from({ length: 200 }, (_, i) => `X-${i}`).find((m) => shardOf(m, 4) === missing) ?? '';
-    expect(watermarkOf(wm, meter)).toBe(3000);
+    expect(bucketWatermark(wm, dueBucket({ meterId: meter, transformerId: null, type: 'spike' }, 4, wide))).toBe(3000);
     expect(parseWatermarks({}, 4).min).toBe(-Infinity);
+  });
+});
+
+describe('watermarks the alert service has caught up with', () => {
+  const at = (ms: number): ReturnType<typeof parseWatermarks> => parseWatermarks({ '0': String(ms), '1': String(ms + 100) }, 2);
+
+  it('no event job pending: the watermark just read', () => {
+    const c = new CaughtUpWatermarks(2);
+    expect(c.next(1000, at(5000), null).min).toBe(5000);
+  });
+
+  it('a backlog holds the watermark at the last reading taken before its oldest job was enqueued', () => {
+    const c = new CaughtUpWatermarks(2);
+    expect(c.next(1000, at(5000), null).min).toBe(5000);
+    // Jobs enqueued at 1500 are still waiting: the reading at 1000 is the newest the alerts have caught up with.
+    expect(c.next(2000, at(9000), 1500).min).toBe(5000);
+    expect(c.next(3000, at(12000), 1500).min).toBe(5000);
+    // The backlog moved on to jobs enqueued at 2500: everything before 2000 is done.
+    expect(c.next(4000, at(15000), 2500).min).toBe(9000);
+    expect(c.next(5000, at(16000), null).min).toBe(16000);
+  });
+
+  it('a backlog from before the first reading (a restart): nothing is safe yet', () => {
+    const c = new CaughtUpWatermarks(2);
+    const wm = c.next(1000, at(5000), 500);
+    expect(wm.min).toBe(-Infinity);
+    expect(wm.byShard.size).toBe(0);
+    expect(c.next(2000, at(6000), 1200).min).toBe(5000);
   });
 });

@@ -42,7 +42,7 @@ const notFound = (id: string) => ({ statusCode: 404, error: 'Not Found', message
 export const alertRoutes: RoutePlugin = async (app, deps) => {
   const cfg = loadSection('alerts', AlertsConfig);
   const engine = engineConfig(cfg);
-  const store = new AlertStore(deps.redis, engine.lifecycle, deps.config.streamShards);
+  const store = new AlertStore(deps.redis, engine.lifecycle, deps.config.streamShards, 'mf', engine.outage.suppressTypes);
   const service = new AlertService(store, new Topology(deps.registry), engine, deps.log.child({ component: 'api-alerts' }), {
     dedupSeconds: cfg.worker.dedupHours * 3600,
     retentionMs: cfg.lifecycle.retentionDays * 86_400_000,

@@ -12,7 +12,6 @@ import {
   type OperatorAction,
 } from '../../domain/alert-engine.js';
 import { dueTimes } from '../../domain/alert-lifecycle.js';
-import { shardOf } from '../../domain/shard.js';
 import type { Logger } from '../logger.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { AlertStore, Snapshot } from './store.js';
@@ -26,9 +25,9 @@ export interface Watermarks {
   min: number;
 }
 
-export function watermarkOf(w: Watermarks, meterId: string | null): number {
-  if (meterId === null) return w.min;
-  return w.byShard.get(shardOf(meterId, w.shards)) ?? w.min;
+/** Watermark of a due bucket (see AlertStore.bucketOf): a shard's own, or the slowest for `all`. */
+export function bucketWatermark(w: Watermarks, bucket: string): number {
+  return bucket === 'all' ? w.min : (w.byShard.get(Number(bucket)) ?? w.min);
 }
 
 export function parseWatermarks(raw: Record<string, string>, shards: number): Watermarks {
@@ -44,6 +43,38 @@ export function parseWatermarks(raw: Record<string, string>, shards: number): Wa
     shards,
     min: values.length === 0 ? -Infinity : Math.min(...values),
   };
+}
+
+const NO_WATERMARKS = (shards: number): Watermarks => ({ byShard: new Map(), shards, min: -Infinity });
+
+/**
+ * The stream's watermarks as far as the alert service has caught up with them. The stream worker enqueues a batch's
+ * events before it publishes the watermark the batch reached, so a watermark read at wall time `at` is safe for the
+ * alerts once every event job enqueued before `at` is done. Without this, a backlog on the `events` queue (a
+ * backfill, a restart) lets the sweep release a held last-gasp notice while the gasps of the rest of its
+ * transformer, which would have made it an outage, still wait in the queue.
+ */
+export class CaughtUpWatermarks {
+  private samples: Array<{ at: number; wm: Watermarks }> = [];
+
+  constructor(private readonly shards: number) {}
+
+  /**
+   * `read`: the watermarks just read at wall time `at`; `oldestPending`: enqueue time of the oldest event job not
+   * finished yet (waiting or active), null when none is. Returns the newest reading the events have caught up with.
+   */
+  next(at: number, read: Watermarks, oldestPending: number | null): Watermarks {
+    this.samples.push({ at, wm: read });
+    if (oldestPending === null) {
+      this.samples = [{ at, wm: read }];
+      return read;
+    }
+    let safe = -1;
+    for (let i = 0; i < this.samples.length; i++) if ((this.samples[i]?.at ?? Infinity) < oldestPending) safe = i;
+    if (safe < 0) return NO_WATERMARKS(this.shards);
+    this.samples = this.samples.slice(safe);
+    return this.samples[0]?.wm ?? NO_WATERMARKS(this.shards);
+  }
 }
 
 export class ContentionError extends Error {
@@ -162,7 +193,7 @@ export class AlertService {
       const covered = alert.meterId !== null && alert.transformerId !== null && this.cfg.outage.suppressTypes.includes(alert.type);
       const tracker = covered && alert.transformerId !== null ? await this.store.loadTracker(snapshot, alert.transformerId) : null;
       const now = clock();
-      const tr = sweepAlert(alert, tracker, watermarkOf(wm, alert.meterId), now, this.cfg);
+      const tr = sweepAlert(alert, tracker, bucketWatermark(wm, this.store.bucketOf(alert)), now, this.cfg);
       if (tr === null) {
         const due = dueTimes(alert, this.cfg.lifecycle);
         // Woken but nothing to do (or resolved meanwhile): rewrite so the indexes match the record again.
@@ -177,7 +208,7 @@ export class AlertService {
 
   async sweep(wm: Watermarks, clock: () => number = Date.now, batch = 500): Promise<SweepStats> {
     const stats: SweepStats = { looked: 0, changed: 0, deleted: 0 };
-    const ids = await this.store.dueIds((b) => (b === 'all' ? wm.min : (wm.byShard.get(Number(b)) ?? wm.min)), clock(), batch);
+    const ids = await this.store.dueIds((b) => bucketWatermark(wm, b), clock(), batch);
     for (const id of ids) {
       stats.looked++;
       if (await this.sweepOne(id, wm, clock)) stats.changed++;

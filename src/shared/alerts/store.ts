@@ -49,6 +49,12 @@ export function alertKeys(prefix = 'mf'): AlertKeys {
   };
 }
 
+/** Due bucket of an alert: its meter's stream shard, or `all` (no meter, or a type judged with its transformer). */
+export function dueBucket(a: Pick<AlertRecord, 'meterId' | 'transformerId' | 'type'>, shards: number, transformerWide: readonly string[]): string {
+  if (a.meterId === null || (a.transformerId !== null && transformerWide.includes(a.type))) return 'all';
+  return String(shardOf(a.meterId, shards));
+}
+
 export const alertField = (id: string): string => `a:${id}`;
 export const keyField = (key: string): string => `k:${key}`;
 export const trackerField = (transformerId: string): string => `t:${transformerId}`;
@@ -225,13 +231,18 @@ export class AlertStore {
     /** Stream shard count (STREAM_SHARDS): buckets the event-time due sets like the watermarks. */
     readonly shards: number,
     prefix = 'mf',
+    /**
+     * Per-meter types an outage may absorb (outage.suppressTypes): their held notices wait for the slowest shard,
+     * because the other meters of the transformer, whose gasps decide whether there is an outage, are on any shard.
+     */
+    private readonly transformerWide: readonly string[] = [],
   ) {
     this.keys = alertKeys(prefix);
   }
 
-  /** Due bucket of an alert: its meter's stream shard, or `all`. */
+  /** Due bucket of an alert: its meter's stream shard, or `all` (no meter, or judged with its transformer). */
   bucketOf(a: AlertRecord): string {
-    return a.meterId === null ? 'all' : String(shardOf(a.meterId, this.shards));
+    return dueBucket(a, this.shards, this.transformerWide);
   }
 
   /** Every due bucket name. */
