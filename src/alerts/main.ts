@@ -143,7 +143,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   let sweeping: Promise<SweepStats> | undefined;
   let ticks = 0;
   const eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, ...bull });
-  const caughtUp = new CaughtUpWatermarks(config.streamShards);
+  const caughtUp = new CaughtUpWatermarks(config.streamShards, cfg.lifecycle.holdWallSeconds * 1000);
   /** Enqueue time of the oldest event job not done yet (the wait list is FIFO; active jobs are few). */
   async function oldestPendingEvent(): Promise<number | null> {
     const jobs = await eventsQueue.getJobs(['active'], 0, -1);

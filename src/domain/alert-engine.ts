@@ -350,12 +350,12 @@ export function applyOperator(alert: AlertRecord, tracker: TrackerState | null, 
 }
 
 /** The sweep's look at one alert: auto-resolve after hysteresis, release or park held notices. */
-export function sweepAlert(alert: AlertRecord, tracker: TrackerState | null, watermark: number, now: number, cfg: EngineConfig): Transition | null {
+export function sweepAlert(alert: AlertRecord, tracker: TrackerState | null, watermark: number, now: number, cfg: EngineConfig, advancing = false): Transition | null {
   const suppression =
     alert.meterId !== null && tracker !== null && cfg.outage.suppressTypes.includes(alert.type)
       ? suppressionOf(tracker, alert.meterId, alert.lastSeen, cfg.outage.windowIntervals * alert.intervalMs)
       : NO_SUPPRESSION;
-  return sweep(alert, { watermark, now, suppression }, cfg.lifecycle);
+  return sweep(alert, { watermark, now, suppression, advancing }, cfg.lifecycle);
 }
 
 /** Resolved alerts older than the retention are deleted by the sweep. */

@@ -319,6 +319,8 @@ export interface SweepInput {
   watermark: number;
   now: number;
   suppression: Suppression;
+  /** The watermark is moving: held notices wait for it, the wall-clock fallback is for a stalled one. */
+  advancing?: boolean;
 }
 
 /** Periodic look at an alert: hysteresis auto-resolve and the release of held notices. Null when nothing changes. */
@@ -345,7 +347,7 @@ export function sweep(a: AlertRecord, input: SweepInput, cfg: LifecycleConfig): 
       changes: [],
     };
   }
-  if (input.watermark < p.until && (p.wallUntil === null || input.now < p.wallUntil)) return null;
+  if (input.watermark < p.until && (p.wallUntil === null || input.now < p.wallUntil || input.advancing === true)) return null;
   const alert: AlertRecord = { ...a, pending: null, notified: true, suppressedBy: null, updatedAt: input.now };
   return { alert, changes: [change(p.change, true, Math.max(p.until, a.lastSeen), alert)] };
 }

@@ -51,7 +51,7 @@ function sig(ts: number, over: Partial<Signal> = {}): Signal {
 type Step =
   | { fire: number; severity?: Severity; type?: AnomalyType; suppression?: Suppression }
   | { clear: number }
-  | { sweep: number; now?: number; suppression?: Suppression }
+  | { sweep: number; now?: number; suppression?: Suppression; advancing?: boolean }
   | { ack: true }
   | { resolve: true };
 
@@ -72,7 +72,7 @@ function run(steps: Step[]): { alert: AlertRecord | undefined; changes: string[]
     } else if ('clear' in s) {
       take(clear(alert, s.clear, NOW, cfg));
     } else if ('sweep' in s) {
-      if (alert) take(sweep(alert, { watermark: s.sweep, now: s.now ?? NOW, suppression: s.suppression ?? { kind: 'none' } }, cfg));
+      if (alert) take(sweep(alert, { watermark: s.sweep, now: s.now ?? NOW, suppression: s.suppression ?? { kind: 'none' }, advancing: s.advancing ?? false }, cfg));
     } else if ('ack' in s) {
       if (alert) {
         const r = acknowledge(alert, 'ops', NOW);
@@ -192,6 +192,7 @@ describe('held notices (silent, lastGasp)', () => {
     { name: 'held until the watermark passes one interval', steps: [s(0), { sweep: at(1) - 1 }], changes: ['opened'], pending: true, suppressedBy: null, state: 'open' },
     { name: 'released at ts + 1 interval', steps: [s(0), { sweep: at(1) }], changes: ['opened', 'opened!'], pending: false, suppressedBy: null, state: 'open' },
     { name: 'released by the wall clock when the watermark stalls', steps: [s(0), { sweep: at(0), now: NOW + 60_000 }], changes: ['opened', 'opened!'], pending: false, suppressedBy: null, state: 'open' },
+    { name: 'not by the wall clock while the watermark still moves (a backfill)', steps: [s(0), { sweep: at(0), now: NOW + 600_000, advancing: true }], changes: ['opened'], pending: true, suppressedBy: null, state: 'open' },
     {
       name: 'resolved while held: nobody told, no all-clear either',
       steps: [s(0), { clear: at(0) + MIN }, { sweep: at(2) + MIN }],

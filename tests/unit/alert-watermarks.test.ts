@@ -35,12 +35,12 @@ describe('watermarks the alert service has caught up with', () => {
   const at = (ms: number): ReturnType<typeof parseWatermarks> => parseWatermarks({ '0': String(ms), '1': String(ms + 100) }, 2);
 
   it('no event job pending: the watermark just read', () => {
-    const c = new CaughtUpWatermarks(2);
+    const c = new CaughtUpWatermarks(2, 60_000);
     expect(c.next(1000, at(5000), null).min).toBe(5000);
   });
 
   it('a backlog holds the watermark at the last reading taken before its oldest job was enqueued', () => {
-    const c = new CaughtUpWatermarks(2);
+    const c = new CaughtUpWatermarks(2, 60_000);
     expect(c.next(1000, at(5000), null).min).toBe(5000);
     // Jobs enqueued at 1500 are still waiting: the reading at 1000 is the newest the alerts have caught up with.
     expect(c.next(2000, at(9000), 1500).min).toBe(5000);
@@ -51,10 +51,28 @@ describe('watermarks the alert service has caught up with', () => {
   });
 
   it('a backlog from before the first reading (a restart): nothing is safe yet', () => {
-    const c = new CaughtUpWatermarks(2);
+    const c = new CaughtUpWatermarks(2, 60_000);
     const wm = c.next(1000, at(5000), 500);
     expect(wm.min).toBe(-Infinity);
     expect(wm.byShard.size).toBe(0);
     expect(c.next(2000, at(6000), 1200).min).toBe(5000);
+  });
+});
+
+describe('held notices and a moving watermark', () => {
+  it('the watermark counts as advancing until it has not moved for the wall-clock hold', () => {
+    const c = new CaughtUpWatermarks(1, 60_000);
+    const w = (ms: number): ReturnType<typeof parseWatermarks> => parseWatermarks({ '0': String(ms) }, 1);
+    expect(c.next(0, w(1000), null).advancing).toBe(true);
+    expect(c.next(30_000, w(1000), null).advancing).toBe(true);
+    expect(c.next(60_000, w(1000), null).advancing).toBe(false);
+    expect(c.next(65_000, w(2000), null).advancing).toBe(true);
+    // A backlog being worked off holds the caught-up watermark back but keeps it advancing …
+    expect(c.next(70_000, w(9000), 66_000).advancing).toBe(true);
+    expect(c.next(100_000, w(9500), 68_000).min).toBe(2000);
+    expect(c.next(150_000, w(9800), 69_000).advancing).toBe(true);
+    // … a backlog that does not move (a hung events worker) stalls it.
+    expect(c.next(209_000, w(9900), 69_000).advancing).toBe(true);
+    expect(c.next(210_000, w(9900), 69_000).advancing).toBe(false);
   });
 });

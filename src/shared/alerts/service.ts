@@ -23,6 +23,11 @@ export interface Watermarks {
   shards: number;
   /** Slowest shard: the watermark of transformer- and system-wide alerts. */
   min: number;
+  /**
+   * The slowest watermark moved within the wall-clock hold (`lifecycle.holdWallSeconds`): held notices then wait
+   * for event time, and the wall-clock fallback is for a watermark that stalled. Unknown (undefined) counts as stalled.
+   */
+  advancing?: boolean;
 }
 
 /** Watermark of a due bucket (see AlertStore.bucketOf): a shard's own, or the slowest for `all`. */
@@ -56,14 +61,39 @@ const NO_WATERMARKS = (shards: number): Watermarks => ({ byShard: new Map(), sha
  */
 export class CaughtUpWatermarks {
   private samples: Array<{ at: number; wm: Watermarks }> = [];
+  private lastMin = -Infinity;
+  private movedAt = -Infinity;
+  private lastOldest: number | null = null;
 
-  constructor(private readonly shards: number) {}
+  constructor(
+    private readonly shards: number,
+    /** How long a watermark that does not move counts as still advancing (the hold's wall-clock fallback). */
+    private readonly stallMs: number,
+  ) {}
+
+  /**
+   * See `pick`; also says whether it is still advancing: it moved within `stallMs`, or the events backlog that holds
+   * it back is being worked off (its oldest job changed within `stallMs`). A hung events worker or a stream that
+   * gets no data stalls it.
+   */
+  next(at: number, read: Watermarks, oldestPending: number | null): Watermarks {
+    const wm = this.pick(at, read, oldestPending);
+    if (wm.min > this.lastMin) {
+      this.lastMin = wm.min;
+      this.movedAt = at;
+    }
+    if (oldestPending !== null && oldestPending !== this.lastOldest) {
+      this.lastOldest = oldestPending;
+      this.movedAt = at;
+    }
+    return { ...wm, advancing: at - this.movedAt < this.stallMs };
+  }
 
   /**
    * `read`: the watermarks just read at wall time `at`; `oldestPending`: enqueue time of the oldest event job not
    * finished yet (waiting or active), null when none is. Returns the newest reading the events have caught up with.
    */
-  next(at: number, read: Watermarks, oldestPending: number | null): Watermarks {
+  private pick(at: number, read: Watermarks, oldestPending: number | null): Watermarks {
     this.samples.push({ at, wm: read });
     if (oldestPending === null) {
       this.samples = [{ at, wm: read }];
@@ -193,7 +223,7 @@ export class AlertService {
       const covered = alert.meterId !== null && alert.transformerId !== null && this.cfg.outage.suppressTypes.includes(alert.type);
       const tracker = covered && alert.transformerId !== null ? await this.store.loadTracker(snapshot, alert.transformerId) : null;
       const now = clock();
-      const tr = sweepAlert(alert, tracker, bucketWatermark(wm, this.store.bucketOf(alert)), now, this.cfg);
+      const tr = sweepAlert(alert, tracker, bucketWatermark(wm, this.store.bucketOf(alert)), now, this.cfg, wm.advancing === true);
       if (tr === null) {
         const due = dueTimes(alert, this.cfg.lifecycle);
         // Woken but nothing to do (or resolved meanwhile): rewrite so the indexes match the record again.
