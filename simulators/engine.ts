@@ -101,6 +101,8 @@ export class Simulation {
   private readonly badByKey = new Set<string>();
   private readonly malformedAt = new Map<number, Array<Extract<Injection, { type: 'malformed' }>>>();
   private readonly eventsAt = new Map<number, Array<{ ts: number; meter: number; event: 'lastGasp' | 'powerRestored' }>>();
+  /** Meter replacements by the step that installs the new meter (the one starting at the injection's start). */
+  private readonly exchangesAt = new Map<number, Array<Extract<Injection, { type: 'registerReset' }>>>();
   private readonly held = new Map<number, SimMessage[]>();
   private readonly backlog = new Map<number, Array<{ meter: MeterModel; ts: number; payload: string }>>();
   private readonly weather: Rng;
@@ -163,6 +165,10 @@ export class Simulation {
         if (inj.variant === 'badElementInBatch') this.badByKey.add(key(inj.meter, inj.startMs));
         else pushTo(this.malformedAt, inj.startMs, inj);
         return;
+      case 'registerReset':
+        pushTo(this.exchangesAt, inj.startMs + STEP_MS, inj);
+        this.meterEffects[inj.meter]?.push(inj);
+        return;
       default:
         this.meterEffects[inj.meter]?.push(inj);
     }
@@ -195,6 +201,7 @@ export class Simulation {
   private step(t: number): SimMessage[] {
     const s = this.scenario;
     const out: SimMessage[] = [];
+    this.exchangeOrders(t, out);
     for (const e of (this.eventsAt.get(t) ?? []).sort((a, b) => a.ts - b.ts || a.meter - b.meter)) {
       const m = this.fleet.meters[e.meter];
       if (m === undefined) continue;
@@ -359,6 +366,23 @@ export class Simulation {
       out.push({ ...msg, meterId: m.meterId, ts: t, at: t, kind: 'malformed', readings: 0, rejects: 1 });
     }
     return out;
+  }
+
+  /**
+   * The work orders of the meters replaced in this step (their registers jump in the meter loop below): published
+   * at the install time, before anything of this step, with the old meter's register then as the removal read.
+   */
+  private exchangeOrders(t: number, out: SimMessage[]): void {
+    for (const e of (this.exchangesAt.get(t) ?? []).sort((a, b) => a.meter - b.meter)) {
+      const m = this.fleet.meters[e.meter];
+      const st = this.states[e.meter];
+      if (m === undefined || st === undefined) continue;
+      out.push({
+        topic: `meters/${m.meterId}/events`,
+        payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.startMs)}","event":"meterExchange","installWh":${e.newStartWh},"removalWh":${st.importWh},"installExportWh":0}`,
+        meterId: m.meterId, ts: e.startMs, at: e.startMs, kind: 'event', readings: 0, rejects: 0,
+      });
+    }
   }
 
   /** This step's on-time readings of one transformer: singles on meter topics, or concentrator arrays of up to `batch`. */

@@ -202,8 +202,11 @@ export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly T
 }
 
 /**
- * Import energy between two ledger points. A register that went down is a replaced meter: the new one started at
- * its `newStartWh` (from the truth record whose start falls between the two rows; 0 when unknown).
+ * Import energy between two ledger points, booked the way the pipeline books a meter exchange (domain/intervals.ts):
+ * across a register decrease whose replacement (truth `registerReset`, published as a `meterExchange` work order)
+ * was installed in [prev, cur], the old meter's stretch (removal − prev) plus the new meter's (cur − newStartWh).
+ * The simulator installs at an interval end, where `prev` is the removal read itself, so the old meter's stretch is
+ * 0 there. A decrease without a replacement on record counts the new meter from 0 Wh.
  */
 function ledgerEnergy(
   rows: readonly LedgerPoint[], fromMs: number, toMs: number, newStarts: readonly NewMeter[],
@@ -219,14 +222,14 @@ function ledgerEnergy(
     const prev = rows[i - 1];
     const cur = rows[i];
     if (prev === undefined || cur === undefined) continue;
-    const d = cur.importWh - prev.importWh;
-    const reset = d < 0;
-    if (i <= startIdx) continue;
-    if (reset) {
-      resets++;
-      const swap = newStarts.find((n) => n.startMs >= prev.tsMs && n.startMs < cur.tsMs);
-      wh += cur.importWh - (swap?.wh ?? 0);
-    } else wh += d;
+    if (cur.importWh >= prev.importWh) {
+      wh += cur.importWh - prev.importWh;
+      continue;
+    }
+    resets++;
+    const swap = newStarts.find((n) => n.startMs >= prev.tsMs && n.startMs <= cur.tsMs && n.wh <= cur.importWh);
+    const removal = swap === undefined ? 0 : (rows.find((r) => r.tsMs === swap.startMs)?.importWh ?? prev.importWh) - prev.importWh;
+    wh += Math.max(0, removal) + cur.importWh - (swap?.wh ?? 0);
   }
   return { wh, startPublished: start.published, endPublished: end.published, resets };
 }

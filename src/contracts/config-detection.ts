@@ -79,11 +79,13 @@ export const DetectionConfig = Type.Object(
     ),
     drop: Type.Object(
       {
-        /** A local day is low when its energy is below ratio × the baseline's expected energy … */
+        /** Time constant of the sliding window (exponentially decayed sums of measured and expected import). */
+        windowHours: Pos(),
+        /** Fires while the window's measured import is below ratio × its expected import … */
         ratio: Pos({ maximum: 1 }),
-        /** … and `days` low days in a row fire. */
-        days: Type.Integer({ minimum: 1 }),
-        /** Days expected to use less than this are not judged. */
+        /** … and clears once it is back at clearRatio × expected or above (≥ ratio: hysteresis). */
+        clearRatio: Pos({ maximum: 1 }),
+        /** A window expecting less than this (decayed Wh) is not judged. */
         minExpectedWh: NonNeg(),
       },
       { additionalProperties: false },

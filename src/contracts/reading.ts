@@ -35,18 +35,39 @@ export interface Reading {
   currentA?: number;
 }
 
-export const METER_EVENTS = ['lastGasp', 'powerRestored', 'tamper', 'coverOpen', 'clockReset'] as const;
+export const METER_EVENTS = ['lastGasp', 'powerRestored', 'tamper', 'coverOpen', 'clockReset', 'meterExchange'] as const;
 export type MeterEventName = (typeof METER_EVENTS)[number];
 
-/** Meter event, as published on meters/{meterId}/events. */
+/**
+ * Meter event, as published on meters/{meterId}/events. `meterExchange` is the work order of a meter
+ * replacement and carries the reads that make billing across it exact: `installWh` (required for it), the new
+ * meter's import register at `ts`, and optionally `removalWh` (the old meter's final import register) and
+ * `installExportWh` (the new meter's export register at `ts`).
+ */
 export const MeterEventPayload = Type.Object({
   meterId: Type.String({ pattern: METER_ID_PATTERN }),
   ts: Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Number()]),
   event: Type.Enum(METER_EVENTS),
+  installWh: Type.Optional(Register),
+  removalWh: Type.Optional(Register),
+  installExportWh: Type.Optional(Register),
 });
 
-export interface MeterEvent {
+/** A validated meter event without a payload of its own. */
+export interface PlainMeterEvent {
   meterId: string;
   ts: number;
-  event: MeterEventName;
+  event: Exclude<MeterEventName, 'meterExchange'>;
 }
+
+/** A validated meter exchange: `ts` is the install time, registers are integer Wh. */
+export interface MeterExchangeEvent {
+  meterId: string;
+  ts: number;
+  event: 'meterExchange';
+  installWh: number;
+  removalWh?: number;
+  installExportWh?: number;
+}
+
+export type MeterEvent = PlainMeterEvent | MeterExchangeEvent;

@@ -1,7 +1,7 @@
 import type { AnomalyType, DetectionEvent, Severity, SubjectKind } from '../contracts/events.js';
 import type { CustomerClass } from '../contracts/registry.js';
 import type { DetectionConfig } from '../contracts/config-detection.js';
-import { localDayEnd, localDayStart, MINUTE_MS } from './local-time.js';
+import { HOUR_MS, MINUTE_MS } from './local-time.js';
 
 /**
  * Per-meter detectors: plain functions over a small state record. Each firing event is one anomalous
@@ -24,11 +24,15 @@ export interface DetectorState {
   /** Out-of-band voltage reads in a row. */
   vRun: number;
   voltage: boolean;
-  /** Local day being summed for `drop` (its start, epoch ms), -1 before the first interval. */
-  dayStart: number;
-  dayWh: number;
-  dayExpWh: number;
-  lowDays: number;
+  /**
+   * `drop`: measured and expected import, each an exponentially decayed sum over the recent past (time constant
+   * drop.windowHours), up to the end of the interval last added (`dropUntil`, -1 before the first).
+   */
+  dropWh: number;
+  dropExpWh: number;
+  dropUntil: number;
+  /** Event time of the next reminder firing while the drop holds (0 when not firing). */
+  dropNextAt: number;
   drop: boolean;
 }
 
@@ -36,7 +40,7 @@ export function initialDetectors(): DetectorState {
   return {
     spike: false, reverse: false, peak: false, reset: false, silent: false, flat: false,
     flatFrom: -1, flatExpWh: 0, vRun: 0, voltage: false,
-    dayStart: -1, dayWh: 0, dayExpWh: 0, lowDays: 0, drop: false,
+    dropWh: 0, dropExpWh: 0, dropUntil: -1, dropNextAt: 0, drop: false,
   };
 }
 
@@ -133,51 +137,56 @@ export interface Evaluation {
   teach: boolean;
 }
 
-/** Closes the summed local day for `drop` when the interval belongs to a later day, then adds it. */
-function dropStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, zone: string, events: DetectionEvent[]): void {
-  const day = localDayStart(zone, iv.start);
-  if (det.dayStart !== day) {
-    if (det.dayStart >= 0) {
-      const end = localDayEnd(zone, det.dayStart);
-      const judged = iv.warm && det.dayExpWh >= s.drop.minExpectedWh;
-      const low = judged && det.dayWh < s.drop.ratio * det.dayExpWh;
-      if (low) {
-        det.lowDays += 1;
-        if (det.lowDays >= s.drop.days) {
-          det.drop = true;
-          events.push(meterEvent(meter, 'drop', 'firing', end, {
-            value: det.dayWh,
-            expected: det.dayExpWh,
-            score: 1 - det.dayWh / det.dayExpWh,
-            severity: 'major',
-            reason: `${det.lowDays} days below ${pct(s.drop.ratio)} of baseline: ${kwh(det.dayWh)} vs ${kwh(det.dayExpWh)} expected`,
-          }));
-        }
-      } else {
-        det.lowDays = 0;
-        if (det.drop) {
-          det.drop = false;
-          events.push(meterEvent(meter, 'drop', 'clear', end, {
-            value: det.dayWh, expected: det.dayExpWh, score: 0, severity: 'info',
-            reason: `daily energy back to ${kwh(det.dayWh)} of ${kwh(det.dayExpWh)} expected`,
-          }));
-        }
-      }
-    }
-    det.dayStart = day;
-    det.dayWh = 0;
-    det.dayExpWh = 0;
+/** A firing drop repeats once a day (alerts count repeats); the clear ends it. */
+const DROP_REMINDER_MS = 24 * HOUR_MS;
+
+/**
+ * drop: measured import far below the baseline's expectation over a sliding window. Both are exponentially decayed
+ * sums (a rolling window without a ring buffer), so a drop is judged at every interval, whatever hour it began, and
+ * is seen after about one window instead of after whole calendar days. Estimated intervals (gap fill) and intervals
+ * without any import (an outage or a frozen register: flatline's business) add nothing to either sum; time still
+ * decays them. Fires below `ratio`, clears at `clearRatio` or above (hysteresis: no flapping near the threshold).
+ */
+function dropStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, events: DetectionEvent[]): void {
+  const tau = s.drop.windowHours * HOUR_MS;
+  const decay = det.dropUntil < 0 ? 0 : Math.exp(-Math.max(0, iv.end - Math.max(det.dropUntil, iv.start)) / tau);
+  det.dropWh *= decay;
+  det.dropExpWh *= decay;
+  if (!iv.estimated && iv.wh > 0) {
+    det.dropWh += iv.wh;
+    det.dropExpWh += iv.expectedWh;
   }
-  det.dayWh += iv.wh;
-  det.dayExpWh += iv.expectedWh;
+  det.dropUntil = iv.end;
+  if (!iv.warm || det.dropExpWh < s.drop.minExpectedWh) return;
+  const share = det.dropWh / det.dropExpWh;
+  const hours = `${s.drop.windowHours} h`;
+  if (share < s.drop.ratio) {
+    if (det.drop && iv.end < det.dropNextAt) return;
+    det.drop = true;
+    det.dropNextAt = iv.end + DROP_REMINDER_MS;
+    events.push(meterEvent(meter, 'drop', 'firing', iv.end, {
+      value: det.dropWh,
+      expected: det.dropExpWh,
+      score: 1 - share,
+      severity: 'major',
+      reason: `import at ${pct(share)} of baseline over the last ~${hours} (below ${pct(s.drop.ratio)}): ${kwh(det.dropWh)} vs ${kwh(det.dropExpWh)} expected`,
+    }));
+  } else if (det.drop && share >= s.drop.clearRatio) {
+    det.drop = false;
+    det.dropNextAt = 0;
+    events.push(meterEvent(meter, 'drop', 'clear', iv.end, {
+      value: det.dropWh, expected: det.dropExpWh, score: 0, severity: 'info',
+      reason: `import back to ${pct(share)} of baseline over the last ~${hours}`,
+    }));
+  }
 }
 
 /** Runs the interval detectors (spike, drop, flatline, reverseFlow, customerPeak) on one new interval, in time order. */
-export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, zone: string): Evaluation {
+export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings): Evaluation {
   const det: DetectorState = { ...prev };
   const events: DetectionEvent[] = [];
   const minutes = Math.round((iv.end - iv.start) / MINUTE_MS);
-  dropStep(det, iv, meter, s, zone, events);
+  dropStep(det, iv, meter, s, events);
 
   // spike: estimated intervals carry the baseline shape, not a measurement, so they neither fire nor clear.
   let spiked = false;
@@ -201,9 +210,11 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
     }
   }
 
-  // flatline: a zero register delta is real even across a gap, so estimated intervals count.
+  // flatline: a zero register delta is real even across a gap, so estimated intervals count. A meter is frozen only
+  // when neither register moves: a PV meter exporting at noon imports nothing and is alive.
   let flatFiring = false;
-  if (iv.warm && iv.slotReady && iv.wh === 0) {
+  const frozen = iv.wh === 0 && iv.exportWh === 0;
+  if (iv.warm && iv.slotReady && frozen) {
     if (det.flatFrom < 0) {
       det.flatFrom = iv.start;
       det.flatExpWh = 0;
@@ -221,10 +232,11 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
   } else {
     det.flatFrom = -1;
     det.flatExpWh = 0;
-    if (det.flat && iv.wh > 0) {
+    if (det.flat && !frozen) {
       det.flat = false;
       events.push(meterEvent(meter, 'flatline', 'clear', iv.end, {
-        value: iv.wh, expected: iv.expectedWh, score: 0, severity: 'info', reason: `register moving again: ${kwh(iv.wh)} in ${minutes} min`,
+        value: iv.wh, expected: iv.expectedWh, score: 0, severity: 'info',
+        reason: `register moving again: ${kwh(iv.wh)} imported${iv.exportWh > 0 ? `, ${kwh(iv.exportWh)} exported` : ''} in ${minutes} min`,
       }));
     }
   }

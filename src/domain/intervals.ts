@@ -3,12 +3,17 @@ import { ceilGrid, floorGrid, HOUR_MS } from './local-time.js';
 /**
  * Interval VEE (validation, estimation, editing) from cumulative integer registers.
  *
- * Model: between two consecutive reads a and b the register delta d = b − a (for a reset, b itself: a
- * replacement meter starts at 0 Wh, so its first read is what it measured since the exchange)
- * is apportioned over time by a monotone integer function F with F(a.ts) = 0 and F(b.ts) = d; an
- * interval's energy is the sum over the read pairs it overlaps of F(end) − F(start). Within a pair the
- * differences telescope, so the intervals always sum exactly to the register delta, whatever the rounding.
+ * Model: between two consecutive reads a and b the register delta d = b − a is apportioned over time by a
+ * monotone integer function F with F(a.ts) = 0 and F(b.ts) = d; an interval's energy is the sum over the read
+ * pairs it overlaps of F(end) − F(start). Within a pair the differences telescope, so the intervals always sum
+ * exactly to the register delta, whatever the rounding.
  * F is linear for pairs up to `linearGapMaxMs` apart and follows the baseline shape beyond.
+ *
+ * A register decrease (b < a) is a replaced meter. When the meter's exchange work order is known and its time
+ * falls in [a.ts, b.ts], d = (removalWh − a, the old meter's last stretch, when given and not negative)
+ * + (b − installWh, what the new meter measured); otherwise d = b (as if the new meter started at 0 Wh) and
+ * the pair's intervals are flagged estimated. An exchange that arrives after its decrease was computed
+ * corrects it (applyExchange), from the window or, once the window has moved on, from `lastReset`.
  */
 
 export interface RegisterRead {
@@ -19,10 +24,29 @@ export interface RegisterRead {
   exp: number;
 }
 
+/** A meter exchange work order: the new meter's install read at `ts`, the old meter's removal read. */
+export interface MeterExchange {
+  /** Install time, epoch ms. */
+  ts: number;
+  /** New meter's import register at `ts`, integer Wh. */
+  installWh: number;
+  /** Old meter's final import register, integer Wh. */
+  removalWh?: number;
+  /** New meter's export register at `ts`, integer Wh. */
+  installExportWh?: number;
+}
+
 export interface VeeState {
   intervalMs: number;
   /** Recent reads, ascending and distinct ts. The first one precedes every interval that can still change. */
   reads: RegisterRead[];
+  /** The meter's latest exchange (only one is kept): applied to the register decrease around its time. */
+  exchange?: MeterExchange;
+  /**
+   * The reads the intervals of the latest register decrease are computed from (the decrease pair, widened to
+   * the interval grid), kept once `reads` has moved on so that a late exchange can still correct them.
+   */
+  lastReset?: RegisterRead[];
 }
 
 export interface VeeSettings {
@@ -112,7 +136,8 @@ export function insertRead(state: VeeState, read: RegisterRead, s: VeeSettings):
   }
   if (read.ts > newest.ts) {
     const resets: ResetSeen[] = read.imp < newest.imp ? [{ ts: read.ts, beforeWh: newest.imp, afterWh: read.imp }] : [];
-    return { kind: 'accepted', state: { ...state, reads: [...reads, read] }, appended: true, from: newest.ts, to: read.ts, resets };
+    const next = { ...state, reads: [...reads, read] };
+    return { kind: 'accepted', state: resets.length > 0 ? traceReset(next, s) : next, appended: true, from: newest.ts, to: read.ts, resets };
   }
   const i = lowerBound(reads, read.ts);
   const at = reads[i];
@@ -123,8 +148,8 @@ export function insertRead(state: VeeState, read: RegisterRead, s: VeeSettings):
   const resets: ResetSeen[] = [];
   if (prev !== undefined && read.imp < prev.imp) resets.push({ ts: read.ts, beforeWh: prev.imp, afterWh: read.imp });
   if (next.imp < read.imp) resets.push({ ts: next.ts, beforeWh: read.imp, afterWh: next.imp });
-  const nextReads = [...reads.slice(0, i), read, ...reads.slice(i)];
-  return { kind: 'accepted', state: { ...state, reads: nextReads }, appended: false, from: prev?.ts ?? read.ts, to: next.ts, resets };
+  const nextState = { ...state, reads: [...reads.slice(0, i), read, ...reads.slice(i)] };
+  return { kind: 'accepted', state: resets.length > 0 || tracing(state) ? traceReset(nextState, s) : nextState, appended: false, from: prev?.ts ?? read.ts, to: next.ts, resets };
 }
 
 /** round(n / m) for integers n ≥ 0, m > 0, exact beyond 2^53 (ties up). */
@@ -138,6 +163,8 @@ interface Pair {
   a: RegisterRead;
   b: RegisterRead;
   d: number;
+  /** The exchange that explains a register decrease between a and b. */
+  ex?: MeterExchange;
   dx: number;
   span: number;
   estimated: boolean;
@@ -145,17 +172,32 @@ interface Pair {
   shape?: { points: number[]; cum: number[]; rates: number[]; total: number };
 }
 
-function makePair(a: RegisterRead, b: RegisterRead, intervalMs: number, s: VeeSettings, shape: GapShape | undefined): Pair {
-  const span = b.ts - a.ts;
-  const reset = b.imp < a.imp;
-  const pair: Pair = {
-    a,
-    b,
-    d: reset ? b.imp : b.imp - a.imp,
-    dx: Math.max(0, b.exp - a.exp),
-    span,
-    estimated: reset || span > s.gapFactor * intervalMs,
+/** The exchange explains the decrease a → b: its time lies in [a.ts, b.ts] and the new meter read no less since. */
+export function exchangeFits(a: RegisterRead, b: RegisterRead, ex: MeterExchange | undefined): ex is MeterExchange {
+  return ex !== undefined && b.imp < a.imp && a.ts <= ex.ts && ex.ts <= b.ts && ex.installWh <= b.imp;
+}
+
+/**
+ * Register deltas of a pair. A decrease with a fitting exchange: the old meter's stretch (removal − a, when
+ * given and not negative) plus the new meter's (b − install); `exact` unless the old meter's stretch is unknown.
+ */
+export function pairDelta(a: RegisterRead, b: RegisterRead, ex: MeterExchange | undefined): { d: number; dx: number; exact: boolean } {
+  if (b.imp >= a.imp) return { d: b.imp - a.imp, dx: Math.max(0, b.exp - a.exp), exact: true };
+  if (!exchangeFits(a, b, ex)) return { d: b.imp, dx: Math.max(0, b.exp - a.exp), exact: false };
+  const removal = ex.removalWh !== undefined && ex.removalWh >= a.imp ? ex.removalWh - a.imp : undefined;
+  return {
+    d: (removal ?? 0) + (b.imp - ex.installWh),
+    dx: ex.installExportWh === undefined ? Math.max(0, b.exp - a.exp) : Math.max(0, b.exp - ex.installExportWh),
+    // Read at the exchange instant, a is the removal read itself.
+    exact: removal !== undefined || ex.ts === a.ts,
   };
+}
+
+function makePair(a: RegisterRead, b: RegisterRead, intervalMs: number, s: VeeSettings, shape: GapShape | undefined, exchange: MeterExchange | undefined): Pair {
+  const span = b.ts - a.ts;
+  const { d, dx, exact } = pairDelta(a, b, exchange);
+  const pair: Pair = { a, b, d, dx, span, estimated: !exact || span > s.gapFactor * intervalMs };
+  if (exchangeFits(a, b, exchange)) pair.ex = exchange;
   if (span > s.linearGapMaxMs && shape !== undefined && pair.d > 0) {
     // Weights per local-hour segment, summed in one fixed order from a.ts so every call agrees to the bit.
     const points: number[] = [];
@@ -202,11 +244,21 @@ function exportUpTo(p: Pair, t: number): number {
   return p.dx === 0 ? 0 : roundDiv(p.dx * (t - p.a.ts), p.span);
 }
 
-function pairAt(reads: readonly RegisterRead[], k: number, intervalMs: number, s: VeeSettings, shape: GapShape | undefined, cache: Array<Pair | undefined>): Pair | undefined {
-  const a = reads[k];
-  const b = reads[k + 1];
+/**
+ * Import register at t inside the pair. Across an exchange: the old meter's before it, the new meter's from it
+ * on (b minus what is still to come), so the register chain breaks where the meter was changed.
+ */
+function registerAt(p: Pair, t: number): number {
+  if (t === p.b.ts) return p.b.imp;
+  if (p.ex !== undefined && t >= p.ex.ts) return p.b.imp - (p.d - importUpTo(p, t));
+  return p.a.imp + importUpTo(p, t);
+}
+
+function pairAt(state: VeeState, k: number, s: VeeSettings, shape: GapShape | undefined, cache: Array<Pair | undefined>): Pair | undefined {
+  const a = state.reads[k];
+  const b = state.reads[k + 1];
   if (a === undefined || b === undefined) return undefined;
-  const p = makePair(a, b, intervalMs, s, shape);
+  const p = makePair(a, b, state.intervalMs, s, shape, state.exchange);
   cache[k] = p;
   return p;
 }
@@ -235,7 +287,7 @@ export function computeIntervals(state: VeeState, startMin: number, endMax: numb
     let estimated = false;
     let registerWh = 0;
     for (let j = k; ; j++) {
-      const p = pairs[j] ?? pairAt(reads, j, I, s, shape, pairs);
+      const p = pairs[j] ?? pairAt(state, j, s, shape, pairs);
       if (p === undefined || p.a.ts >= end) break;
       const lo = Math.max(start, p.a.ts);
       const hi = Math.min(end, p.b.ts);
@@ -245,7 +297,7 @@ export function computeIntervals(state: VeeState, startMin: number, endMax: numb
         estimated ||= p.estimated;
       }
       if (p.a.ts < end && end <= p.b.ts) {
-        registerWh = end === p.b.ts ? p.b.imp : p.a.imp + importUpTo(p, end);
+        registerWh = registerAt(p, end);
         break;
       }
     }
@@ -275,5 +327,66 @@ export function settle(state: VeeState, s: VeeSettings): Settled {
   if (anchor === undefined) return { state, finalUntil: -Infinity };
   const g = floorGrid(anchor.ts, state.intervalMs, s.gridOffsetMs);
   const keepFrom = Math.max(0, upperBound(reads, g) - 1);
-  return { state: keepFrom === 0 ? state : { ...state, reads: reads.slice(keepFrom) }, finalUntil: anchor.ts };
+  const traced = tracing(state) ? traceReset(state, s) : state;
+  return { state: keepFrom === 0 ? traced : { ...traced, reads: reads.slice(keepFrom) }, finalUntil: anchor.ts };
+}
+
+/** Index k of the first pair (reads[k], reads[k + 1]) whose register decrease the exchange explains, or -1. */
+function decreaseFor(reads: readonly RegisterRead[], ex: MeterExchange): number {
+  for (let k = Math.max(0, lowerBound(reads, ex.ts) - 1); k + 1 < reads.length; k++) {
+    const a = reads[k];
+    const b = reads[k + 1];
+    if (a === undefined || b === undefined || a.ts > ex.ts) break;
+    if (exchangeFits(a, b, ex)) return k;
+  }
+  return -1;
+}
+
+/** The traced decrease still overlaps the window, where reads may still change: keep its copy current. */
+function tracing(state: VeeState): boolean {
+  const last = state.lastReset?.[state.lastReset.length - 1];
+  const first = state.reads[0];
+  return last !== undefined && first !== undefined && last.ts >= first.ts;
+}
+
+/**
+ * Copies the reads behind the newest register decrease of the window into `lastReset`: the pair plus the reads
+ * out to the interval grid around it (what its intervals are computed from). The window drops old reads; a head
+ * it has already dropped is kept from the previous copy of the same decrease.
+ */
+function traceReset(state: VeeState, s: VeeSettings): VeeState {
+  const reads = state.reads;
+  let k = reads.length - 2;
+  for (; k >= 0; k--) if ((reads[k + 1]?.imp ?? Infinity) < (reads[k]?.imp ?? -Infinity)) break;
+  const a = reads[k];
+  const b = reads[k + 1];
+  if (a === undefined || b === undefined) return state;
+  const lo = Math.max(0, upperBound(reads, floorGrid(a.ts, state.intervalMs, s.gridOffsetMs)) - 1);
+  const hi = Math.min(reads.length, lowerBound(reads, ceilGrid(b.ts, state.intervalMs, s.gridOffsetMs)) + 1);
+  const slice = reads.slice(lo, hi);
+  const prev = state.lastReset;
+  const first = slice[0];
+  const samePair = prev !== undefined && prev.some((r) => r.ts === a.ts) && prev.some((r) => r.ts === b.ts);
+  const head = samePair && first !== undefined ? prev.filter((r) => r.ts < first.ts) : [];
+  return { ...state, lastReset: head.length > 0 ? [...head, ...slice] : slice };
+}
+
+/**
+ * Records the meter's exchange and recomputes the intervals of the register decrease it explains: still in the
+ * window, or the latest one traced in `lastReset`. No decrease yet: the exchange waits for it (applied when the
+ * pair is computed). The recomputed intervals overwrite the ones written before.
+ */
+export function applyExchange(state: VeeState, ex: MeterExchange, s: VeeSettings, shape?: GapShape): { state: VeeState; intervals: Interval[] } {
+  const next: VeeState = { ...state, exchange: ex };
+  for (const reads of [state.reads, state.lastReset ?? []]) {
+    const k = decreaseFor(reads, ex);
+    const a = reads[k];
+    const b = reads[k + 1];
+    if (a === undefined || b === undefined) continue;
+    const I = state.intervalMs;
+    const from = floorGrid(a.ts, I, s.gridOffsetMs);
+    const to = ceilGrid(b.ts, I, s.gridOffsetMs);
+    return { state: next, intervals: computeIntervals({ intervalMs: I, reads, exchange: ex }, from, to, s, shape) };
+  }
+  return { state: next, intervals: [] };
 }

@@ -5,7 +5,9 @@ import {
   type Baseline, type BaselineSettings, coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, expectedRate, learn, slotCount,
 } from './baseline.js';
 import { type DetectorSettings, type DetectorState, evaluateInterval, evaluateVoltage, initialDetectors, meterEvent, type MeterRef } from './detectors.js';
-import { computeIntervals, type GapShape, insertRead, type Interval, newestRead, type RegisterRead, settle, type VeeSettings, type VeeState } from './intervals.js';
+import {
+  applyExchange, computeIntervals, type GapShape, insertRead, type Interval, type MeterExchange, newestRead, type RegisterRead, settle, type VeeSettings, type VeeState,
+} from './intervals.js';
 import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDate, localDayEnd, MINUTE_MS } from './local-time.js';
 
 /**
@@ -147,9 +149,12 @@ class BaselineShape implements GapShape {
 function switchInterval(st: MeterState, intervalMs: number): MeterState {
   const newest = newestRead(st.vee);
   const from = newest?.ts ?? 0;
+  // The exchange stays (a decrease may still come); the traced reset belongs to the old grid.
+  const vee: VeeState = { intervalMs, reads: newest === undefined ? [] : [newest] };
+  if (st.vee.exchange !== undefined) vee.exchange = st.vee.exchange;
   return {
     ...st,
-    vee: { intervalMs, reads: newest === undefined ? [] : [newest] },
+    vee,
     evaluatedUntil: Math.max(st.evaluatedUntil, from),
     learnedUntil: Math.max(st.learnedUntil, from),
     noTeach: [],
@@ -219,7 +224,7 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     const ev = evaluateInterval(det, {
       start: iv.start, end: iv.end, wh: iv.wh, exportWh: iv.exportWh, estimated: iv.estimated, demandW,
       expectedWh: exp.wh, spreadWh: exp.spreadWh, warm: iv.end - firstTs >= s.warmupMs, slotReady: exp.samples >= s.baseline.minSlotSamples,
-    }, meter, s.detectors, s.zone);
+    }, meter, s.detectors);
     det = ev.det;
     events.push(...ev.events);
     if (!ev.teach) noTeach.push(iv.start);
@@ -258,6 +263,22 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     intervals,
     events,
     baselinePoints,
+  };
+}
+
+/**
+ * Records a meter exchange work order and returns the intervals it corrects (a register decrease it explains,
+ * already computed): write them, they overwrite the ones booked without it. Detectors judged those intervals
+ * when they first appeared and are not run again.
+ */
+export function processExchange(prev: MeterState | undefined, ex: MeterExchange, meter: MeterInfo, s: StreamSettings): { state: MeterState; intervals: IntervalOut[] } {
+  const intervalMs = intervalMsOf(meter, s);
+  let st = prev ?? initialMeterState(meter, s);
+  if (st.vee.intervalMs !== intervalMs) st = switchInterval(st, intervalMs);
+  const r = applyExchange(st.vee, ex, veeSettings(s, intervalMs), new BaselineShape(st.baseline, s));
+  return {
+    state: { ...st, vee: r.state },
+    intervals: r.intervals.map((iv) => ({ ...iv, demandW: (iv.wh * HOUR_MS) / intervalMs })),
   };
 }
 
@@ -316,8 +337,44 @@ export function encodeMeterState(st: MeterState): string {
     n: st.noTeach,
     h: st.baselineHour,
     b: encodeBaseline(st.baseline),
-    d: [flags, d.flatFrom, d.flatExpWh, d.vRun, d.dayStart, d.dayWh, d.dayExpWh, d.lowDays],
+    // drop: [until, Wh, expected Wh, next reminder] sit where earlier builds kept [day start, day Wh, day expected Wh, low days]:
+    // an older checkpoint decodes into a short, valid window.
+    d: [flags, d.flatFrom, d.flatExpWh, d.vRun, d.dropUntil, d.dropWh, d.dropExpWh, d.dropNextAt],
+    ...encodeExchange(st.vee),
   });
+}
+
+/** `x`: the exchange as [ts, installWh, removalWh, installExportWh] (-1 = not given); `z`: the traced reset's reads. */
+function encodeExchange(vee: VeeState): { x?: number[]; z?: number[][] } {
+  const out: { x?: number[]; z?: number[][] } = {};
+  const ex = vee.exchange;
+  if (ex !== undefined) out.x = [ex.ts, ex.installWh, ex.removalWh ?? -1, ex.installExportWh ?? -1];
+  if (vee.lastReset !== undefined) out.z = vee.lastReset.map((r) => [r.ts, r.imp, r.exp]);
+  return out;
+}
+
+/** Inverse of encodeExchange; undefined when present but not one. */
+function decodeExchange(x: unknown, z: unknown): { exchange?: MeterExchange; lastReset?: RegisterRead[] } | undefined {
+  const out: { exchange?: MeterExchange; lastReset?: RegisterRead[] } = {};
+  if (x !== undefined) {
+    if (!isNumArray(x) || x.length !== 4) return undefined;
+    const [ts = 0, installWh = 0, removalWh = -1, installExportWh = -1] = x;
+    const ex: MeterExchange = { ts, installWh };
+    if (removalWh >= 0) ex.removalWh = removalWh;
+    if (installExportWh >= 0) ex.installExportWh = installExportWh;
+    out.exchange = ex;
+  }
+  if (z !== undefined) {
+    if (!Array.isArray(z)) return undefined;
+    const reads: RegisterRead[] = [];
+    for (const r of z) {
+      if (!isNumArray(r) || r.length !== 3) return undefined;
+      const [ts = 0, imp = 0, exp = 0] = r;
+      reads.push({ ts, imp, exp });
+    }
+    out.lastReset = reads;
+  }
+  return out;
 }
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
@@ -334,7 +391,7 @@ export function decodeMeterState(raw: string, s: StreamSettings): MeterState | u
   if (o === null || typeof o !== 'object') return undefined;
   const obj = o;
   const get = (k: string): unknown => (k in obj ? Reflect.get(obj, k) : undefined);
-  const [v, i, r, f, e, l, n, h, b, d] = ['v', 'i', 'r', 'f', 'e', 'l', 'n', 'h', 'b', 'd'].map(get);
+  const [v, i, r, f, e, l, n, h, b, d, x, z] = ['v', 'i', 'r', 'f', 'e', 'l', 'n', 'h', 'b', 'd', 'x', 'z'].map(get);
   if (v !== 1 || !isNum(i) || !isNum(f) || !isNum(e) || !isNum(l) || !isNum(h) || typeof b !== 'string' || !isNumArray(n)) return undefined;
   if (!Array.isArray(r) || !r.every((x) => isNumArray(x) && x.length === 3)) return undefined;
   if (!isNumArray(d) || d.length !== 8) return undefined;
@@ -346,10 +403,12 @@ export function decodeMeterState(raw: string, s: StreamSettings): MeterState | u
     const [ts = 0, imp = 0, exp = 0] = x;
     reads.push({ ts, imp, exp });
   }
-  const [flags = 0, flatFrom = -1, flatExpWh = 0, vRun = 0, dayStart = -1, dayWh = 0, dayExpWh = 0, lowDays = 0] = d;
-  const det = { ...initialDetectors(), flatFrom, flatExpWh, vRun, dayStart, dayWh, dayExpWh, lowDays };
+  const [flags = 0, flatFrom = -1, flatExpWh = 0, vRun = 0, dropUntil = -1, dropWh = 0, dropExpWh = 0, dropNextAt = 0] = d;
+  const det = { ...initialDetectors(), flatFrom, flatExpWh, vRun, dropWh, dropExpWh, dropUntil, dropNextAt };
   FLAGS.forEach((key, idx) => {
     det[key] = (flags & (1 << idx)) !== 0;
   });
-  return { vee: { intervalMs: i * MINUTE_MS, reads }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach: n, baselineHour: h, baseline, det };
+  const exchange = decodeExchange(x, z);
+  if (exchange === undefined) return undefined;
+  return { vee: { intervalMs: i * MINUTE_MS, reads, ...exchange }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach: n, baselineHour: h, baseline, det };
 }

@@ -1,7 +1,7 @@
 import { Compile } from 'typebox/compile';
 import {
   MAX_REGISTER_WH, METER_EVENTS, METER_ID_RE, MeterEventPayload, ReadingPayload,
-  type MeterEvent, type MeterEventName, type Reading,
+  type MeterEvent, type MeterEventName, type MeterExchangeEvent, type Reading,
 } from '../contracts/reading.js';
 
 /** Stable reason codes: metric label values and the `reason` field of mf:dlq entries. */
@@ -145,8 +145,29 @@ function checkEvent(item: unknown, expectedMeterId: string, nowMs: number, limit
   if (event === undefined) return { reason: 'bad_event', meterId: item.meterId, detail: `event: expected one of ${METER_EVENTS.join(', ')}` };
   const { ts, problem } = timeProblem(item.ts, nowMs, limits);
   if (problem || ts === undefined) return { ...(problem ?? { reason: 'bad_timestamp', detail: 'ts' }), meterId: item.meterId };
+  if (event === 'meterExchange') {
+    const problem = exchangeProblem(item);
+    if (problem) return { ...problem, meterId: item.meterId };
+  }
   if (!eventValidator.Check(item)) return { reason: 'bad_type', meterId: item.meterId, detail: 'does not match the event contract' };
-  return { meterId: item.meterId, ts, event };
+  if (event !== 'meterExchange') return { meterId: item.meterId, ts, event };
+  // exchangeProblem checked the registers; the validator the rest of the shape.
+  const { installWh, removalWh, installExportWh } = item;
+  if (installWh === undefined) return { reason: 'missing_field', meterId: item.meterId, detail: 'installWh: required for meterExchange' };
+  const ex: MeterExchangeEvent = { meterId: item.meterId, ts, event, installWh };
+  if (removalWh !== undefined) ex.removalWh = removalWh;
+  if (installExportWh !== undefined) ex.installExportWh = installExportWh;
+  return ex;
+}
+
+/** A meter exchange needs the new meter's install read; the removal and export reads are optional. */
+function exchangeProblem(item: Record<string, unknown>): Rejection | undefined {
+  if (item.installWh === undefined) return { reason: 'missing_field', detail: 'installWh: required for meterExchange' };
+  return (
+    registerProblem('installWh', item.installWh) ??
+    (item.removalWh === undefined ? undefined : registerProblem('removalWh', item.removalWh)) ??
+    (item.installExportWh === undefined ? undefined : registerProblem('installExportWh', item.installExportWh))
+  );
 }
 
 /**

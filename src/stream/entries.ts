@@ -1,10 +1,11 @@
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
-import { METER_EVENTS, METER_ID_PATTERN, MAX_REGISTER_WH, type MeterEvent, type Reading } from '../contracts/reading.js';
+import { METER_EVENTS, METER_ID_PATTERN, MAX_REGISTER_WH, type MeterEvent, type PlainMeterEvent, type Reading } from '../contracts/reading.js';
 
 /**
- * Stream entries as the ingest appends them: `r` = JSON array of Reading, `e` = JSON array of MeterEvent,
- * `rx` = ingest time (ms). Parsed once here; anything malformed is reported, never trusted.
+ * Stream entries as the ingest appends them: `r` = JSON array of Reading, `e` = JSON array of MeterEvent (a
+ * `meterExchange` carries its registers), `rx` = ingest time (ms). Parsed once here; anything malformed is
+ * reported, never trusted.
  */
 
 const StoredReading = Type.Object({
@@ -17,11 +18,22 @@ const StoredReading = Type.Object({
   voltageV: Type.Optional(Type.Number({ minimum: 0 })),
   currentA: Type.Optional(Type.Number()),
 });
-const StoredEvent = Type.Object({
-  meterId: Type.String({ pattern: METER_ID_PATTERN }),
-  ts: Type.Integer({ minimum: 0 }),
-  event: Type.Union(METER_EVENTS.map((e) => Type.Literal(e))),
-});
+const StoredRegister = Type.Integer({ minimum: 0, maximum: MAX_REGISTER_WH });
+const StoredEvent = Type.Union([
+  Type.Object({
+    meterId: Type.String({ pattern: METER_ID_PATTERN }),
+    ts: Type.Integer({ minimum: 0 }),
+    event: Type.Union(METER_EVENTS.filter((e): e is PlainMeterEvent['event'] => e !== 'meterExchange').map((e) => Type.Literal(e))),
+  }),
+  Type.Object({
+    meterId: Type.String({ pattern: METER_ID_PATTERN }),
+    ts: Type.Integer({ minimum: 0 }),
+    event: Type.Literal('meterExchange'),
+    installWh: StoredRegister,
+    removalWh: Type.Optional(StoredRegister),
+    installExportWh: Type.Optional(StoredRegister),
+  }),
+]);
 const checkReading = Compile(StoredReading);
 const checkEvent = Compile(StoredEvent);
 

@@ -2,7 +2,7 @@ import type { DetectionEvent } from '../contracts/events.js';
 import type { MeterEvent } from '../contracts/reading.js';
 import { meterEvent } from '../domain/detectors.js';
 import {
-  checkSilent, closedDays, type IntervalOut, type MeterInfo, type MeterState, processRead, silentDeadline, type StreamSettings,
+  checkSilent, closedDays, type IntervalOut, type MeterInfo, type MeterState, processExchange, processRead, silentDeadline, type StreamSettings,
 } from '../domain/meter-state.js';
 import { aggregationSlots, netDemandW } from '../domain/peaks.js';
 import { lp } from '../shared/line-protocol.js';
@@ -58,6 +58,8 @@ export interface BatchCounts {
   malformed: number;
   intervals: number;
   meterEvents: number;
+  /** Meter exchange work orders recorded (a subset of meterEvents). */
+  exchanges: number;
 }
 
 export interface BatchOutput {
@@ -83,10 +85,11 @@ export function addCounts(a: BatchCounts, b: BatchCounts): void {
   a.malformed += b.malformed;
   a.intervals += b.intervals;
   a.meterEvents += b.meterEvents;
+  a.exchanges += b.exchanges;
 }
 
 export function emptyCounts(): BatchCounts {
-  return { readings: 0, accepted: 0, duplicates: 0, conflicts: 0, late: 0, future: 0, malformed: 0, intervals: 0, meterEvents: 0 };
+  return { readings: 0, accepted: 0, duplicates: 0, conflicts: 0, late: 0, future: 0, malformed: 0, intervals: 0, meterEvents: 0, exchanges: 0 };
 }
 
 /** Meter events forwarded as detection events; the rest are counted only. */
@@ -204,33 +207,29 @@ export class ShardWork {
         out.counts.accepted++;
         this.states.set(r.meterId, res.state);
         out.dirty.add(r.meterId);
-        if (prev === undefined || prev.det.silent || prev.vee.intervalMs !== res.state.vee.intervalMs) {
+        // A first read (the state may hold only an exchange work order), a silent meter back, or a new grid: a new deadline.
+        if (prev === undefined || prev.vee.reads.length === 0 || prev.det.silent || prev.vee.intervalMs !== res.state.vee.intervalMs) {
           const dl = silentDeadline(res.state, s);
           if (dl !== undefined) this.heap.push(dl, r.meterId);
         }
-        const intervalMs = res.state.vee.intervalMs;
-        for (const iv of res.intervals) {
-          out.counts.intervals++;
-          out.lines.push(intervalLine(meter, this.w.band(meter, iv.start), iv));
-          const netW = netDemandW(iv.wh, iv.exportWh, intervalMs);
-          const share = Math.min(1, intervalMs / this.w.aggMs);
-          for (const slot of aggregationSlots(iv.start, iv.end, this.w.aggMs)) {
-            out.load.push({ transformerId: meter.transformerId, feederId: meter.feederId, slot, field: `${meter.meterId}@${iv.start}`, netW: netW * share });
-          }
-        }
+        this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, out, recomputeSeen);
         for (const b of res.baselinePoints) {
           out.lines.push(lp('baseline', { meter: meter.meterId }, { expected_wh: b.expectedWh, spread_wh: b.spreadWh }, b.ts));
         }
         emit(res.events);
-        for (const day of closedDays(res.intervals, wmBefore, s.zone)) {
-          const key = `${r.meterId}|${day}`;
-          if (recomputeSeen.has(key)) continue;
-          recomputeSeen.add(key);
-          out.recomputes.push({ meterId: r.meterId, day, watermark: wmBefore });
-        }
       }
       for (const ev of entry.events) {
         out.counts.meterEvents++;
+        if (ev.event === 'meterExchange') {
+          // Corrects the decrease it explains if that was already computed (late data path), else waits for it.
+          out.counts.exchanges++;
+          const meter = meterOf(ev.meterId);
+          const res = processExchange(this.states.get(ev.meterId), ev, meter, s);
+          this.states.set(ev.meterId, res.state);
+          out.dirty.add(ev.meterId);
+          this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, out, recomputeSeen);
+          continue;
+        }
         const fwd = FORWARDED[ev.event];
         if (fwd === undefined) continue;
         emit([meterEvent(meterOf(ev.meterId), fwd.type, 'firing', ev.ts, { value: 1, expected: 0, score: 1, severity: fwd.severity, reason: fwd.reason })]);
@@ -240,6 +239,28 @@ export class ShardWork {
       out.ackIds.push(entry.id);
     }
     return out;
+  }
+
+  /**
+   * New or recomputed intervals: their points (an overwrite for a recomputed one), their load contribution
+   * (keyed per meter and interval, so also overwritten), and a billing recompute for each day already closed.
+   */
+  private emitIntervals(meter: MeterRecord, intervalMs: number, intervals: readonly IntervalOut[], wmBefore: number, out: BatchOutput, recomputeSeen: Set<string>): void {
+    const share = Math.min(1, intervalMs / this.w.aggMs);
+    for (const iv of intervals) {
+      out.counts.intervals++;
+      out.lines.push(intervalLine(meter, this.w.band(meter, iv.start), iv));
+      const netW = netDemandW(iv.wh, iv.exportWh, intervalMs);
+      for (const slot of aggregationSlots(iv.start, iv.end, this.w.aggMs)) {
+        out.load.push({ transformerId: meter.transformerId, feederId: meter.feederId, slot, field: `${meter.meterId}@${iv.start}`, netW: netW * share });
+      }
+    }
+    for (const day of closedDays(intervals, wmBefore, this.w.settings.zone)) {
+      const key = `${meter.meterId}|${day}`;
+      if (recomputeSeen.has(key)) continue;
+      recomputeSeen.add(key);
+      out.recomputes.push({ meterId: meter.meterId, day, watermark: wmBefore });
+    }
   }
 
   /** Fires `silent` for every meter whose deadline the watermark has passed. */

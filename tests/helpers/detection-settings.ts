@@ -24,7 +24,7 @@ export function testDetectionConfig(over: Partial<DetectionConfig> = {}): Detect
       },
     },
     spike: { factor: 3, zScore: 6, minDemandW: 2000, majorZScore: 12 },
-    drop: { ratio: 0.4, days: 3, minExpectedWh: 1000 },
+    drop: { windowHours: 12, ratio: 0.5, clearRatio: 0.7, minExpectedWh: 1000 },
     flatline: { minHours: 6, minExpectedWh: 1500 },
     reverseFlow: { minExportWh: 10 },
     voltage: { nominalV: 230, tolerance: 0.1, minConsecutive: 3, majorTolerance: 0.15 },

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { MeterEvent, Reading } from '../../src/contracts/reading.js';
+import type { MeterEvent, MeterExchangeEvent, Reading } from '../../src/contracts/reading.js';
 import type { CustomerClass, TransformerRecord } from '../../src/contracts/registry.js';
 import { shardOf } from '../../src/domain/shard.js';
 import { keys } from '../../src/shared/redis.js';
@@ -57,6 +57,35 @@ export interface FleetOptions {
   /** Quarter hours of data from FLEET_START. */
   quarters: number;
   anomalies: boolean;
+  /** Add the replaced meters of EXCHANGED (their work orders arriving before, just after and a day after the reset read). */
+  exchanges?: boolean;
+}
+
+/**
+ * Meters replaced at day 1 08:00–08:15 (150 Wh every quarter hour all along, so the ledger has each at exactly
+ * 150 Wh × quarters). `exchangeAt`: the install time; `deliverAt`: when the work order reaches the stream.
+ */
+export const EXCHANGED = [
+  { meterId: 'M-X1', exchangeMin: 0, installWh: 20, withRemoval: true, deliverAt: at(1, 8) }, // before the new meter's first read
+  { meterId: 'M-X2', exchangeMin: 0, installWh: 30, withRemoval: false, deliverAt: at(1, 8, 45) }, // after it, still in the window
+  { meterId: 'M-X3', exchangeMin: 5, installWh: 25, withRemoval: true, deliverAt: at(2, 12) }, // a day later, after its day closed
+] as const;
+export const EXCHANGED_WH_PER_Q = 150;
+
+function exchangedMeter(x: (typeof EXCHANGED)[number], end: number, items: FleetItem[]): void {
+  const perMin = EXCHANGED_WH_PER_Q / 15;
+  const installTs = at(1, 8, x.exchangeMin);
+  let imp = 2_000_000;
+  for (let t = FLEET_START; t <= end; t += Q) {
+    items.push({ deliverAt: t, reading: { meterId: x.meterId, ts: t, importWh: imp, exportWh: 0 } });
+    if (t === at(1, 8)) {
+      const removalWh = imp + (installTs - t) / 60_000 * perMin;
+      imp = x.installWh + (t + Q - installTs) / 60_000 * perMin;
+      const ex: MeterExchangeEvent = { meterId: x.meterId, ts: installTs, event: 'meterExchange', installWh: x.installWh, installExportWh: 0 };
+      if (x.withRemoval) ex.removalWh = removalWh;
+      items.push({ deliverAt: x.deliverAt, event: ex });
+    } else imp += EXCHANGED_WH_PER_Q;
+  }
 }
 
 /**
@@ -113,6 +142,12 @@ export function buildFleet(o: FleetOptions): Fleet {
       items.push({ deliverAt: t, reading: { meterId: 'M-UNREG', ts: t, importWh: imp } });
       imp += 100;
     }
+  }
+  if (o.exchanges === true) {
+    EXCHANGED.forEach((x, k) => {
+      customers.push(customer(20 + k, { meterId: x.meterId, customerId: `C-${x.meterId}` }));
+      exchangedMeter(x, end, items);
+    });
   }
   // Stable sort by delivery time: the stream order a real ingest would produce.
   items.sort((x, y) => x.deliverAt - y.deliverAt);

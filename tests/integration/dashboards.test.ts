@@ -59,7 +59,7 @@ const scenarioOf = (seed: number): ResolvedScenario => loadScenario({
   anomalies: {
     window: { start: '26h', end: '0h' },
     spike: { count: 1, subtleShare: 0 },
-    // A long bypass, so it spans whole local days (the drop rule judges local days).
+    // A long bypass, longer than the drop rule's sliding window.
     drop: { count: 1, subtleShare: 0, clear: { hours: [44, 46], bypass: [0.1, 0.2] } },
     flatline: { count: 1, subtleShare: 0 },
     reverseFlow: { count: 1, subtleShare: 0 },
@@ -255,11 +255,10 @@ describe('dashboards against a real InfluxDB filled by a simulated pipeline run'
     await runSimulation({ scenario, dryRun: true, outDir: join(dir, 'dry') });
     const thresholdKw = Math.floor(peakFleetKw(readLedger(join(dir, 'dry', 'ledger.csv'))) * 0.95);
     const cfgFile = join(dir, 'overrides.yaml');
-    // A 1-day warm-up (instead of 21) and a 1-day drop rule so three days exercise the baseline detectors;
+    // A 1-day warm-up (instead of 21) so three days exercise the baseline detectors;
     // short stats periods so a one-minute run leaves several pipeline-health points.
     writeFileSync(cfgFile, `detection:
   baseline: { warmupDays: 1 }
-  drop: { days: 1 }
   systemPeak: { thresholdKw: ${thresholdKw} }
   worker: { blockMs: 100, claimIdleMs: 500, statsSeconds: 2 }
 ingest:

@@ -78,5 +78,9 @@ describe('simulated fleet through the real ingest', () => {
     const events = await streamEvents(redis);
     expect(events.filter((e) => e.event === 'lastGasp').length).toBe(Number(outage?.params.lastGasps));
     expect(events.filter((e) => e.event === 'powerRestored').length).toBe(outage?.meters.length);
+    // every replaced meter's work order passes the ingest's event validation
+    const replaced = sim.plan.truth.filter((t) => t.type === 'registerReset').map((t) => t.meterId);
+    expect(replaced).toHaveLength(1); // small.yaml: one register reset
+    expect(events.filter((e) => e.event === 'meterExchange').map((e) => e.meterId).sort()).toEqual(replaced.sort());
   });
 });

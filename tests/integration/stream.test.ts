@@ -11,7 +11,7 @@ import { streamKeys } from '../../src/stream/keys.js';
 import { startStream } from '../../src/stream/main.js';
 import { exited, memoryLogger, roleContext, spawnRole } from '../helpers/pipeline.js';
 import { startInflux, startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
-import { at, buildFleet, feedEntries, fleetEntries, FLEET_START, loadRegistry, Q, type Fleet } from '../helpers/stream-fleet.js';
+import { at, buildFleet, EXCHANGED, EXCHANGED_WH_PER_Q, feedEntries, fleetEntries, FLEET_START, loadRegistry, Q, type Fleet } from '../helpers/stream-fleet.js';
 
 const SHARDS = 4;
 let influxd: LocalService;
@@ -133,7 +133,8 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
       'voltage M-0004 firing d2 09:30', 'voltage M-0004 clear d2 09:45',
       'customerPeak M-0005 firing d3 14:15', 'customerPeak M-0005 clear d3 14:30',
       'spike M-0005 firing d3 14:15', 'spike M-0005 clear d3 14:30',
-      'drop M-0006 firing d5 00:00',
+      // drop: from d2 00:00 at a fifth of its baseline; seen ~10 h later (sliding window), repeated daily while it holds
+      'drop M-0006 firing d2 10:15', 'drop M-0006 firing d3 10:15', 'drop M-0006 firing d4 10:15',
       ...flat, 'flatline M-0007 clear d4 06:15',
       'feederOverload T-HOT firing d4 18:15', 'feederOverload T-HOT clear d4 18:30',
       'systemPeak system firing d4 18:15', 'systemPeak system clear d4 18:30',
@@ -175,6 +176,32 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     const readings = fleet.items.filter((it) => it.reading !== undefined).length;
     expect((await q(`SELECT sum(readings), sum(rejected), sum(duplicates) FROM pipeline WHERE "role"='stream'`)).slice(1)).toEqual([readings, 1, 1]);
     expect((await q(`SELECT sum("count") FROM dlq WHERE reason='late'`)).slice(1)).toEqual([1]);
+  }, 120_000);
+
+  it('a replaced meter bills exactly what the ledger says, whether its work order comes before or after the reset read', async () => {
+    const { svc, redis } = await freshRedis();
+    const quarters = 3 * 96;
+    const fleet = buildFleet({ meters: 4, quarters, anomalies: false, exchanges: true });
+    await seed(redis, fleet);
+    const db = uniquePrefix('exchange');
+    const handle = await startStream(roleContext(env(svc, db, configFile())).ctx);
+    await drained(redis);
+    await handle.close();
+
+    const q = async (sql: string) => (await influx.query(sql, { db }))[0]?.values[0] ?? [];
+    for (const x of EXCHANGED) {
+      // every interval written, summing to the ledger (the meters' true energy) to the watt-hour
+      expect([x.meterId, ...(await q(`SELECT count(wh), sum(wh) FROM interval WHERE meter='${x.meterId}'`)).slice(1)]).toEqual([x.meterId, quarters, quarters * EXCHANGED_WH_PER_Q]);
+      // the reset interval itself: exact, not estimated
+      expect([x.meterId, ...(await q(`SELECT wh, estimated FROM interval WHERE meter='${x.meterId}' AND time=${at(1, 8)}ms`)).slice(1)]).toEqual([x.meterId, EXCHANGED_WH_PER_Q, false]);
+    }
+    const { events } = await queuedEvents(svc.url);
+    expect(events.filter((e) => e.type === 'registerReset' && e.status === 'firing').map((e) => `${e.subject} ${hhmm(e.ts)}`).sort()).toEqual(['M-X1 d1 08:15', 'M-X2 d1 08:15', 'M-X3 d1 08:15']);
+    // the work order that came after its day closed asks billing to recompute that day, like late readings do
+    const billing = new Queue('billing', { connection: redis });
+    const recomputes = await billing.getJobs(['waiting'], 0, -1);
+    expect(recomputes.map((j) => [j.name, j.data])).toEqual([['recompute', { meterId: 'M-X3', day: '2026-11-03' }]]);
+    await billing.close();
   }, 120_000);
 
   it('SIGKILL in the middle of a backfill: after a restart the interval series equal an uninterrupted run, no event twice', async () => {

@@ -185,6 +185,28 @@ describe('checkpointing', () => {
     expect([...final.values()].reduce((x, y) => x + y, 0)).toBe(30 * 96 * 100 + 2900 + 2400 - 100 + 5);
   });
 
+  it('drop through processRead: seen hours after a bypass starts, the same with a checkpoint after every read', () => {
+    // 22 days steady, then the register records a fifth of the usual 100 Wh per quarter hour from day 22 00:00.
+    // Fires at 11:45, not at the ~10 h of a fixed baseline: until it fires the low intervals still teach their slots.
+    const over: Record<number, number> = {};
+    for (let i = 22 * 96; i < 26 * 96; i++) over[i] = 20;
+    const reads = steady(26 * 96, over);
+    const a = run(reads);
+    const b = run(reads, { checkpoint: true });
+    expect(b.events).toEqual(a.events);
+    expect(b.state).toEqual(a.state);
+    expect(brief(a.events.filter((e) => e.type === 'drop'))).toEqual(['drop firing 11-24T11:45', 'drop firing 11-25T11:45', 'drop firing 11-26T11:45', 'drop firing 11-27T11:45']);
+  });
+
+  it('a checkpoint of the calendar-day drop decodes into a short, valid window', () => {
+    const r = run(steady(4));
+    const raw = JSON.parse(encodeMeterState(r.state ?? expect.fail('no state'))) as { d: number[] };
+    // the earlier layout: [flags, flatFrom, flatExpWh, vRun, dayStart, dayWh, dayExpWh, lowDays]
+    raw.d = [0, -1, 0, 0, T0, 400, 400, 0];
+    const st = decodeMeterState(JSON.stringify(raw), s);
+    expect(st?.det).toMatchObject({ dropUntil: T0, dropWh: 400, dropExpWh: 400, dropNextAt: 0, drop: false });
+  });
+
   it('state stays compact: under 1 KiB per meter after 30 days', () => {
     const r = run(steady(30 * 96));
     const enc = encodeMeterState(r.state ?? expect.fail('no state'));

@@ -20,11 +20,11 @@ function facts(over: Partial<IntervalFacts> & { at?: number }): IntervalFacts {
 }
 
 /** Runs a series of intervals; returns every event as "type status value" plus the final state. */
-function run(series: IntervalFacts[], m = meter, det: DetectorState = initialDetectors(), zone = 'UTC') {
+function run(series: IntervalFacts[], m = meter, det: DetectorState = initialDetectors()) {
   const events: DetectionEvent[] = [];
   const teach: boolean[] = [];
   for (const iv of series) {
-    const r = evaluateInterval(det, iv, m, cfg, zone);
+    const r = evaluateInterval(det, iv, m, cfg);
     det = r.det;
     events.push(...r.events);
     teach.push(r.teach);
@@ -58,57 +58,54 @@ describe('spike', () => {
   });
 });
 
-describe('drop (sustained low daily energy)', () => {
+describe('drop (sliding window of decayed sums)', () => {
   const H = HOUR_MS;
-  /** One hourly interval per hour for `days` days, each day at `perHour[d]` Wh against 100 expected. */
-  function days(perHour: number[]): IntervalFacts[] {
-    const out: IntervalFacts[] = [];
-    perHour.forEach((wh, d) => {
-      for (let h = 0; h < 24; h++) {
-        const start = T0 + d * 24 * H + h * H;
-        out.push(facts({ start, end: start + H, wh, expectedWh: 100, spreadWh: 50, demandW: wh }));
-      }
+  /** Hourly intervals, `hours` of them at `wh` each against 100 Wh expected, from `fromHour`. */
+  function hours(fromHour: number, n: number, wh: number, over: Partial<IntervalFacts> = {}): IntervalFacts[] {
+    return Array.from({ length: n }, (_, h) => {
+      const start = T0 + (fromHour + h) * H;
+      return facts({ start, end: start + H, wh, expectedWh: 100, spreadWh: 50, demandW: wh, ...over });
     });
-    return out;
   }
+  const at = (r: ReturnType<typeof run>) => r.events.filter((e) => e.type === 'drop').map((e) => `${e.status} ${(e.ts - T0) / H}h`);
 
-  it('fires at the end of the third low day and clears at the end of the first normal one', () => {
-    const r = run(days([30, 30, 30, 30, 95, 95]));
-    expect(r.events.map((e) => [e.status, (e.ts - T0) / H, e.value, e.expected, e.score])).toEqual([
-      ['firing', 72, 720, 2400, 0.7],
-      ['firing', 96, 720, 2400, 0.7],
-      ['clear', 120, 2280, 2400, 0],
-    ]);
-    expect(r.events[0]?.reason).toBe('3 days below 40% of baseline: 0.72 kWh vs 2.40 kWh expected');
-    // while the drop holds, nothing teaches the baseline (theft must not become the new normal)
-    expect(r.teach.slice(72, 96).every((t) => !t)).toBe(true);
+  // Window 12 h: after a step to 25% of the baseline the window's share is about 0.25 + 0.75·e^(−n/12), under 0.5 from
+  // n > 12·ln 3 ≈ 13.2 h (the 14th hour); at 20%, from n > 12·ln(8/3) ≈ 11.8 h (with only 48 h of history
+  // before it, a little earlier: the 47th quarter hour).
+  it('fires ~one window after the drop starts, repeats daily, clears with hysteresis', () => {
+    const r = run([...hours(0, 48, 100), ...hours(48, 48, 25), ...hours(96, 24, 100)]);
+    expect(at(r)).toEqual(['firing 62h', 'firing 86h', 'clear 107h']);
+    const first = r.events.find((e) => e.type === 'drop');
+    expect(first?.reason).toBe('import at 48% of baseline over the last ~12 h (below 50%): 0.60 kWh vs 1.24 kWh expected');
+    // from the firing until the clear nothing teaches the baseline (theft must not become the new normal)
+    expect(r.teach.slice(61, 106).every((t) => !t)).toBe(true);
+    expect(r.teach[106]).toBe(true);
+  });
+
+  it('is judged at every interval: the delay does not depend on the hour the drop starts', () => {
+    const quarters = (fromQ: number, n: number, wh: number): IntervalFacts[] =>
+      Array.from({ length: n }, (_, k) => facts({ at: fromQ + k, wh, expectedWh: 25, spreadWh: 12.5, demandW: wh * 4 }));
+    for (const startQ of [48 * 4, 48 * 4 + 42]) {
+      const r = run([...quarters(0, startQ, 25), ...quarters(startQ, 96, 5)]);
+      const fired = r.events.find((e) => e.type === 'drop');
+      expect(((fired?.ts ?? 0) - (T0 + startQ * Q)) / Q).toBe(47);
+    }
+  });
+
+  it('between ratio and clearRatio a firing drop neither clears nor repeats', () => {
+    const r = run([...hours(0, 48, 100), ...hours(48, 24, 25), ...hours(72, 72, 60)]);
+    expect(at(r)).toEqual(['firing 62h']);
   });
 
   it.each([
-    { name: 'two low days then a normal one', perHour: [30, 30, 95, 30, 30, 95], fired: 0 },
-    { name: 'exactly 40% is not low', perHour: [40, 40, 40, 40], fired: 0 },
-    { name: 'a day expecting under 1 kWh is not judged', perHour: [0, 0, 0, 0], expected: 40, fired: 0 },
-  ])('$name', ({ perHour, expected, fired }) => {
-    const series = days(perHour).map((iv) => (expected === undefined ? iv : { ...iv, expectedWh: expected }));
-    expect(run(series).events.filter((e) => e.type === 'drop')).toHaveLength(fired);
-  });
-
-  it('sums local days: a 25-hour DST day expects 25 hours of energy', () => {
-    const zone = 'Europe/Madrid';
-    const dayStart = Date.UTC(2026, 9, 24, 22); // 2026-10-25 00:00 CEST
-    const series: IntervalFacts[] = [];
-    for (let t = dayStart - 3 * 24 * H; t < dayStart + 26 * H; t += H) {
-      series.push(facts({ start: t, end: t + H, wh: 10, expectedWh: 100, spreadWh: 50, demandW: 10 }));
-    }
-    let det = initialDetectors();
-    const events: DetectionEvent[] = [];
-    for (const iv of series) {
-      const r = evaluateInterval(det, iv, meter, cfg, zone);
-      det = r.det;
-      events.push(...r.events);
-    }
-    const last = events.at(-1);
-    expect([last?.ts, last?.value, last?.expected]).toEqual([dayStart + 25 * H, 250, 2500]);
+    { name: 'half a day at 30%', series: [...hours(0, 48, 100), ...hours(48, 12, 30), ...hours(60, 24, 100)] },
+    { name: 'a steady 60%', series: [...hours(0, 48, 100), ...hours(48, 96, 60)] },
+    { name: 'no import at all (outage or frozen register: not a drop)', series: [...hours(0, 48, 100), ...hours(48, 48, 0)] },
+    { name: 'estimated intervals (gap fill)', series: [...hours(0, 48, 100), ...hours(48, 48, 10, { estimated: true })] },
+    { name: 'during warm-up', series: [...hours(0, 48, 100, { warm: false }), ...hours(48, 48, 10, { warm: false })] },
+    { name: 'a window expecting under 1 kWh', series: [...hours(0, 48, 60), ...hours(48, 48, 5)].map((iv) => ({ ...iv, expectedWh: 60 })) },
+  ])('no drop: $name', ({ series }) => {
+    expect(at(run(series))).toEqual([]);
   });
 });
 
@@ -132,6 +129,20 @@ describe('flatline', () => {
 
   it('does not fire during warm-up', () => {
     expect(run(hourly([0, 0, 0, 0, 0, 0, 0, 0], 300).map((iv) => ({ ...iv, warm: false }))).events).toEqual([]);
+  });
+
+  it('a PV meter exporting while it imports nothing is not frozen', () => {
+    const noon = hourly([0, 0, 0, 0, 0, 0, 0, 0], 300).map((iv) => ({ ...iv, exportWh: 900 }));
+    expect(run(noon, testMeter({ hasPv: true })).events).toEqual([]);
+  });
+
+  it('both registers frozen fires on a PV meter too, and export moving again clears it', () => {
+    const series = hourly([0, 0, 0, 0, 0, 0, 0, 0], 300);
+    const last = series[7];
+    if (last !== undefined) series[7] = { ...last, exportWh: 400 };
+    const r = run(series, testMeter({ hasPv: true }));
+    expect(r.events.map((e) => `${e.status} ${(e.ts - T0) / H}h`)).toEqual(['firing 6h', 'firing 7h', 'clear 8h']);
+    expect(r.events[2]?.reason).toBe('register moving again: 0.00 kWh imported, 0.40 kWh exported in 60 min');
   });
 });
 

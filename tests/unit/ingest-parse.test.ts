@@ -112,6 +112,29 @@ describe('parseMessage on the events topic', () => {
     const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:17:41Z', event: 'explode' }), NOW, LIMITS);
     expect(p.rejections.map((r) => r.reason)).toEqual(['bad_event']);
   });
+  it('accepts a meter exchange with its install, removal and export reads', () => {
+    const ts = '2026-11-26T02:15:00Z';
+    const p = parseMessage(evTopic, buf([
+      { meterId: 'M-1', ts, event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
+      { meterId: 'M-1', ts, event: 'meterExchange', installWh: 0 },
+    ]), NOW, LIMITS);
+    expect(p.rejections).toEqual([]);
+    expect(p.events).toEqual([
+      { meterId: 'M-1', ts: Date.parse(ts), event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
+      { meterId: 'M-1', ts: Date.parse(ts), event: 'meterExchange', installWh: 0 },
+    ]);
+  });
+  it.each([
+    { name: 'no install read', extra: {}, reason: 'missing_field', detail: 'installWh: required for meterExchange' },
+    { name: 'a negative install read', extra: { installWh: -3 }, reason: 'register_negative', detail: 'installWh: -3 is negative' },
+    { name: 'a fractional removal read', extra: { installWh: 20, removalWh: 10.5 }, reason: 'register_not_integer', detail: 'removalWh: 10.5 is not an integer Wh' },
+    { name: 'a text install read', extra: { installWh: '20' }, reason: 'bad_type', detail: 'installWh: expected an integer number of Wh, got string' },
+    { name: 'an export read beyond 2^53', extra: { installWh: 20, installExportWh: 2 ** 60 }, reason: 'register_too_large', detail: `installExportWh: ${2 ** 60} is above 2^53-1` },
+  ])('dead-letters a meter exchange with $name', ({ extra, reason, detail }) => {
+    const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:15:00Z', event: 'meterExchange', ...extra }), NOW, LIMITS);
+    expect(p.events).toEqual([]);
+    expect(p.rejections).toEqual([expect.objectContaining({ reason, detail, meterId: 'M-1' })]);
+  });
 });
 
 describe('readingLine', () => {

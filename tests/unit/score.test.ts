@@ -221,6 +221,23 @@ describe('scoreBilling', () => {
   });
 });
 
+describe('scoreBilling across a meter exchange, booked as the pipeline books it', () => {
+  const row = (h: number, importWh: number): LedgerPoint => ({ meterId: 'M-2', tsMs: T0 + h * H, importWh, published: true });
+  const ledger = [row(0, 800), row(1, 900), row(2, 40), row(3, 100)];
+  it.each([
+    { name: 'installed at the removal read: new meter from its install read', startH: 1, newStartWh: 10, ledgerWh: 100 + 30 + 60 },
+    { name: 'installed at the new meter\'s first read: the same pair', startH: 2, newStartWh: 10, ledgerWh: 100 + 30 + 60 },
+    { name: 'an install read above the new meter\'s read explains nothing: from 0 Wh', startH: 1, newStartWh: 50, ledgerWh: 100 + 40 + 60 },
+    { name: 'installed outside the decrease: from 0 Wh', startH: 0, newStartWh: 10, ledgerWh: 100 + 40 + 60 },
+  ])('$name', ({ startH, newStartWh, ledgerWh }) => {
+    const newStarts = new Map([['M-2', [{ startMs: T0 + startH * H, wh: newStartWh }]]]);
+    const billedWh = 100 + 30 + 60;
+    const billed = [{ meterId: 'M-2', fromMs: T0, toMs: T0 + 3 * H, totalWh: billedWh }];
+    const diff = billedWh - ledgerWh;
+    expect(scoreBilling(billed, ledger, newStarts).acrossReset).toEqual(diff === 0 ? [] : [{ meterId: 'M-2', billedWh, ledgerWh, diffWh: diff }]);
+  });
+});
+
 describe('parseTruth', () => {
   const good = JSON.stringify(truth({ id: 's1', type: 'spike', start: '2026-02-01T00:00:00Z', end: '2026-02-01T04:00:00Z' }));
   it.each([

@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { DateTime } from 'luxon';
 import { Compile } from 'typebox/compile';
 import { describe, expect, it } from 'vitest';
-import { ReadingPayload } from '../../src/contracts/reading.js';
+import { MeterEventPayload, ReadingPayload } from '../../src/contracts/reading.js';
 import { Simulation, type LedgerRow, type SimMessage } from '../../simulators/engine.js';
 import { generateFleet } from '../../simulators/fleet.js';
 import { loadScenario, type ResolvedScenario } from '../../simulators/scenario.js';
+import { isoSeconds } from '../../simulators/time-spec.js';
 import { INJECTED_ANOMALIES, TRANSPORT_FAULTS, type TruthRecord } from '../../simulators/truth.js';
 
 interface Parsed {
@@ -223,6 +224,20 @@ describe('small.yaml: injected anomalies and transport faults', () => {
       }
     }
     expect(decreases).toBe(1);
+  });
+
+  it('publishes the meter exchange work order before the new meter\'s first reading', () => {
+    const reset = one('registerReset');
+    const orders = r.messages.filter((m) => m.kind === 'event' && m.payload.includes('"meterExchange"'));
+    const contract = Compile(MeterEventPayload);
+    expect(orders.map((m) => [m.topic, m.ts, m.at])).toEqual([[`meters/${reset.meterId}/events`, reset.startMs, reset.startMs]]);
+    const order: unknown = JSON.parse(orders[0]?.payload ?? '{}');
+    expect(contract.Check(order)).toBe(true);
+    // install read = the truth's new start; removal read = the old meter's register (ledger) at the install time
+    const removal = r.ledgerOf(reset.meterId ?? '').find((l) => l.ts === reset.startMs)?.importWh;
+    expect(order).toEqual({ meterId: reset.meterId, ts: isoSeconds(reset.startMs), event: 'meterExchange', installWh: reset.params.newStartWh, removalWh: removal, installExportWh: 0 });
+    const first = r.sorted(reset.meterId ?? '').find((x) => x.ts === reset.endMs);
+    expect(r.messages.indexOf(orders[0] ?? expect.fail('no order'))).toBeLessThan(first?.msg ?? -1);
   });
 
   it('ledger = the registers of every published reading; unpublished ends are marked', () => {

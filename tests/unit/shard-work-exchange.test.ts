@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import type { MeterEvent, Reading } from '../../src/contracts/reading.js';
+import { compileSettings } from '../../src/domain/meter-state.js';
+import { parseEntry, type StreamEntry } from '../../src/stream/entries.js';
+import { type MeterRecord, ShardWork, type WorkSettings } from '../../src/stream/shard-work.js';
+import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
+
+const Q = 15 * 60_000;
+const T0 = Date.UTC(2026, 10, 2); // Monday 2026-11-02 00:00 UTC
+const meter: MeterRecord = { ...testMeter(), tariff: 'default' };
+const work: WorkSettings = {
+  settings: compileSettings(testDetectionConfig(), 'UTC'),
+  watermarkLatenessMs: 30 * 60_000,
+  maxFutureMs: 10 * 60_000,
+  aggMs: Q,
+  band: () => 'flat',
+};
+
+let seq = 0;
+const entry = (readings: Reading[], events: MeterEvent[] = []): StreamEntry => {
+  const newest = Math.max(...readings.map((r) => r.ts), ...events.map((e) => e.ts));
+  return { id: `${newest}-${seq++}`, readings, events, rx: newest, malformed: [] };
+};
+const read = (q: number, importWh: number): Reading => ({ meterId: meter.meterId, ts: T0 + q * Q, importWh });
+/** 100 Wh a quarter hour; the meter is replaced after quarter 40, the new one reads 20 Wh at install. */
+const registerAt = (q: number): number => (q <= 40 ? 50_000 + q * 100 : 20 + (q - 40) * 100);
+const exchange: MeterEvent = { meterId: meter.meterId, ts: T0 + 40 * Q, event: 'meterExchange', installWh: 20, removalWh: registerAt(40) };
+
+describe('the stream shard with meter exchange work orders', () => {
+  it('a late work order rewrites the reset interval and asks billing to recompute its closed day', () => {
+    const w = new ShardWork(0, work);
+    const reads = Array.from({ length: 2 * 96 + 1 }, (_, q) => read(q, registerAt(q)));
+    const first = w.process(reads.map((r) => entry([r])), () => meter);
+    const resetLine = (lines: string[]) => lines.filter((l) => l.startsWith('interval,') && l.endsWith(` ${T0 + 40 * Q}`));
+    expect(resetLine(first.lines)).toEqual([expect.stringContaining(' wh=120i,')]);
+
+    const late = w.process([entry([], [exchange])], () => meter);
+    expect(late.counts).toMatchObject({ meterEvents: 1, exchanges: 1, intervals: 1 });
+    expect(resetLine(late.lines)).toEqual([expect.stringContaining(' wh=100i,')]);
+    expect(resetLine(late.lines)[0]).toContain(',estimated=false ');
+    expect(late.recomputes.map((r) => [r.meterId, r.day])).toEqual([[meter.meterId, '2026-11-02']]);
+    expect([...late.dirty]).toEqual([meter.meterId]);
+  });
+
+  it('a work order before any read: the meter still goes silent when its reads stop', () => {
+    const w = new ShardWork(0, work);
+    w.process([entry([], [exchange])], () => meter);
+    w.process([entry([read(0, 100)]), entry([read(1, 200)])], () => meter);
+    // another meter's reads move the shard watermark on; M-1 has none after quarter 1
+    const other = (q: number): Reading => ({ meterId: 'M-2', ts: T0 + q * Q, importWh: q * 10 });
+    const out = w.process(Array.from({ length: 12 }, (_, q) => entry([other(q)])), (id) => ({ ...meter, meterId: id }));
+    expect(out.events.filter((e) => e.type === 'silent').map((e) => [e.subject, e.ts])).toEqual([[meter.meterId, T0 + (1 + 4) * Q]]);
+  });
+
+  it('a stored work order parses with its registers; one without an install read is malformed', () => {
+    const bad = { meterId: meter.meterId, ts: exchange.ts, event: 'meterExchange' };
+    const e = parseEntry('1-0', ['e', JSON.stringify([exchange, bad, { meterId: meter.meterId, ts: exchange.ts, event: 'lastGasp' }]), 'rx', '5']);
+    expect(e.events).toEqual([exchange, { meterId: meter.meterId, ts: exchange.ts, event: 'lastGasp' }]);
+    expect(e.malformed).toEqual([JSON.stringify(bad)]);
+  });
+});
