@@ -3,6 +3,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startIngest, type IngestHandle } from '../../src/ingest/main.js';
 import { createInflux, type Influx } from '../../src/shared/influx.js';
+import { keys } from '../../src/shared/redis.js';
 import { dlqReasons, eventually, exited, memoryLogger, roleContext, serviceEnv, spawnRole, streamReadings, type TestServices } from '../helpers/pipeline.js';
 import { startInflux, startMosquitto, startRedis } from '../helpers/services.js';
 
@@ -69,11 +70,19 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
       ['meters/M-0001/readings', JSON.stringify({ ...reading(1, 0), ts: Date.now() + 3_600_000 })],
       ['concentrators/T-1/readings', JSON.stringify([reading(100, 0), { meterId: 'M-0100', ts: reading(100, 0).ts }, reading(101, 1)])],
       ['meters/x/y/readings', JSON.stringify(reading(1, 0))],
+      // meter exchange work orders without a usable install read
+      ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', removalWh: 1_000_000 })],
+      ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', installWh: 12, removalWh: -1 })],
     ];
     msgs.push(...bad);
+    const exchange = { meterId: 'M-0001', ts: T0 + 900_000, event: 'meterExchange', installWh: 12, removalWh: 1_000_251, installExportWh: 0 };
+    msgs.push(['meters/M-0001/events', JSON.stringify(exchange)]);
     await publishAll(pub, msgs);
 
-    const expectedReasons = ['not_json', 'not_object', 'meter_mismatch', 'register_negative', 'register_not_integer', 'bad_timestamp', 'future_timestamp', 'missing_field'].sort();
+    const expectedReasons = [
+      'not_json', 'not_object', 'meter_mismatch', 'register_negative', 'register_not_integer', 'bad_timestamp', 'future_timestamp', 'missing_field',
+      'missing_field', 'register_negative',
+    ].sort();
     // `meters/x/y/readings` matches no subscription, so the broker never delivers it: nothing to dead-letter.
     expect(await eventually(async () => (await dlqReasons(redis)).length >= expectedReasons.length && ingest !== undefined && ingest.ingestor.totals.messages >= msgs.length - 1, 30_000)).toBe(true);
 
@@ -84,7 +93,13 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const totals = ingest.ingestor.totals;
     expect(totals.readings).toBe(1000);
     expect(totals.duplicates).toBe(30 + 50 + 2); // repeated singles, repeated batch, 2 re-sent readings in the mixed array
-    expect(totals.rejected).toBe(8);
+    expect(totals.rejected).toBe(10);
+    expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2 });
+    // the good work order reaches the meter's shard as a meter event, registers and all
+    expect(totals.events).toBe(1);
+    const entries = (await Promise.all(Array.from({ length: SHARDS }, (_, k) => redis.xrange(keys.readings(k), '-', '+')))).flat();
+    const events: unknown[] = entries.flatMap(([, f]) => (f.includes('e') ? [JSON.parse(f[f.indexOf('e') + 1] ?? '[]')] : []));
+    expect(events).toEqual([[exchange]]);
 
     await ingest.close();
     ingest = undefined;
@@ -93,6 +108,51 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const perMeter = await influx.query(`SELECT count(import_wh) FROM reading WHERE meter = 'M-0100'`);
     expect(perMeter[0]?.values[0]?.[1]).toBe(10);
   });
+
+  it('keeps every reading, in order per meter, when the ingest loses its connection under a QoS 1 backlog', async () => {
+    await redis.flushall();
+    const logs = memoryLogger('info');
+    const { ctx } = roleContext(serviceEnv(s, { STREAM_SHARDS: String(SHARDS), MF_INSTANCE: 'it-restart', MQTT_CLIENT_ID: 'restart-test' }), logs.log);
+    const handle = await startIngest(ctx);
+    const publisher = await mqtt.connectAsync(s.mqtt.url, { clientId: 'restart-publisher', clean: false, reconnectPeriod: 200 });
+    const total = 6000;
+    const msgs: Array<[string, string]> = [];
+    for (let k = 0; k < total / 30; k++) for (let m = 0; m < 30; m++) msgs.push([`meters/${reading(m, k).meterId}/readings`, JSON.stringify(reading(m, k))]);
+    // Like the simulator: up to 1000 publishes waiting for their PUBACK.
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    const publishing = (async () => {
+      for (const [t, p] of msgs) {
+        while (inFlight >= 1000) await new Promise<void>((r) => (wake = r));
+        inFlight++;
+        publisher.publish(t, p, { qos: 1 }, () => {
+          inFlight--;
+          wake?.();
+          wake = undefined;
+        });
+      }
+      while (inFlight > 0) await new Promise<void>((r) => (wake = r));
+    })();
+    expect(await eventually(async () => (await streamReadings(redis, SHARDS)).length >= 1500, 60_000, 20)).toBe(true);
+    // The ingest loses its connection (as on a keepalive timeout): another connection takes its session over and
+    // drops at once; the ingest reconnects to its persistent session.
+    const thief = await mqtt.connectAsync(s.mqtt.url, { clientId: 'restart-test-ingest', clean: false, reconnectPeriod: 0 });
+    thief.stream.destroy();
+    await publishing;
+    const done = await eventually(async () => new Set((await streamReadings(redis, SHARDS)).map((r) => `${r.meterId}|${r.ts}`)).size >= total, 60_000, 200);
+    await handle.close();
+    await publisher.endAsync();
+    expect(logs.lines.some((l) => l.includes('mqtt offline')), 'the takeover did not disconnect the ingest').toBe(true);
+    const stored = await streamReadings(redis, SHARDS);
+    expect(done, `${new Set(stored.map((r) => `${r.meterId}|${r.ts}`)).size}/${total}\n${logs.lines.join('\n').slice(-3000)}`).toBe(true);
+    const lastTs = new Map<string, number>();
+    const overtaken: string[] = [];
+    for (const r of stored) {
+      if ((lastTs.get(r.meterId) ?? -Infinity) > r.ts) overtaken.push(`${r.meterId}@${(r.ts - T0) / 900_000} after ${((lastTs.get(r.meterId) ?? 0) - T0) / 900_000}`);
+      lastTs.set(r.meterId, Math.max(lastTs.get(r.meterId) ?? -Infinity, r.ts));
+    }
+    expect(overtaken.slice(0, 20)).toEqual([]);
+  }, 240_000);
 
   it('loses no acknowledged reading when the ingest process is SIGKILLed under a QoS 1 backlog', async () => {
     await redis.flushall();
@@ -125,5 +185,14 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const ids = new Set(stored.map((r) => `${r.meterId}|${r.ts}`));
     expect(ids.size).toBe(total);
     expect(stored.length).toBe(total);
+    // And in order per meter: a redelivery never lets a later reading overtake an earlier one (the stream worker
+    // would have to treat the earlier one as late).
+    const lastTs = new Map<string, number>();
+    const overtaken: string[] = [];
+    for (const r of stored) {
+      if ((lastTs.get(r.meterId) ?? -Infinity) > r.ts) overtaken.push(`${r.meterId}@${(r.ts - T0) / 900_000}`);
+      lastTs.set(r.meterId, Math.max(lastTs.get(r.meterId) ?? -Infinity, r.ts));
+    }
+    expect(overtaken.slice(0, 20)).toEqual([]);
   }, 240_000);
 });
