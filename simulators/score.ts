@@ -297,6 +297,8 @@ export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTI
   const falsePositives: ScoreReport['falsePositives'] = [];
 
   for (const type of INJECTED_ANOMALIES) {
+    // An outage is the alert service's correlation of many meters' events, never an event itself.
+    if (input.source === 'events' && ALERT_ONLY.has(type)) continue;
     const ofType = alerts.filter((a) => a.type === type);
     const injected = anomalies.filter((t) => t.type === type);
     let tp = 0;
@@ -342,6 +344,9 @@ export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTI
   };
 }
 
+/** Injected types that only the alert service detects (scored from alerts, not from anomaly events). */
+const ALERT_ONLY: ReadonlySet<string> = new Set(['outage']);
+
 const fmt = (x: number | null, digits = 2): string => (x === null ? '-' : x.toFixed(digits));
 
 /** The report as a plain-text table, one row per type and magnitude that had injections or alerts. */
@@ -357,7 +362,7 @@ export function formatReport(r: ScoreReport): string {
   }
   const widths = head.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
   const table = lines.map((l) => l.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-  const out = [`detection (from ${r.source})`, ...table, `duplicate alerts: ${r.duplicates.length}`];
+  const out = [`detection (from ${r.source})`, ...table, ...(r.source === 'alerts' ? [`duplicate alerts: ${r.duplicates.length}`] : [])];
   if (r.billing) {
     const b = r.billing;
     out.push(`billing: ${b.compared} meters compared, ${b.differences.length} differ, ${b.acrossReset.length} differ across a meter replacement, ` +

@@ -144,6 +144,17 @@ describe('score: recall, precision, delay per type and magnitude', () => {
     expect(report.rows).toHaveLength(30);
     expect(formatReport(report).split('\n').slice(0, 1)).toEqual(['detection (from alerts)']);
   });
+
+  it('scored from anomaly events: no outage rows (outages are alerts only) and no duplicate-alert line', () => {
+    const t = [truth({ id: 'o1', type: 'outage', subjectKind: 'transformer', subject: 'T-07', meterId: undefined, customerId: undefined, transformerId: 'T-07', meters: ['M-1'] })];
+    const report = score({ truth: t, alerts: [], source: 'events' }, OPTS);
+    expect(report.rows.filter((r) => r.type === 'outage')).toEqual([]);
+    expect(report.rows).toHaveLength(27);
+    const text = formatReport(report);
+    expect(text.startsWith('detection (from events)')).toBe(true);
+    expect(text).not.toContain('duplicate alerts');
+    expect(text).not.toMatch(/^outage /m);
+  });
 });
 
 describe('findDuplicates', () => {
