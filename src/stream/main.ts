@@ -115,7 +115,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     await billingQueue.addBulk(list.map((r) => ({
       name: 'recompute',
       data: { meterId: r.meterId, day: r.day },
-      opts: { jobId: `recompute|${r.meterId}|${r.day}|${r.watermark}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
+      opts: { jobId: `recompute|${r.meterId}|${r.day}|${r.entryId}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
     })));
   }
 

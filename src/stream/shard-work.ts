@@ -45,7 +45,11 @@ export interface LoadContribution {
 export interface Recompute {
   meterId: string;
   day: string;
-  watermark: number;
+  /**
+   * The stream entry whose data changed the closed day: part of the job id, so a replay of the same entry does not
+   * enqueue it twice, while the next late batch for the same day (same watermark) is a job of its own.
+   */
+  entryId: string;
 }
 
 export interface BatchCounts {
@@ -212,7 +216,7 @@ export class ShardWork {
           const dl = silentDeadline(res.state, s);
           if (dl !== undefined) this.heap.push(dl, r.meterId);
         }
-        this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, out, recomputeSeen);
+        this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, entry.id, out, recomputeSeen);
         for (const b of res.baselinePoints) {
           out.lines.push(lp('baseline', { meter: meter.meterId }, { expected_wh: b.expectedWh, spread_wh: b.spreadWh }, b.ts));
         }
@@ -227,7 +231,7 @@ export class ShardWork {
           const res = processExchange(this.states.get(ev.meterId), ev, meter, s);
           this.states.set(ev.meterId, res.state);
           out.dirty.add(ev.meterId);
-          this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, out, recomputeSeen);
+          this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, entry.id, out, recomputeSeen);
           continue;
         }
         const fwd = FORWARDED[ev.event];
@@ -245,7 +249,7 @@ export class ShardWork {
    * New or recomputed intervals: their points (an overwrite for a recomputed one), their load contribution
    * (keyed per meter and interval, so also overwritten), and a billing recompute for each day already closed.
    */
-  private emitIntervals(meter: MeterRecord, intervalMs: number, intervals: readonly IntervalOut[], wmBefore: number, out: BatchOutput, recomputeSeen: Set<string>): void {
+  private emitIntervals(meter: MeterRecord, intervalMs: number, intervals: readonly IntervalOut[], wmBefore: number, entryId: string, out: BatchOutput, recomputeSeen: Set<string>): void {
     const share = Math.min(1, intervalMs / this.w.aggMs);
     for (const iv of intervals) {
       out.counts.intervals++;
@@ -259,7 +263,7 @@ export class ShardWork {
       const key = `${meter.meterId}|${day}`;
       if (recomputeSeen.has(key)) continue;
       recomputeSeen.add(key);
-      out.recomputes.push({ meterId: meter.meterId, day, watermark: wmBefore });
+      out.recomputes.push({ meterId: meter.meterId, day, entryId });
     }
   }
 

@@ -196,11 +196,12 @@ export class StreamWorker {
       ...done.map(async ({ out }) => {
         await this.deadLetter(out);
         await this.d.enqueueEvents(out.events);
-        await this.d.enqueueRecomputes(out.recomputes);
         await this.d.contributeLoad(out);
       }),
       this.d.flushLines(),
     ]);
+    // Only once the intervals are in InfluxDB: a billing recompute that ran before would read the day without them.
+    await Promise.all(done.map(({ out }) => this.d.enqueueRecomputes(out.recomputes)));
 
     await Promise.all(done.map(async ({ shard, work, states, out }) => {
       const m = this.d.redis.multi();

@@ -152,7 +152,7 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     const billing = new Queue('billing', { connection: redis });
     const recomputes = await billing.getJobs(['waiting'], 0, -1);
     expect(recomputes.map((j) => [j.name, j.data])).toEqual([['recompute', { meterId: 'M-0009', day: '2026-11-03' }]]);
-    expect(recomputes[0]?.id).toMatch(/^recompute\|M-0009\|2026-11-03\|\d+$/);
+    expect(recomputes[0]?.id).toMatch(/^recompute\|M-0009\|2026-11-03\|\d+-\d+$/);
     await billing.close();
 
     // the late read is dead-lettered with its reason

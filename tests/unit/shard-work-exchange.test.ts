@@ -59,3 +59,20 @@ describe('the stream shard with meter exchange work orders', () => {
     expect(e.malformed).toEqual([JSON.stringify(bad)]);
   });
 });
+
+describe('billing recomputes for late data', () => {
+  it('each late batch of a closed day asks for its own recompute, even when the watermark did not move between them', () => {
+    const w = new ShardWork(0, work);
+    const meterOf = (id: string): MeterRecord => ({ ...meter, meterId: id });
+    // The meter's concentrator goes offline after quarter 19; another meter moves the shard watermark two days on.
+    const other = (q: number): Reading => ({ meterId: 'M-2', ts: T0 + q * Q, importWh: q * 10 });
+    w.process(Array.from({ length: 20 }, (_, q) => entry([read(q, 50_000 + q * 100)])), meterOf);
+    w.process(Array.from({ length: 2 * 96 + 1 }, (_, q) => entry([other(q)])), meterOf);
+    // Its backlog arrives in two batches, after the day closed on this shard.
+    const first = w.process([entry(Array.from({ length: 10 }, (_, k) => read(20 + k, 50_000 + (20 + k) * 100)))], meterOf);
+    const second = w.process([entry(Array.from({ length: 10 }, (_, k) => read(30 + k, 50_000 + (30 + k) * 100)))], meterOf);
+    expect(first.recomputes.map((r) => [r.meterId, r.day])).toEqual([[meter.meterId, '2026-11-02']]);
+    expect(second.recomputes.map((r) => [r.meterId, r.day])).toEqual([[meter.meterId, '2026-11-02']]);
+    expect(first.recomputes[0]?.entryId).not.toBe(second.recomputes[0]?.entryId);
+  });
+});
