@@ -76,3 +76,21 @@ describe('billing recomputes for late data', () => {
     expect(first.recomputes[0]?.entryId).not.toBe(second.recomputes[0]?.entryId);
   });
 });
+
+describe('a work order delivered twice (an MQTT redelivery)', () => {
+  it.each([
+    { name: 'both before the reset reading', order: ['x', 'x', 'reads'] },
+    { name: 'once before, once after', order: ['x', 'reads', 'x'] },
+    { name: 'both after', order: ['reads', 'x', 'x'] },
+  ])('$name: the reset interval is booked exactly once', ({ order }) => {
+    const w = new ShardWork(0, work);
+    const reads = Array.from({ length: 2 * 96 + 1 }, (_, q) => read(q, registerAt(q)));
+    const lines: string[] = [];
+    for (const step of order) {
+      const out = step === 'x' ? w.process([entry([], [exchange])], () => meter) : w.process(reads.map((r) => entry([r])), () => meter);
+      lines.push(...out.lines);
+    }
+    const reset = lines.filter((l) => l.startsWith('interval,') && l.endsWith(` ${T0 + 40 * Q}`));
+    expect(reset.at(-1)).toContain(' wh=100i,');
+  });
+});
