@@ -201,7 +201,9 @@ export function mosquittoConf(dir: string, port: number): string {
     'allow_anonymous true',
     'persistence true',
     `persistence_location ${dir}/`,
-    'autosave_interval 1',
+    // As in deploy/mosquitto/mosquitto.conf: every save rewrites the whole store, a queued backfill included, and
+    // the broker is single-threaded.
+    'autosave_interval 30',
     'max_queued_messages 2000000',
     'max_queued_bytes 0',
     'max_inflight_messages 100',
