@@ -5,6 +5,7 @@
  */
 export const ANOMALY_TYPES = [
   'spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'registerReset',
+  'highUsage', 'stuck', 'shape', 'levelShift',
   'customerPeak', 'feederOverload', 'systemPeak', 'outage', 'lastGasp', 'powerRestored', 'tamper',
 ] as const;
 export type AnomalyType = (typeof ANOMALY_TYPES)[number];
@@ -36,4 +37,24 @@ export interface DetectionEvent {
   severity: Severity;
   /** Short human-readable reason, e.g. "1.8 kWh in 15 min, 6.2x the usual 0.29 kWh". */
   reason: string;
+}
+
+/**
+ * One interval a meter-level detector judged anomalous (its extent, not only its start). Written to InfluxDB as
+ * fields on that meter's `interval` point (same tags and time: the interval start): `anomaly` (type),
+ * `anomaly_score`, `expected_wh`. A collective detector that fires after evidence has accumulated marks the run
+ * back to where it began.
+ */
+export interface IntervalMark {
+  meterId: string;
+  /** Interval start and end, epoch ms (the `interval` point's time is `start`). */
+  start: number;
+  end: number;
+  type: AnomalyType;
+  /** Measured import of the interval, Wh. */
+  wh: number;
+  /** What the baseline expected for it, Wh. */
+  expectedWh: number;
+  /** Strength of the evidence (detector-specific, larger is stronger). */
+  score: number;
 }

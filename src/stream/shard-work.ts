@@ -1,4 +1,4 @@
-import type { DetectionEvent } from '../contracts/events.js';
+import type { DetectionEvent, IntervalMark } from '../contracts/events.js';
 import type { MeterEvent } from '../contracts/reading.js';
 import { meterEvent } from '../domain/detectors.js';
 import {
@@ -71,6 +71,8 @@ export interface BatchOutput {
   /** Deduplicated by id, in first-seen order. */
   events: DetectionEvent[];
   recomputes: Recompute[];
+  /** Intervals judged anomalous in this batch (their lines are in `lines` too). */
+  marks: IntervalMark[];
   load: LoadContribution[];
   deadLetters: DeadLetterOut[];
   dirty: Set<string>;
@@ -170,7 +172,7 @@ export class ShardWork {
   }
 
   process(entries: readonly StreamEntry[], meterOf: (meterId: string) => MeterRecord): BatchOutput {
-    const out: BatchOutput = { lines: [], events: [], recomputes: [], load: [], deadLetters: [], dirty: new Set(), ackIds: [], counts: emptyCounts() };
+    const out: BatchOutput = { lines: [], events: [], recomputes: [], marks: [], load: [], deadLetters: [], dirty: new Set(), ackIds: [], counts: emptyCounts() };
     const seen = new Set<string>();
     const recomputeSeen = new Set<string>();
     const emit = (evs: readonly DetectionEvent[]): void => {
