@@ -17,6 +17,19 @@ export function truncate(s: string, maxBytes: number): string {
   return b.length <= maxBytes ? s : `${b.subarray(0, maxBytes).toString('utf8')}…[${b.length} bytes]`;
 }
 
+/**
+ * The element a rejection names, as JSON for the dead letter. Total: an element JSON cannot serialise (a cycle is
+ * impossible from JSON.parse, but nesting deep enough overflows the stack) is described instead, so rejecting
+ * input can never fail on the input.
+ */
+export function elementText(item: unknown, maxBytes: number): string {
+  try {
+    return truncate(JSON.stringify(item) ?? String(item), maxBytes);
+  } catch (err) {
+    return `[element not serialisable: ${err instanceof Error ? err.message.slice(0, 120) : 'error'}]`;
+  }
+}
+
 export class DeadLetterQueue {
   constructor(
     private readonly redis: Redis,
@@ -29,7 +42,7 @@ export class DeadLetterQueue {
     const rawText = raw.subarray(0, this.opts.payloadBytes + 16).toString('utf8');
     await Promise.all(
       rejections.map((r) => {
-        const payload = r.item === undefined ? truncate(rawText, this.opts.payloadBytes) : truncate(JSON.stringify(r.item) ?? String(r.item), this.opts.payloadBytes);
+        const payload = r.item === undefined ? truncate(rawText, this.opts.payloadBytes) : elementText(r.item, this.opts.payloadBytes);
         const fields = ['reason', r.reason, 'detail', r.detail, 'topic', topic, 'payload', payload, 'ts', String(nowMs), 'source', this.opts.source];
         if (r.index !== undefined) fields.push('index', String(r.index));
         if (r.meterId !== undefined) fields.push('meterId', r.meterId);

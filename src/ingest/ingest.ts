@@ -63,6 +63,15 @@ export function readingLine(r: Reading, feeder: string): string {
   return `reading,feeder=${escTag(feeder)},meter=${r.meterId} ${fields} ${r.ts}`;
 }
 
+/**
+ * Errors that say Redis is away or busy, not that the message is bad: the hand-off is retried without limit
+ * (nothing acknowledged meanwhile). A lost connection never surfaces here: commands wait for the reconnect.
+ */
+export function isTransientIngestError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return /^(LOADING|BUSY|OOM|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|NOREPLICAS)\b|ECONNRESET|ECONNREFUSED|ETIMEDOUT|Connection is closed|Stream isn't writeable/.test(err.message);
+}
+
 export interface IngestDeps {
   redis: Redis;
   writer: LineWriter;
@@ -150,6 +159,15 @@ export class Ingestor {
     this.m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
     // Backpressure: when InfluxDB is slow or down, stop acknowledging instead of buffering without bound.
     if (this.deps.writer.backlog >= this.deps.cfg.influx.highWater) await this.deps.writer.drained();
+  }
+
+  /**
+   * A message whose hand-off kept failing: dead-lettered whole (reason `handoff_failed`) so it can be acknowledged
+   * and the messages behind it move on. Throws when the dead letter cannot be written either (then the source retries).
+   */
+  async giveUp(topic: string, payload: Buffer, err: unknown): Promise<void> {
+    const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    await this.reject(topic, payload, [{ reason: 'handoff_failed', detail: `hand-off failed repeatedly: ${why.slice(0, 300)}` }], this.now());
   }
 
   private async reject(topic: string, payload: Buffer, rejections: Parameters<DeadLetterQueue['add']>[2], now: number): Promise<void> {

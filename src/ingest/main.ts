@@ -4,7 +4,7 @@ import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { closeRedis, createRedis } from '../shared/redis.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
-import { FeederLookup, Ingestor } from './ingest.js';
+import { FeederLookup, Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
 
 export interface IngestHandle extends RoleHandle {
@@ -30,7 +30,9 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const sources: MqttSource[] = [];
   for (let i = 0; i < cfg.connections; i++) {
     const clientId = cfg.connections > 1 ? `${config.mqtt.clientId}-ingest-${i}` : `${config.mqtt.clientId}-ingest`;
-    sources.push(await startMqttSource(config.mqtt, { clientId, sharedGroup: group, log }, (t, p) => ingestor.handle(t, p)));
+    sources.push(await startMqttSource(config.mqtt, {
+      clientId, sharedGroup: group, log, isTransient: isTransientIngestError, giveUp: (t, p, err) => ingestor.giveUp(t, p, err),
+    }, (t, p) => ingestor.handle(t, p)));
   }
 
   let prev = ingestor.snapshot();

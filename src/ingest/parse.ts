@@ -10,6 +10,8 @@ export const REJECT_REASONS = [
   'missing_field', 'bad_type', 'bad_value', 'bad_meter_id', 'meter_mismatch',
   'register_negative', 'register_not_integer', 'register_too_large',
   'bad_timestamp', 'future_timestamp', 'too_old', 'bad_event',
+  // The message was readable, but handing it on kept failing (a defect, not bad input): kept whole for a person.
+  'handoff_failed',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -21,6 +21,10 @@ export interface LocalService {
   kill(): Promise<void>;
   /** Starts again on the same port and data dir. */
   restart(): Promise<void>;
+  /** SIGSTOP: the process hangs (its sockets stay open, nothing answers), as a wedged host would. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   /** stop() and delete the data dir. */
   destroy(): Promise<void>;
 }
@@ -151,10 +155,15 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
     await waitFor(() => spec.ready(port), `${spec.name} on port ${port}`, c, spec.startTimeoutMs, () => output);
   }
 
+  let paused = false;
+  const alive = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
+
   async function signal(sig: NodeJS.Signals): Promise<void> {
     const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!alive(c)) return;
     c.kill(sig);
+    if (paused) c.kill('SIGCONT'); // a stopped process acts on SIGTERM only once it runs again
+    paused = false;
     await exited(c);
   }
 
@@ -169,6 +178,18 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
     async restart() {
       await signal('SIGTERM');
       await start();
+    },
+    pause() {
+      if (alive(child) && !paused) {
+        child.kill('SIGSTOP');
+        paused = true;
+      }
+    },
+    resume() {
+      if (alive(child) && paused) {
+        child.kill('SIGCONT');
+        paused = false;
+      }
     },
     async destroy() {
       await signal('SIGTERM');

@@ -73,6 +73,8 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
       // meter exchange work orders without a usable install read
       ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', removalWh: 1_000_000 })],
       ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', installWh: 12, removalWh: -1 })],
+      // hostile: a 20,000-deep array (its dead letter once overflowed the stack and wedged every later PUBACK)
+      ['meters/M-0001/readings', '['.repeat(20_000) + ']'.repeat(20_000)],
     ];
     msgs.push(...bad);
     const exchange = { meterId: 'M-0001', ts: T0 + 900_000, event: 'meterExchange', installWh: 12, removalWh: 1_000_251, installExportWh: 0 };
@@ -81,7 +83,7 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
 
     const expectedReasons = [
       'not_json', 'not_object', 'meter_mismatch', 'register_negative', 'register_not_integer', 'bad_timestamp', 'future_timestamp', 'missing_field',
-      'missing_field', 'register_negative',
+      'missing_field', 'register_negative', 'not_object',
     ].sort();
     // `meters/x/y/readings` matches no subscription, so the broker never delivers it: nothing to dead-letter.
     expect(await eventually(async () => (await dlqReasons(redis)).length >= expectedReasons.length && ingest !== undefined && ingest.ingestor.totals.messages >= msgs.length - 1, 30_000)).toBe(true);
@@ -93,8 +95,8 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const totals = ingest.ingestor.totals;
     expect(totals.readings).toBe(1000);
     expect(totals.duplicates).toBe(30 + 50 + 2); // repeated singles, repeated batch, 2 re-sent readings in the mixed array
-    expect(totals.rejected).toBe(10);
-    expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2 });
+    expect(totals.rejected).toBe(11);
+    expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2, not_object: 2 });
     // the good work order reaches the meter's shard as a meter event, registers and all
     expect(totals.events).toBe(1);
     const entries = (await Promise.all(Array.from({ length: SHARDS }, (_, k) => redis.xrange(keys.readings(k), '-', '+')))).flat();
