@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { Registry } from 'prom-client';
 import type { Reading } from '../contracts/reading.js';
+import type { Registry } from 'prom-client';
 import type { IngestConfig } from '../contracts/config-ingest.js';
 import type { LineWriter } from '../shared/influx.js';
-import { escTag, int, lp } from '../shared/line-protocol.js';
+import { int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
 import { keys } from '../shared/redis.js';
@@ -20,49 +20,6 @@ export interface IngestTotals {
   byReason: Partial<Record<RejectReason, number>>;
 }
 
-/** Feeder tag per meter, from the registry hash, refreshed in the background. */
-export class FeederLookup {
-  private feeders = new Map<string, string>();
-  private timer: NodeJS.Timeout | undefined;
-  constructor(
-    private readonly redis: Redis,
-    private readonly fallback: string,
-    private readonly refreshMs = 30_000,
-  ) {}
-  async start(): Promise<void> {
-    await this.refresh();
-    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.refreshMs);
-    this.timer.unref();
-  }
-  async refresh(): Promise<void> {
-    const all = await this.redis.hgetall(keys.registryMeters);
-    const next = new Map<string, string>();
-    for (const [id, raw] of Object.entries(all)) {
-      const m = /"feederId":"((?:[^"\\]|\\.)*)"/.exec(raw);
-      if (m?.[1]) next.set(id, m[1]);
-    }
-    this.feeders = next;
-  }
-  feeder(meterId: string): string {
-    return this.feeders.get(meterId) ?? this.fallback;
-  }
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-}
-
-/**
- * The `reading` point, hand-built: this runs once per reading on the ingest hot path, where the generic `lp()`
- * costs ~10 µs. meterIds match METER_ID_PATTERN, which has nothing to escape in a tag; the feeder is escaped.
- */
-export function readingLine(r: Reading, feeder: string): string {
-  let fields = `import_wh=${r.importWh}i`;
-  if (r.exportWh !== undefined) fields += `,export_wh=${r.exportWh}i`;
-  if (r.powerW !== undefined && Number.isFinite(r.powerW)) fields += `,power_w=${r.powerW}`;
-  if (r.voltageV !== undefined && Number.isFinite(r.voltageV)) fields += `,voltage_v=${r.voltageV}`;
-  return `reading,feeder=${escTag(feeder)},meter=${r.meterId} ${fields} ${r.ts}`;
-}
-
 /**
  * Errors that say Redis is away or busy, not that the message is bad: the hand-off is retried without limit
  * (nothing acknowledged meanwhile). A lost connection never surfaces here: commands wait for the reconnect.
@@ -74,8 +31,8 @@ export function isTransientIngestError(err: unknown): boolean {
 
 export interface IngestDeps {
   redis: Redis;
+  /** Pipeline-health points only: raw `reading` points are written by the stream worker, from the durable stream. */
   writer: LineWriter;
-  feeders: FeederLookup;
   cfg: IngestConfig;
   shards: number;
   instance: string;
@@ -86,8 +43,9 @@ export interface IngestDeps {
 
 /**
  * The transport-free core of the ingest role: one MQTT message in, readings appended to their stream shards
- * (dedup + append atomic), rejections dead-lettered, raw points queued for InfluxDB. Resolves only when the
- * message is durably handed on, which is when the MQTT layer may acknowledge it.
+ * (dedup + append atomic), rejections dead-lettered. Resolves only when the message is durably handed on, which
+ * is when the MQTT layer may acknowledge it. InfluxDB is not on this path: the stream worker writes the raw
+ * `reading` points from the stream, before it acknowledges the entries, so they survive any single fault.
  */
 export class Ingestor {
   readonly totals: IngestTotals = { messages: 0, readings: 0, events: 0, duplicates: 0, rejected: 0, byReason: {} };
@@ -146,19 +104,12 @@ export class Ingestor {
     if (parsed.rejections.length > 0) work.push(this.reject(topic, payload, parsed.rejections, now));
     await Promise.all(work);
 
-    if (parsed.readings.length > 0) {
-      // Duplicates are written too: they are retransmissions, and rewriting the same point repairs the raw
-      // archive after a crash between the stream append and the InfluxDB flush.
-      this.deps.writer.write(parsed.readings.map((r) => readingLine(r, this.deps.feeders.feeder(r.meterId))));
-    }
     this.totals.readings += appended;
     this.totals.duplicates += duplicates.length;
     this.totals.events += parsed.events.length;
     if (appended) this.m.readings.inc({ result: 'accepted' }, appended);
     if (duplicates.length) this.m.readings.inc({ result: 'duplicate' }, duplicates.length);
     this.m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    // Backpressure: when InfluxDB is slow or down, stop acknowledging instead of buffering without bound.
-    if (this.deps.writer.backlog >= this.deps.cfg.influx.highWater) await this.deps.writer.drained();
   }
 
   /**

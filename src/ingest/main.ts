@@ -1,10 +1,9 @@
 import { IngestConfig } from '../contracts/config-ingest.js';
-import { RegistryConfig } from '../contracts/config-registry.js';
 import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { closeRedis, createRedis } from '../shared/redis.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
-import { FeederLookup, Ingestor, isTransientIngestError } from './ingest.js';
+import { Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
 
 export interface IngestHandle extends RoleHandle {
@@ -16,15 +15,12 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const { config, metrics } = ctx;
   const log = ctx.log.child({ component: 'ingest' });
   const cfg = loadSection('ingest', IngestConfig);
-  const registry = loadSection('registry', RegistryConfig);
 
   const redis = createRedis(config.redis.url, 'meterflow-ingest');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
   const writer = influx.writer({ batchSize: cfg.influx.batchSize, flushMs: cfg.influx.flushMs, highWater: cfg.influx.highWater });
-  const feeders = new FeederLookup(redis, registry.defaults.feederId);
-  await feeders.start();
-  const ingestor = new Ingestor({ redis, writer, feeders, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
+  const ingestor = new Ingestor({ redis, writer, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
 
   const group = config.mqtt.sharedGroup ?? (cfg.connections > 1 ? 'meterflow' : undefined);
   const sources: MqttSource[] = [];
@@ -48,7 +44,6 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
     clearInterval(stats);
     await Promise.all(sources.map((s) => s.close()));
     writer.write(ingestor.statsLines(prev, Date.now()));
-    feeders.stop();
     await influx.close();
     await closeRedis(redis);
     log.info({ totals: ingestor.totals }, 'ingest stopped');

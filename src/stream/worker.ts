@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DetectionEvent } from '../contracts/events.js';
 import { decodeMeterState, encodeMeterState, type MeterState, type StreamSettings } from '../domain/meter-state.js';
+import { readingLine } from '../shared/line-protocol.js';
 import { keys } from '../shared/redis.js';
 import { parseEntry, parseEntryList, parseReadReply } from './entries.js';
 import { STREAM_GROUP, streamKeys } from './keys.js';
@@ -181,7 +182,13 @@ export class StreamWorker {
       }
       for (const e of entries) this.lastRx = Math.max(this.lastRx, e.rx);
       const meters = await this.d.meters(work.metersNeeded(entries));
-      const out = work.process(entries, (id) => meters.get(id) ?? this.d.defaults(id));
+      const meterOf = (id: string): MeterRecord => meters.get(id) ?? this.d.defaults(id);
+      // The raw reads, every one the ingest acknowledged (late and conflicting ones too: they are the legal record),
+      // written from the durable stream before the checkpoint acknowledges it: complete after any single fault.
+      const raw: string[] = [];
+      for (const e of entries) for (const r of e.readings) raw.push(readingLine(r, meterOf(r.meterId).feederId));
+      this.d.writeLines(raw);
+      const out = work.process(entries, meterOf);
       for (const e of list) if (e.fields === null) out.ackIds.push(e.id);
       // Serialised now: the next shard's batch does not touch these meters, but the encoding is this batch's truth.
       const states: string[] = [];

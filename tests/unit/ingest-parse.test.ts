@@ -1,3 +1,4 @@
+import { elementText } from '../../src/ingest/dead-letters.js';
 import { describe, expect, it } from 'vitest';
 import { parseMessage, parseTimestamp, parseTopic, REJECT_REASONS, type ParseLimits, type RejectReason } from '../../src/ingest/parse.js';
 
@@ -91,8 +92,17 @@ describe('parseMessage rejects with a specific reason', () => {
 
   it('covers every reason code that readings can produce', () => {
     const covered = new Set(cases.map((c) => c[0]));
-    const eventOnly: RejectReason[] = ['bad_event', 'bad_topic'];
+    // bad_event: events only; bad_topic: the topic, before parsing; handoff_failed: after parsing (tests/integration/ingest-acks.test.ts).
+    const eventOnly: RejectReason[] = ['bad_event', 'bad_topic', 'handoff_failed'];
     expect(REJECT_REASONS.filter((r) => !covered.has(r) && !eventOnly.includes(r))).toEqual([]);
+  });
+
+  it('describes an element too deep to serialise instead of failing on it (dead letters are total)', () => {
+    const deep = '['.repeat(20_000) + ']'.repeat(20_000);
+    const p = parseMessage({ kind: 'meterReadings', meterId: 'M-1' }, Buffer.from(deep), NOW, { ...LIMITS, maxPayloadBytes: 262_144 });
+    expect(p.rejections.map((r) => r.reason)).toEqual(['not_object']);
+    expect(elementText(p.rejections[0]?.item, 4096)).toBe('[element not serialisable: Maximum call stack size exceeded]');
+    expect(elementText({ a: 1 }, 4096)).toBe('{"a":1}');
   });
 
   it('keeps good neighbours of a bad element and reports its index', () => {
@@ -139,7 +149,7 @@ describe('parseMessage on the events topic', () => {
 
 describe('readingLine', () => {
   it('matches the generic line-protocol builder', async () => {
-    const { readingLine } = await import('../../src/ingest/ingest.js');
+    const { readingLine } = await import('../../src/shared/line-protocol.js');
     const { int, lp } = await import('../../src/shared/line-protocol.js');
     const r = { meterId: 'M-1', ts: NOW, importWh: 12345, exportWh: 7, powerW: 512.5, voltageV: 230.1 };
     const generic = lp('reading', { meter: r.meterId, feeder: 'F 1,a' }, { import_wh: int(r.importWh), export_wh: int(r.exportWh), power_w: r.powerW, voltage_v: r.voltageV }, r.ts);
