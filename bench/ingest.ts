@@ -1,12 +1,11 @@
 /**
- * npm run bench:ingest — readings/s from MQTT to Redis Streams + InfluxDB through the ingest role (its own
- * process), single and batched, next to the raw broker→subscriber rate for the same payloads in the same run.
+ * npm run bench:ingest — readings/s from MQTT to Redis Streams through the ingest role (its own process), single
+ * and batched, next to the raw broker→subscriber rate for the same payloads in the same run. (The raw `reading`
+ * points are the stream worker's to write: npm run bench:stream.)
  */
 import { cpus } from 'node:os';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
-import { createInflux } from '../src/shared/influx.js';
-import { createLogger } from '../src/shared/logger.js';
 import { keys } from '../src/shared/redis.js';
 import { startInfluxd, startMosquitto, startRedis } from '../src/shared/services.js';
 import { exited, serviceEnv, spawnRole } from '../tests/helpers/pipeline.js';
@@ -67,12 +66,9 @@ async function rawRate(url: string, msgs: Msg[], label: string): Promise<number>
 }
 
 async function main(): Promise<void> {
-  const log = createLogger({ level: 'warn' });
   const [redisSvc, mqttSvc, influxSvc] = await Promise.all([startRedis(), startMosquitto(), startInfluxd()]);
   const redis = new Redis(redisSvc.url);
   const env = serviceEnv({ redis: redisSvc, mqtt: mqttSvc, influx: influxSvc }, { STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'bench', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' });
-  const influx = await createInflux({ url: influxSvc.url, bucket: 'meterflow' }, log);
-  await influx.ensureDatabase();
   const rows: BenchRow[] = [];
   const t0 = Math.floor(Date.now() / 900_000) * 900_000 - 400 * 86_400_000;
   try {
@@ -80,7 +76,6 @@ async function main(): Promise<void> {
       ['single', makeMessages(SINGLE_N, 1, t0)],
       [`batched x${BATCH}`, makeMessages(BATCH_N, BATCH, t0 + 200 * 86_400_000)],
     ];
-    let expectedPoints = 0;
     for (const [label, msgs] of cases) {
       const readings = msgs.reduce((a, m) => a + m[2], 0);
       const raw = await rawRate(mqttSvc.url, msgs, label);
@@ -109,33 +104,18 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 20));
       }
       await publishing;
-      expectedPoints += readings;
-      let points = 0;
-      for (;;) {
-        const s = await influx.query('SELECT count(import_wh) FROM reading');
-        const v = s[0]?.values[0]?.[1];
-        points = typeof v === 'number' ? v : 0;
-        progress(`ingest ${label}: ${points}/${expectedPoints} influx points`);
-        if (points >= expectedPoints || performance.now() - t > 600_000) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const bothSecs = (performance.now() - t) / 1000;
       child.kill('SIGTERM');
       await exited(child);
       await pub.endAsync();
       // Drop the persistent session so later cases' messages are not queued for it.
       await (await mqtt.connectAsync(mqttSvc.url, { clientId: `${clientId}-ingest`, clean: true })).endAsync();
       const toStream = readings / streamSecs;
-      const toBoth = readings / bothSecs;
       rows.push({
         case: label,
         readings,
         'raw broker readings/s': Math.round(raw),
         'ingest→stream readings/s': Math.round(toStream),
-        'ingest→stream+influx readings/s': Math.round(toBoth),
         'ratio stream/raw': toStream / raw,
-        'ratio stream+influx/raw': toBoth / raw,
-        'influx points': points,
       });
       progress('');
     }
