@@ -8,8 +8,9 @@ export const IngestConfig = Type.Object({
   /** Oldest accepted reading, as days before the newest wall-clock time (backfills of history are fine). */
   maxAgeDays: Type.Integer({ minimum: 1 }),
   dedup: Type.Object({
-    /** Per meter, how many of its newest timestamps are remembered (≤ 128 keeps Redis' compact encoding). */
-    maxPerMeter: Type.Integer({ minimum: 1 }),
+    /** Span of event time remembered per meter (readings and events), back from its newest one. */
+    windowHours: Type.Number({ exclusiveMinimum: 0 }),
+    /** A meter's seen-set is dropped after this long without a write (refreshed on every write). */
     ttlHours: Type.Number({ exclusiveMinimum: 0 }),
   }),
   dlqMaxLen: Type.Integer({ minimum: 100 }),

@@ -59,8 +59,8 @@ export class Ingestor {
     const { cfg } = deps;
     this.now = deps.now ?? Date.now;
     this.appender = new StreamAppender(deps.redis, deps.shards, {
-      maxPerMeter: cfg.dedup.maxPerMeter,
-      ttlSeconds: Math.round(cfg.dedup.ttlHours * 3600),
+      windowMs: Math.round(cfg.dedup.windowHours * 3_600_000),
+      ttlSeconds: Math.round(Math.max(cfg.dedup.ttlHours, cfg.dedup.windowHours) * 3600),
     });
     this.dlq = new DeadLetterQueue(deps.redis, { maxLen: cfg.dlqMaxLen, payloadBytes: cfg.dlqPayloadBytes, source: `ingest:${deps.instance}` });
     this.limits = {
@@ -100,13 +100,14 @@ export class Ingestor {
         }),
       );
     }
-    if (parsed.events.length > 0) work.push(this.appender.appendEvents(parsed.events, now));
+    let freshEvents = 0;
+    if (parsed.events.length > 0) work.push(this.appender.appendEvents(parsed.events, now).then((n) => (freshEvents = n)));
     if (parsed.rejections.length > 0) work.push(this.reject(topic, payload, parsed.rejections, now));
     await Promise.all(work);
 
     this.totals.readings += appended;
-    this.totals.duplicates += duplicates.length;
-    this.totals.events += parsed.events.length;
+    this.totals.duplicates += duplicates.length + parsed.events.length - freshEvents;
+    this.totals.events += freshEvents;
     if (appended) this.m.readings.inc({ result: 'accepted' }, appended);
     if (duplicates.length) this.m.readings.inc({ result: 'duplicate' }, duplicates.length);
     this.m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);

@@ -5,34 +5,38 @@ import { keys, shardOf } from '../shared/redis.js';
 /**
  * Dedup + append in one atomic script per shard: a reading is either both remembered and appended, or neither,
  * so a crash between the two can never turn a redelivery into a "duplicate" that was never stored.
- * The seen-set of a meter is a sorted set of its newest `maxPerMeter` timestamps (kept under Redis' listpack
- * size, so small and fast); older duplicates are the stream worker's to ignore.
- * KEYS: stream, the shard's stats hash, then one seen-set per reading. ARGV: rx, maxPerMeter, ttlSeconds,
- * then ts/json pairs. The stats hash counts readings appended (`appended`), which gives stream lag and benchmarks.
- * Returns a string of '1' (appended) / '0' (duplicate), one per reading.
+ * The seen-set of a meter (`mf:seen:{N}:<meter>`) is a sorted set scored by event time: reading timestamps as
+ * members, and meter events as `e` + their JSON (a redelivered last gasp or exchange order is appended once). It
+ * remembers a span of event time (`windowMs` back from the meter's newest entry in the call), whatever the
+ * meter's interval or backlog size, and its TTL is refreshed on every write that adds to it, so a slow meter's
+ * set never expires while the meter is alive.
+ * KEYS: stream, the shard's stats hash, then one seen-set per item. ARGV: rx, windowMs, ttlSeconds, then
+ * score/member/json triples. Readings are appended as `r`, events as `e`. The stats hash counts readings appended
+ * (`appended`), which gives stream lag and benchmarks. Returns a string of '1' (appended) / '0' (duplicate), one per item.
  */
 const APPEND_LUA = `
-local rx, maxn, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local fresh, flags = {}, {}
+local rx, win, ttl, field = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local fresh, flags, newest = {}, {}, {}
 for i = 3, #KEYS do
   local key = KEYS[i]
-  local ts = ARGV[2 + 2 * (i - 2)]
-  if redis.call('ZADD', key, 'NX', ts, ts) == 1 then
-    fresh[#fresh + 1] = ARGV[3 + 2 * (i - 2)]
+  local at = 2 + 3 * (i - 2)
+  local ts = ARGV[at]
+  if redis.call('ZADD', key, 'NX', ts, ARGV[at + 1]) == 1 then
+    fresh[#fresh + 1] = ARGV[at + 2]
     flags[#flags + 1] = '1'
-    -- Trim in bulk once a quarter over the cap, and refresh the TTL as often: amortised, not per reading.
-    local n = redis.call('ZCARD', key)
-    if n > maxn + maxn / 4 or n == 1 then
-      if n > maxn then redis.call('ZREMRANGEBYRANK', key, 0, -(maxn + 1)) end
-      redis.call('EXPIRE', key, ttl)
-    end
+    local t = tonumber(ts)
+    if newest[key] == nil or t > newest[key] then newest[key] = t end
   else
     flags[#flags + 1] = '0'
   end
 end
+for key, t in pairs(newest) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', t - win))
+  redis.call('EXPIRE', key, ttl)
+end
 if #fresh > 0 then
-  redis.call('XADD', KEYS[1], '*', 'r', '[' .. table.concat(fresh, ',') .. ']', 'rx', rx)
-  redis.call('HINCRBY', KEYS[2], 'appended', #fresh)
+  redis.call('XADD', KEYS[1], '*', field, '[' .. table.concat(fresh, ',') .. ']', 'rx', rx)
+  if field == 'r' then redis.call('HINCRBY', KEYS[2], 'appended', #fresh) end
 end
 return table.concat(flags)
 `;
@@ -52,7 +56,9 @@ export interface AppendResult {
 }
 
 export interface DedupOptions {
-  maxPerMeter: number;
+  /** Span of event time remembered per meter, back from its newest reading or event. */
+  windowMs: number;
+  /** Idle time after which a meter's seen-set is dropped (refreshed on every write). */
   ttlSeconds: number;
 }
 
@@ -108,8 +114,8 @@ export class StreamAppender {
         chunks.map(async ([shard, list]) => {
           const args: Array<string | number> = [keys.readings(shard), keys.shardStats(shard)];
           for (const { r } of list) args.push(keys.seen(shard, r.meterId));
-          args.push(rxMs, this.dedup.maxPerMeter, this.dedup.ttlSeconds);
-          for (const { r } of list) args.push(r.ts, JSON.stringify(r));
+          args.push(rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'r');
+          for (const { r } of list) args.push(r.ts, r.ts, JSON.stringify(r));
           const flags = await this.redis.mfAppend(list.length + 2, ...args);
           list.forEach(({ call, idx }, i) => {
             const row = fresh[call];
@@ -127,13 +133,31 @@ export class StreamAppender {
     });
   }
 
-  /** Meter events go to the meter's shard too, so the worker sees them in order with its readings. */
-  async appendEvents(events: MeterEvent[], rxMs: number): Promise<void> {
+  /**
+   * Meter events go to the meter's shard too, so the worker sees them in order with its readings; deduplicated
+   * like readings (a redelivery appends nothing). Resolves to how many were new.
+   */
+  async appendEvents(events: MeterEvent[], rxMs: number): Promise<number> {
     const byShard = new Map<number, MeterEvent[]>();
     for (const e of events) {
       const s = shardOf(e.meterId, this.shards);
-      byShard.set(s, [...(byShard.get(s) ?? []), e]);
+      const list = byShard.get(s);
+      if (list) list.push(e);
+      else byShard.set(s, [e]);
     }
-    await Promise.all([...byShard].map(([shard, list]) => this.redis.xadd(keys.readings(shard), '*', 'e', JSON.stringify(list), 'rx', String(rxMs))));
+    const fresh = await Promise.all(
+      [...byShard].map(async ([shard, list]) => {
+        const args: Array<string | number> = [keys.readings(shard), keys.shardStats(shard)];
+        for (const e of list) args.push(keys.seen(shard, e.meterId));
+        args.push(rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'e');
+        for (const e of list) {
+          const json = JSON.stringify(e);
+          args.push(e.ts, `e${json}`, json);
+        }
+        const flags = await this.redis.mfAppend(list.length + 2, ...args);
+        return [...flags].filter((f) => f === '1').length;
+      }),
+    );
+    return fresh.reduce((a, n) => a + n, 0);
   }
 }

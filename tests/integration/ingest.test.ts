@@ -80,6 +80,8 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     msgs.push(...bad);
     const exchange = { meterId: 'M-0001', ts: T0 + 900_000, event: 'meterExchange', installWh: 12, removalWh: 1_000_251, installExportWh: 0 };
     msgs.push(['meters/M-0001/events', JSON.stringify(exchange)]);
+    // redelivered (or sent twice by the head end): appended once
+    msgs.push(['meters/M-0001/events', JSON.stringify(exchange)]);
     await publishAll(pub, msgs);
 
     const expectedReasons = [
@@ -95,7 +97,7 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     expect((await dlqReasons(redis)).sort()).toEqual(expectedReasons);
     const totals = ingest.ingestor.totals;
     expect(totals.readings).toBe(1000);
-    expect(totals.duplicates).toBe(30 + 50 + 2); // repeated singles, repeated batch, 2 re-sent readings in the mixed array
+    expect(totals.duplicates).toBe(30 + 50 + 2 + 1); // repeated singles, repeated batch, 2 re-sent readings in the mixed array, the repeated work order
     expect(totals.rejected).toBe(11);
     expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2, not_object: 2 });
     // the good work order reaches the meter's shard as a meter event, registers and all
@@ -115,6 +117,36 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     await stream.close();
     expect(await count(`WHERE meter = 'M-0100'`)).toBe(10);
   });
+
+  it('remembers a span of event time per meter: a day of 5-min reads sent twice is appended once, the set stays alive', async () => {
+    await redis.flushall();
+    const { ctx } = roleContext(serviceEnv(s, { STREAM_SHARDS: String(SHARDS), MF_INSTANCE: 'it-dedup', MQTT_CLIENT_ID: 'dedup-test' }));
+    const handle = await startIngest(ctx);
+    try {
+      // 288 reads (a day at 5 min) of one meter in concentrator batches of 96, twice: the old count-capped set
+      // (newest 100) let 188 of them through again.
+      const backlog = Array.from({ length: 288 }, (_, k) => ({ ...reading(7, 0), ts: T0 + k * 300_000, importWh: 1_000_000 + k * 80 }));
+      const batches: Array<[string, string]> = [];
+      for (let i = 0; i < backlog.length; i += 96) batches.push(['concentrators/C-9/readings', JSON.stringify(backlog.slice(i, i + 96))]);
+      await publishAll(pub, batches);
+      await publishAll(pub, batches);
+      expect(await eventually(async () => handle.ingestor.totals.messages === 6, 20_000)).toBe(true);
+      expect(handle.ingestor.totals).toMatchObject({ readings: 288, duplicates: 288 });
+      expect((await streamReadings(redis, SHARDS)).length).toBe(288);
+      const seenKey = (await redis.keys('mf:seen:*'))[0] ?? '';
+      // The window is 30 h of event time back from the newest read: all 288 are remembered.
+      expect(await redis.zcard(seenKey)).toBe(288);
+      // ... and it moves with the newest read: one 7 h later leaves the 11 oldest (the first 55 min) behind.
+      await publishAll(pub, [['meters/M-0007/readings', JSON.stringify({ ...reading(7, 0), ts: T0 + 287 * 300_000 + 7 * 3_600_000, importWh: 2_000_000 })]]);
+      expect(await eventually(async () => (await redis.zcard(seenKey)) === 288 + 1 - 11, 10_000)).toBe(true);
+      expect(await redis.ttl(seenKey)).toBeGreaterThan(71 * 3600);
+      const bytes = Number(await redis.call('MEMORY', 'USAGE', seenKey));
+      console.log(`dedup seen-set of a 5-min meter (30 h): ${await redis.object('ENCODING', seenKey)}, ${bytes} bytes`);
+      expect(bytes).toBeLessThan(32_768);
+    } finally {
+      await handle.close();
+    }
+  }, 60_000);
 
   it('keeps every reading, in order per meter, when the ingest loses its connection under a QoS 1 backlog', async () => {
     await redis.flushall();
