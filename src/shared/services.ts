@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { ServiceError } from './errors.js';
 
@@ -222,6 +222,9 @@ export function mosquittoConf(dir: string, port: number): string {
     'allow_anonymous true',
     'persistence true',
     `persistence_location ${dir}/`,
+    // Started as root, Mosquitto 2 drops to the `mosquitto` user, which cannot write this private dir: the store
+    // was never saved and a restart lost every persistent session (and its queued messages). Stay who we are.
+    `user ${userInfo().username}`,
     // As in deploy/mosquitto/mosquitto.conf: every save rewrites the whole store, a queued backfill included, and
     // the broker is single-threaded.
     'autosave_interval 30',
