@@ -7,7 +7,7 @@ import { loadSection, secretEnv, type Env } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import { Counter, Gauge, metric } from '../shared/metrics.js';
-import { closeRedis, createRedis, keys as sharedKeys } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine, keys as sharedKeys } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher } from './dispatcher.js';
@@ -76,7 +76,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   if (cfg.influx.enabled) {
     influx = await createInflux(config.influx, log);
     await influx.ensureDatabase();
-    writer = influx.writer({ batchSize: 1000, flushMs: 1000 });
+    writer = influx.writer({ batchSize: 1000, flushMs: 1000, quarantine: influxQuarantine(redis, `alerts:${config.instance}`, 100_000) });
   }
 
   const store = new AlertStore(redis, engine.lifecycle, config.streamShards, keyPrefix, engine.outage.suppressTypes);

@@ -10,7 +10,7 @@ import { compileTariffs, type TariffsConfig } from '../domain/tariffs.js';
 import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
-import { closeRedis, createRedis } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { BillingCloser } from './closer.js';
@@ -65,7 +65,7 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const redis = createRedis(config.redis.url, 'meterflow-billing');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
-  const writer = influx.writer({ batchSize: 5000, flushMs: 200 });
+  const writer = influx.writer({ batchSize: 5000, flushMs: 200, quarantine: influxQuarantine(redis, `billing:${config.instance}`, 100_000) });
   const registry = new RegistryStore(redis, registryCfg.defaults);
   const queueOpts = { connection: redis, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) };
   const queue = new Queue(BILLING_QUEUE, queueOpts);

@@ -1,7 +1,7 @@
 import { IngestConfig } from '../contracts/config-ingest.js';
 import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
-import { closeRedis, createRedis } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine } from '../shared/redis.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
@@ -19,7 +19,7 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const redis = createRedis(config.redis.url, 'meterflow-ingest');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
-  const writer = influx.writer({ batchSize: cfg.influx.batchSize, flushMs: cfg.influx.flushMs, highWater: cfg.influx.highWater });
+  const writer = influx.writer({ batchSize: cfg.influx.batchSize, flushMs: cfg.influx.flushMs, highWater: cfg.influx.highWater, quarantine: influxQuarantine(redis, `ingest:${config.instance}`, cfg.dlqMaxLen) });
   const ingestor = new Ingestor({ redis, writer, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
 
   const group = config.mqtt.sharedGroup ?? (cfg.connections > 1 ? 'meterflow' : undefined);

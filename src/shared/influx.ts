@@ -18,8 +18,11 @@ export interface LineWriter {
   drained(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
-  readonly stats: { written: number; failedBatches: number; retries: number };
+  readonly stats: { written: number; failedBatches: number; retries: number; quarantined: number };
 }
+
+/** Points InfluxDB refused for good (a 4xx): the lines and its reason, for a dead letter. */
+export type Quarantine = (lines: string[], reason: string) => Promise<void>;
 
 export interface WriterOptions {
   batchSize?: number;
@@ -28,6 +31,12 @@ export interface WriterOptions {
   highWater?: number;
   /** Batches in flight at once. */
   concurrency?: number;
+  /**
+   * Takes the lines InfluxDB rejects (400: a field type conflict, a point beyond the retention policy, …), isolated
+   * by bisecting the batch, so one bad point never costs its neighbours and is never retried forever. Without it
+   * they are only logged.
+   */
+  quarantine?: Quarantine;
 }
 
 export interface Influx {
@@ -52,8 +61,13 @@ let loggerRouted = false;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Only a refusal of the points themselves (400 bad or conflicting point, 413 too large, 422 unprocessable) is final;
+ * everything else — 5xx, 429, timeouts, and 401/403/404 (credentials or bucket wrong: a deployment problem, not the
+ * data's) — is retried, so no point is ever dropped for a reason an operator can fix.
+ */
 function retriable(err: unknown): boolean {
-  if (err instanceof HttpError) return err.statusCode >= 500 || err.statusCode === 429 || err.statusCode === 408;
+  if (err instanceof HttpError) return ![400, 413, 422].includes(err.statusCode);
   return true; // network errors, timeouts
 }
 
@@ -121,32 +135,51 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
     let closed = false;
     const idleWaiters: Array<() => void> = [];
     const drainWaiters: Array<() => void> = [];
-    const stats = { written: 0, failedBatches: 0, retries: 0 };
+    const stats = { written: 0, failedBatches: 0, retries: 0, quarantined: 0 };
 
     const notify = (): void => {
       if (queued < highWater) for (const w of drainWaiters.splice(0)) w();
       if (queued === 0 && inFlight === 0) for (const w of idleWaiters.splice(0)) w();
     };
 
-    async function send(batch: string[]): Promise<void> {
+    /** Posts until InfluxDB answers; transient failures are retried. Returns the 4xx error of a rejected batch. */
+    async function post1(batch: string[]): Promise<HttpError | undefined> {
       const body = batch.join('\n');
       for (let attempt = 0; ; attempt++) {
         try {
           await post(body);
-          stats.written += batch.length;
-          return;
+          return undefined;
         } catch (err) {
-          if (!retriable(err)) {
-            // A malformed point would fail forever; the rest of a 400 batch is written by InfluxDB anyway.
-            stats.failedBatches++;
-            log.error({ err, lines: batch.length }, 'influx rejected a batch');
-            return;
-          }
+          if (!retriable(err)) return err instanceof HttpError ? err : new HttpError(400, String(err));
           stats.retries++;
           if (attempt % 10 === 0) log.warn({ err, attempt, lines: batch.length }, 'influx write failed, retrying');
           await sleep(Math.min(100 * 2 ** Math.min(attempt, 5), 5000));
         }
       }
+    }
+
+    /**
+     * A rejected batch is split in halves and each half sent again, down to the single lines InfluxDB refuses:
+     * those are quarantined. Sending a good point twice is harmless (same series and time overwrite), and a
+     * rejection is rare, so the bisection costs only when it happens.
+     */
+    async function send(batch: string[]): Promise<void> {
+      const rejected = await post1(batch);
+      if (rejected === undefined) {
+        stats.written += batch.length;
+        return;
+      }
+      if (batch.length > 1) {
+        const mid = Math.ceil(batch.length / 2);
+        await send(batch.slice(0, mid));
+        await send(batch.slice(mid));
+        return;
+      }
+      stats.failedBatches++;
+      stats.quarantined++;
+      const reason = `${rejected.statusCode}: ${(rejected.body ?? rejected.message).slice(0, 300)}`;
+      log.error({ line: batch[0]?.slice(0, 200), reason }, 'influx rejected a point; quarantined');
+      await opts.quarantine?.(batch, reason).catch((err: unknown) => log.error({ err }, 'quarantine failed; the point is only logged'));
     }
 
     function pump(): void {

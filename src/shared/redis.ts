@@ -28,6 +28,21 @@ export function createRedis(url: string, name: string, opts: { failFast?: boolea
   });
 }
 
+/**
+ * The `Quarantine` of an InfluxDB writer: points InfluxDB refused go to the dead-letter stream, one entry per line
+ * with reason `influx_rejected` and InfluxDB's own words, so a person can see, fix and replay them.
+ */
+export function influxQuarantine(redis: Redis, source: string, maxLen: number): (lines: string[], reason: string) => Promise<void> {
+  return async (lines, reason) => {
+    const p = redis.pipeline();
+    const now = String(Date.now());
+    for (const line of lines) {
+      p.xadd(keys.dlq, 'MAXLEN', '~', String(maxLen), '*', 'reason', 'influx_rejected', 'detail', reason, 'topic', 'influx', 'payload', line.slice(0, 4096), 'ts', now, 'source', source);
+    }
+    await p.exec();
+  };
+}
+
 /** Quit politely, fall back to disconnect when the server is gone. */
 export async function closeRedis(r: Redis): Promise<void> {
   if (r.status === 'end') return;

@@ -12,7 +12,7 @@ import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import { metric } from '../shared/metrics.js';
-import { closeRedis, createRedis, keys } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine, keys } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { LoadAggregator } from './load-aggregator.js';
@@ -84,7 +84,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const queueConn = createRedis(config.redis.url, 'meterflow-stream-queues');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
-  const writer = influx.writer({ batchSize: 5000, flushMs: 200, highWater: 200_000 });
+  const writer = influx.writer({ batchSize: 5000, flushMs: 200, highWater: 200_000, quarantine: influxQuarantine(redis, `stream:${config.instance}`, det.worker.dlqMaxLen) });
   const eventsQueue = new Queue('events', { connection: queueConn });
   const billingQueue = new Queue('billing', { connection: queueConn });
   const registry = new RegistryStore(redis, registryCfg.defaults);
