@@ -131,6 +131,21 @@ interface Spec {
   startTimeoutMs: number;
 }
 
+/**
+ * A free port can be taken by someone else between freePort() and the server's bind (tests start many servers
+ * at once): when the caller did not ask for a port, a clash is retried on new ports.
+ */
+async function onFreePort(port: number | undefined, start: () => Promise<LocalService>): Promise<LocalService> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const clash = err instanceof Error && /address already in use|Address already in use/i.test(err.message);
+      if (port !== undefined || !clash || attempt >= 4) throw err;
+    }
+  }
+}
+
 async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
   const path = ensureBinary(spec.bin, opts.log);
   const port = opts.port ?? (await freePort());
@@ -199,7 +214,7 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
 }
 
 export function startRedis(opts: { port?: number; dir?: string; persist?: boolean; log?: (m: string) => void } = {}): Promise<LocalService> {
-  return startLocal(
+  return onFreePort(opts.port, () => startLocal(
     {
       name: 'redis',
       bin: 'redis-server',
@@ -212,7 +227,7 @@ export function startRedis(opts: { port?: number; dir?: string; persist?: boolea
       startTimeoutMs: 10_000,
     },
     opts,
-  );
+  ));
 }
 
 /** Mosquitto with persistence and queues large enough that QoS 1 backlogs are not dropped (DESIGN.md cost model). */
@@ -239,7 +254,7 @@ export function mosquittoConf(dir: string, port: number): string {
 }
 
 export function startMosquitto(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
-  return startLocal(
+  return onFreePort(opts.port, () => startLocal(
     {
       name: 'mosquitto',
       bin: 'mosquitto',
@@ -250,12 +265,12 @@ export function startMosquitto(opts: { port?: number; dir?: string; log?: (m: st
       startTimeoutMs: 10_000,
     },
     opts,
-  );
+  ));
 }
 
 export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
   let rpcPort = 0;
-  return (async () => {
+  return onFreePort(opts.port, async () => {
     rpcPort = await freePort();
     return startLocal(
       {
@@ -284,7 +299,7 @@ export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: stri
       },
       opts,
     );
-  })();
+  });
 }
 
 export interface ServiceUrls {
