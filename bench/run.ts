@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 let failed = 0;
-for (const bench of ['ingest.ts', 'stream.ts']) {
+for (const bench of ['ingest.ts', 'stream.ts', 'durability.ts']) {
   process.stdout.write(`\n=== bench/${bench} ===\n`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', `${here}${bench}`], { stdio: 'inherit' });
   if (r.status !== 0) {

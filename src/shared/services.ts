@@ -213,14 +213,16 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
   };
 }
 
-export function startRedis(opts: { port?: number; dir?: string; persist?: boolean; log?: (m: string) => void } = {}): Promise<LocalService> {
+export function startRedis(
+  opts: { port?: number; dir?: string; persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no'; log?: (m: string) => void } = {},
+): Promise<LocalService> {
   return onFreePort(opts.port, () => startLocal(
     {
       name: 'redis',
       bin: 'redis-server',
       args: (dir, port) => [
         '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-        '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning',
+        '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', opts.appendfsync ?? 'always', '--daemonize', 'no', '--loglevel', 'warning',
       ],
       ready: (port) => portAnswers('127.0.0.1', port),
       url: (port) => `redis://127.0.0.1:${port}`,
@@ -231,7 +233,7 @@ export function startRedis(opts: { port?: number; dir?: string; persist?: boolea
 }
 
 /** Mosquitto with persistence and queues large enough that QoS 1 backlogs are not dropped (DESIGN.md cost model). */
-export function mosquittoConf(dir: string, port: number): string {
+export function mosquittoConf(dir: string, port: number, extra: readonly string[] = []): string {
   return [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
@@ -249,16 +251,18 @@ export function mosquittoConf(dir: string, port: number): string {
     'message_size_limit 0',
     'log_type error',
     'log_type warning',
+    ...extra,
     '',
   ].join('\n');
 }
 
-export function startMosquitto(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+/** `conf`: extra mosquitto.conf lines (a later line wins, e.g. another autosave_interval). */
+export function startMosquitto(opts: { port?: number; dir?: string; conf?: readonly string[]; log?: (m: string) => void } = {}): Promise<LocalService> {
   return onFreePort(opts.port, () => startLocal(
     {
       name: 'mosquitto',
       bin: 'mosquitto',
-      prepare: (dir, port) => writeFileSync(join(dir, 'mosquitto.conf'), mosquittoConf(dir, port)),
+      prepare: (dir, port) => writeFileSync(join(dir, 'mosquitto.conf'), mosquittoConf(dir, port, opts.conf)),
       args: (dir) => ['-c', join(dir, 'mosquitto.conf')],
       ready: (port) => portAnswers('127.0.0.1', port),
       url: (port) => `mqtt://127.0.0.1:${port}`,
