@@ -1,3 +1,4 @@
+import { backoffMs } from '../domain/backoff.js';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AlertChangeRecord, NotifyJob } from '../contracts/alert.js';
@@ -18,6 +19,7 @@ export interface DispatcherOptions {
   consumer: string;
   attempts: number;
   backoffMs: number;
+  maxBackoffMs: number;
   /** Entries a crashed consumer left pending are taken over after this long. */
   claimIdleMs: number;
   blockMs: number;
@@ -67,6 +69,14 @@ function entriesOf(reply: unknown): Array<[string, string[]]> {
   return out;
 }
 
+/** BullMQ backoff type of notification jobs; the notify worker resolves it with `notifyBackoff`. */
+export const NOTIFY_BACKOFF = 'capped';
+
+/** Delay before retry `attemptsMade` of a notification: exponential from `backoffMs`, capped at `maxBackoffMs`. */
+export function notifyBackoff(opts: { backoffMs: number; maxBackoffMs: number }): (attemptsMade: number) => number {
+  return (attemptsMade) => backoffMs(Math.max(0, attemptsMade - 1), opts.backoffMs, opts.maxBackoffMs);
+}
+
 export class Dispatcher {
   private stopping = false;
   private loop: Promise<void> | undefined;
@@ -91,7 +101,7 @@ export class Dispatcher {
   }
 
   private async run(): Promise<void> {
-    let backoff = 100;
+    let failures = 0;
     while (!this.stopping) {
       try {
         if (this.clock() - this.lastClaim >= this.opts.claimIdleMs / 2) {
@@ -102,12 +112,11 @@ export class Dispatcher {
           'GROUP', this.opts.group, this.opts.consumer, 'COUNT', 200, 'BLOCK', this.opts.blockMs, 'STREAMS', this.store.keys.outbox, '>',
         );
         await this.handle(entriesOf(reply));
-        backoff = 100;
+        failures = 0;
       } catch (err) {
         if (this.stopping) break;
         this.log.error({ err }, 'outbox dispatch failed, retrying');
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 5000);
+        await new Promise((r) => setTimeout(r, backoffMs(failures++, 100, 5000)));
       }
     }
   }
@@ -147,7 +156,8 @@ export class Dispatcher {
             priority: d.priority,
             ...(d.delayMs > 0 ? { delay: d.delayMs } : {}),
             attempts: this.opts.attempts,
-            backoff: { type: 'exponential', delay: this.opts.backoffMs },
+            // Capped (the notify worker's backoffStrategy): a receiver down for minutes is retried every maxBackoffMs.
+            backoff: { type: NOTIFY_BACKOFF, delay: this.opts.backoffMs },
             // Kept a day so a re-dispatch after a crash still finds the id and does not deliver twice.
             removeOnComplete: { age: 86_400, count: 100_000 },
             removeOnFail: { age: 7 * 86_400 },

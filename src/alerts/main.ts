@@ -10,7 +10,7 @@ import { Counter, Gauge, metric } from '../shared/metrics.js';
 import { closeRedis, createRedis, influxQuarantine, keys as sharedKeys } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, notifyBackoff } from './dispatcher.js';
 import { notifyProcessor } from './notifier.js';
 import { AlertService, CaughtUpWatermarks, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
 import { engineConfig, routingConfig, webhookTargets } from '../shared/alerts/settings.js';
@@ -93,6 +93,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     consumer: `${config.instance}:${process.pid}`,
     attempts: cfg.notify.attempts,
     backoffMs: cfg.notify.backoffMs,
+    maxBackoffMs: cfg.notify.maxBackoffMs,
     claimIdleMs: Math.max(5000, cfg.worker.lockSeconds * 1000),
     blockMs: 1000,
   });
@@ -131,7 +132,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
         else totals.dead++;
       },
     }),
-    { connection: redis, concurrency: cfg.notify.concurrency, ...lock, ...bull },
+    { connection: redis, concurrency: cfg.notify.concurrency, settings: { backoffStrategy: notifyBackoff(cfg.notify) }, ...lock, ...bull },
   );
   for (const [name, w] of [['events', eventsWorker], ['notify', notifyWorker]] as const) {
     w.on('error', (err) => log.error({ err, worker: name }, 'worker error'));

@@ -94,6 +94,8 @@ export const AlertsConfig = Type.Object(
       {
         attempts: Type.Integer({ minimum: 1, maximum: 100 }),
         backoffMs: Type.Integer({ minimum: 1 }),
+        /** Retries never wait longer than this: a receiver back after an outage hears within it. */
+        maxBackoffMs: Type.Integer({ minimum: 1 }),
         timeoutMs: Type.Integer({ minimum: 100 }),
         concurrency: Type.Integer({ minimum: 1, maximum: 256 }),
       },

@@ -1,3 +1,4 @@
+import { backoffMs } from '../domain/backoff.js';
 import type { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
@@ -111,7 +112,7 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
         } else if (attempt % 20 === 0) {
           log.warn({ err, topic, attempt }, 'hand-off failed, retrying');
         }
-        await sleep(Math.min(50 * 2 ** Math.min(attempt, 6), 3000));
+        await sleep(backoffMs(attempt, 50, 3000));
       }
     }
   };

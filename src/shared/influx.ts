@@ -1,3 +1,4 @@
+import { backoffMs } from '../domain/backoff.js';
 import { HttpError, InfluxDB, setLogger } from '@influxdata/influxdb-client';
 import type { Logger } from './logger.js';
 import type { AppConfig } from './config.js';
@@ -153,7 +154,7 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
           if (!retriable(err)) return err instanceof HttpError ? err : new HttpError(400, String(err));
           stats.retries++;
           if (attempt % 10 === 0) log.warn({ err, attempt, lines: batch.length }, 'influx write failed, retrying');
-          await sleep(Math.min(100 * 2 ** Math.min(attempt, 5), 5000));
+          await sleep(backoffMs(attempt, 100, 5000));
         }
       }
     }

@@ -1,3 +1,4 @@
+import { backoffMs } from '../domain/backoff.js';
 import { Redis } from 'ioredis';
 
 export { shardOf } from '../domain/shard.js';
@@ -23,7 +24,7 @@ export function createRedis(url: string, name: string, opts: { failFast?: boolea
     connectionName: name,
     maxRetriesPerRequest: opts.failFast ? 1 : null,
     enableAutoPipelining: true,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    retryStrategy: (times) => backoffMs(times, 50, 2000),
     lazyConnect: false,
   });
 }

@@ -65,7 +65,7 @@ describe('alerts worker killed mid-delivery', () => {
       webhooks: [{ name: 'ops', url: receiver.url, secretEnv: 'MF_WEBHOOK_OPS_SECRET' }],
       routes: [{ webhook: 'ops', severities: [], types: [], customerClasses: [], changes: [] }],
       quietHours: { enabled: false },
-      notify: { attempts: 5, backoffMs: 200, timeoutMs: 20_000, concurrency: 2 },
+      notify: { attempts: 5, backoffMs: 200, maxBackoffMs: 5000, timeoutMs: 20_000, concurrency: 2 },
       worker: { lockSeconds: 2, sweepSeconds: 0.5 },
       influx: { enabled: false },
     }));

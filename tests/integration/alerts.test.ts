@@ -35,7 +35,7 @@ function alertsCfg(url: string, over: { attempts?: number; influx?: boolean; not
     webhooks: [{ name: 'ops', url, secretEnv: 'MF_WEBHOOK_OPS_SECRET' }],
     routes: [{ webhook: 'ops', severities: [], types: [], customerClasses: [], changes: ['opened', 'escalated', 'flapping', 'resolved'] }],
     quietHours: { ...base.quietHours, enabled: false },
-    notify: { attempts: over.attempts ?? 5, backoffMs: 100, timeoutMs: 2000, concurrency: over.notifyConcurrency ?? 4 },
+    notify: { attempts: over.attempts ?? 5, backoffMs: 100, maxBackoffMs: 5000, timeoutMs: 2000, concurrency: over.notifyConcurrency ?? 4 },
     worker: { eventsConcurrency: 8, sweepSeconds: 0.2, dedupHours: 1, lockSeconds: 5 },
     influx: { enabled: over.influx ?? false },
   };
