@@ -7,6 +7,7 @@ import { int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
 import { keys } from '../shared/redis.js';
+import type { BrokerStats } from './broker-monitor.js';
 import { DeadLetterQueue } from './dead-letters.js';
 import { parseMessage, parseTopic, REJECT_REASONS, type ParseLimits, type RejectReason } from './parse.js';
 import { StreamAppender } from './stream-appender.js';
@@ -133,8 +134,8 @@ export class Ingestor {
     this.deps.log.debug({ topic, reasons: rejections.map((r) => r.reason) }, 'rejected input');
   }
 
-  /** Pipeline-health points (deltas since the last call) for the Grafana dashboard. */
-  statsLines(prev: IngestTotals, nowMs: number): string[] {
+  /** Pipeline-health points (deltas since the last call) for the Grafana dashboard; `broker`: the broker's $SYS view. */
+  statsLines(prev: IngestTotals, nowMs: number, broker: BrokerStats = {}): string[] {
     const t = this.totals;
     const lines = [
       lp('pipeline', { role: 'ingest', instance: this.deps.instance }, {
@@ -145,6 +146,9 @@ export class Ingestor {
         influx_backlog: int(this.deps.writer.backlog),
         influx_retries: int(this.deps.writer.stats.retries),
         influx_failed_batches: int(this.deps.writer.stats.failedBatches),
+        broker_stored: broker.stored === undefined ? undefined : int(broker.stored),
+        broker_stored_bytes: broker.storedBytes === undefined ? undefined : int(broker.storedBytes),
+        broker_dropped: broker.dropped === undefined ? undefined : int(broker.dropped),
       }, nowMs),
     ];
     for (const reason of REJECT_REASONS) {

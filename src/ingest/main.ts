@@ -3,6 +3,7 @@ import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { closeRedis, createRedis, influxQuarantine } from '../shared/redis.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
+import { startBrokerMonitor } from './broker-monitor.js';
 import { Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
 
@@ -31,10 +32,11 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
     }, (t, p) => ingestor.handle(t, p)));
   }
 
+  const broker = await startBrokerMonitor(config.mqtt, `${config.mqtt.clientId}-sys`, log);
   let prev = ingestor.snapshot();
   const stats = setInterval(() => {
     const now = Date.now();
-    writer.write(ingestor.statsLines(prev, now));
+    writer.write(ingestor.statsLines(prev, now, broker.stats));
     prev = ingestor.snapshot();
   }, cfg.statsIntervalSeconds * 1000);
   stats.unref();
@@ -43,7 +45,8 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const close = once(async () => {
     clearInterval(stats);
     await Promise.all(sources.map((s) => s.close()));
-    writer.write(ingestor.statsLines(prev, Date.now()));
+    await broker.close();
+    writer.write(ingestor.statsLines(prev, Date.now(), broker.stats));
     await influx.close();
     await closeRedis(redis);
     log.info({ totals: ingestor.totals }, 'ingest stopped');

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { join } from 'node:path';
 
 /**
@@ -284,4 +285,53 @@ export function datasourceUids(d: Dashboard): Array<{ where: string; uid: string
   const templating = d.json.templating;
   if (isObject(templating)) for (const v of list(templating, 'list')) take(`variable "${str(v, 'name') ?? ''}"`, v.datasource);
   return out;
+}
+
+export const ALERTING_FILE = new URL('../../grafana/provisioning/alerting/meterflow.yaml', import.meta.url).pathname;
+
+export interface AlertRuleQuery {
+  rule: string;
+  title: string;
+  refId: string;
+  datasourceUid: string;
+  query: string;
+  /** relativeTimeRange.from, seconds back from now. */
+  fromSeconds: number;
+}
+
+export interface AlertRuleExpression {
+  rule: string;
+  refId: string;
+  type: string;
+  expression: string;
+}
+
+/** The provisioned alert rules' data queries and server-side expressions, as Grafana reads the file. */
+export function loadAlertRules(file = ALERTING_FILE): { queries: AlertRuleQuery[]; expressions: AlertRuleExpression[]; conditions: Array<{ rule: string; condition: string; refIds: string[] }> } {
+  const doc: unknown = parseYaml(readFileSync(file, 'utf8'));
+  const queries: AlertRuleQuery[] = [];
+  const expressions: AlertRuleExpression[] = [];
+  const conditions: Array<{ rule: string; condition: string; refIds: string[] }> = [];
+  const groups = isObject(doc) ? list(doc, 'groups') : [];
+  for (const g of groups) {
+    for (const r of list(g, 'rules')) {
+      const rule = str(r, 'uid') ?? '';
+      const refIds: string[] = [];
+      for (const d of list(r, 'data')) {
+        const model = isObject(d.model) ? d.model : {};
+        const refId = str(d, 'refId') ?? '';
+        refIds.push(refId);
+        const ds = str(d, 'datasourceUid') ?? '';
+        if (ds === '__expr__') {
+          expressions.push({ rule, refId, type: str(model, 'type') ?? '', expression: str(model, 'expression') ?? '' });
+          continue;
+        }
+        const range = isObject(d.relativeTimeRange) ? d.relativeTimeRange : {};
+        const from = range.from;
+        queries.push({ rule, title: str(r, 'title') ?? '', refId, datasourceUid: ds, query: str(model, 'query') ?? '', fromSeconds: typeof from === 'number' ? from : 600 });
+      }
+      conditions.push({ rule, condition: str(r, 'condition') ?? '', refIds });
+    }
+  }
+  return { queries, expressions, conditions };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
-  datasourceUids, expandQuery, isObject, loadDashboards, panelsOf, queriesOf, unsupportedVariables, variablesOf, variablesUsed,
+  datasourceUids, expandQuery, isObject, loadAlertRules, loadDashboards, panelsOf, queriesOf, unsupportedVariables, variablesOf, variablesUsed,
   type VariableValue,
 } from '../helpers/grafana-queries.js';
 
@@ -16,7 +16,7 @@ const PROVISIONING = new URL('../../grafana/provisioning/', import.meta.url).pat
  */
 const CONTRACT: Record<string, { tags: string[]; fields: string[] }> = {
   reading: { tags: ['meter', 'feeder'], fields: ['import_wh', 'export_wh', 'power_w', 'voltage_v'] },
-  interval: { tags: ['meter', 'feeder', 'transformer', 'class', 'band'], fields: ['wh', 'export_wh', 'demand_w', 'register_wh', 'estimated'] },
+  interval: { tags: ['meter', 'feeder', 'transformer', 'class', 'band'], fields: ['wh', 'export_wh', 'demand_w', 'register_wh', 'estimated', 'anomaly', 'anomaly_score', 'expected_wh'] },
   baseline: { tags: ['meter'], fields: ['expected_wh', 'spread_wh'] },
   anomaly: { tags: ['meter', 'type', 'severity'], fields: ['value', 'expected', 'score', 'status', 'reason'] },
   feeder_load: { tags: ['feeder', 'transformer'], fields: ['demand_kw', 'rating_kw', 'utilization'] },
@@ -32,7 +32,7 @@ const CONTRACT: Record<string, { tags: string[]; fields: string[] }> = {
   // Counts are deltas per point; influx_retries / influx_failed_batches count since start; backlog and lag are gauges.
   pipeline: {
     tags: ['role', 'instance'],
-    fields: ['messages', 'readings', 'rejected', 'duplicates', 'lag', 'influx_backlog', 'influx_retries', 'influx_failed_batches'],
+    fields: ['messages', 'readings', 'rejected', 'duplicates', 'lag', 'influx_backlog', 'influx_retries', 'influx_failed_batches', 'broker_stored', 'broker_stored_bytes', 'broker_dropped'],
   },
   dlq: { tags: ['reason', 'instance'], fields: ['count'] },
 };
@@ -202,6 +202,24 @@ describe('dashboards', () => {
       });
     });
   }
+});
+
+describe('provisioned alert rules (grafana/provisioning/alerting)', () => {
+  const rules = loadAlertRules();
+
+  it('query the provisioned datasource, with InfluxQL over the contract, and a condition that is one of their steps', () => {
+    expect(rules.queries.length).toBeGreaterThanOrEqual(2);
+    for (const q of rules.queries) {
+      expect(q.datasourceUid, q.rule).toBe('meterflow-influxdb');
+      expect(q.query, q.rule).toMatch(/^SELECT .* FROM "pipeline" WHERE .*\$timeFilter/);
+      for (const [, id] of q.query.matchAll(/"([^"]+)"/g)) {
+        const ok = id !== undefined && ((CONTRACT.pipeline?.tags ?? []).includes(id) || (CONTRACT.pipeline?.fields ?? []).includes(id) || q.query.includes(`AS "${id}"`) || id === 'pipeline');
+        expect(ok, `${q.rule}: "${id}"`).toBe(true);
+      }
+    }
+    for (const c of rules.conditions) expect(c.refIds, c.rule).toContain(c.condition);
+    for (const e of rules.expressions) expect(['reduce', 'math', 'threshold'], `${e.rule} ${e.refId}`).toContain(e.type);
+  });
 });
 
 describe('query expansion', () => {
