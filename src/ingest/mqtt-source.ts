@@ -77,17 +77,15 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
   let closing = false;
   let overCap = false;
   let client: MqttClient | undefined;
+  /** Hand-offs and PUBACK chain links not settled yet (what close() waits for). */
   const inFlight = new Set<Promise<unknown>>();
+  let handOffs = 0;
   /** Per connection: the tail of its in-order PUBACK chain. */
   const chains = new WeakMap<Duplex, Promise<void>>();
 
   const track = (p: Promise<unknown>): void => {
     inFlight.add(p);
-    stats.inFlight = inFlight.size;
-    void p.finally(() => {
-      inFlight.delete(p);
-      stats.inFlight = inFlight.size;
-    });
+    void p.finally(() => inFlight.delete(p));
   };
 
   /** true once handed off (or given up on and dead-lettered); false when closing first. */
@@ -135,6 +133,12 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
       const stream = c.stream;
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
       const work = handOff(packet.topic, payload);
+      handOffs++;
+      stats.inFlight = handOffs;
+      void work.finally(() => {
+        handOffs--;
+        stats.inFlight = handOffs;
+      });
       track(work);
       if (packet.qos === 1 && packet.messageId !== undefined) {
         const id = packet.messageId;
@@ -145,10 +149,10 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
         chains.set(stream, tail);
         track(tail);
       }
-      if (inFlight.size > maxInFlight && !overCap) {
+      if (handOffs > maxInFlight && !overCap) {
         overCap = true;
-        log.warn({ inFlight: inFlight.size, maxInFlight }, "hand-offs in flight over the cap: lower the broker's max_inflight_messages for this client");
-      } else if (inFlight.size <= maxInFlight / 2) overCap = false;
+        log.warn({ inFlight: handOffs, maxInFlight }, "hand-offs in flight over the cap: lower the broker's max_inflight_messages for this client");
+      } else if (handOffs <= maxInFlight / 2) overCap = false;
       callback(packet.qos === 0 ? undefined : ACK_HELD);
     };
   };

@@ -148,10 +148,13 @@ export class FaultRig {
     return m ? Number(m[1]) / 1024 : 0;
   }
 
-  /** Starts the steady flow: `meters` meters, one interval each every `stepMs`, from 20 days ago. */
-  async startFlow(meters = 40, stepMs = 100): Promise<Flow> {
+  /**
+   * Starts the steady flow: `meters` meters, one interval each every `stepMs`, from `daysBack` days ago (event time
+   * must stay in the past for as long as the case runs: a reading from the future is rejected, rightly).
+   */
+  async startFlow(meters = 40, stepMs = 100, daysBack = 20): Promise<Flow> {
     this.pub = await mqtt.connectAsync(this.mqtt.url, { clientId: 'fault-publisher', clean: false, reconnectPeriod: 200, protocolVersion: 4 });
-    const t0 = Math.floor(Date.now() / INTERVAL_MS) * INTERVAL_MS - 20 * 86_400_000;
+    const t0 = Math.floor(Date.now() / INTERVAL_MS) * INTERVAL_MS - daysBack * 86_400_000;
     this.flow = new Flow(this.pub, meters, t0, stepMs);
     this.flow.start();
     return this.flow;
