@@ -1,8 +1,9 @@
 import type { Fleet, MeterModel } from './fleet.js';
 import { badElement, malformedMessage } from './malformed.js';
-import { planScenario, type Injection, type Plan } from './plan.js';
+import { holidayKeys, planScenario, type Injection, type Plan } from './plan.js';
 import { Rng } from './prng.js';
-import { CalendarClock, clearSky, seasonalFactor, shape } from './profiles.js';
+import { CalendarClock, clearSky, hvacFactor, normalTempC, shape, shapeFloor, weekendScale } from './profiles.js';
+import { WeatherSeries } from './weather.js';
 import type { ResolvedScenario } from './scenario.js';
 import { isoSeconds } from './time-spec.js';
 import { CUSTOMER_CLASSES, type CustomerClass } from '../src/contracts/registry.js';
@@ -62,6 +63,12 @@ interface MeterState {
   reachable: boolean;
   rng: Rng;
   vrng: Rng;
+  /** Realism draws (occupancy, bursts): a stream of their own, so switching them on leaves the base noise as it was. */
+  xrng: Rng;
+  /** Today's occupancy factor on the load above the day's base. */
+  occ: number;
+  burstLeft: number;
+  burstFactor: number;
 }
 
 type RangeInjection = Extract<Injection, { startMs: number }>;
@@ -81,6 +88,15 @@ function pushTo<K, V>(map: Map<K, V[]>, k: K, v: V): void {
 function clip(x: number, lim: number): number {
   return x > lim ? lim : x < -lim ? -lim : x;
 }
+
+/** Student-t with `df` (≥ 3) degrees of freedom, scaled to unit variance: heavier tails than normal(). */
+function studentT(rng: Rng, df: number): number {
+  let chi2 = 0;
+  for (let i = 0; i < df; i++) chi2 += rng.normal() ** 2;
+  return (rng.normal() / Math.sqrt(chi2 / df)) * Math.sqrt((df - 2) / df);
+}
+
+const YEAR_MS = 365.25 * 86_400_000;
 
 /**
  * Steps a fleet through time and yields the MQTT messages a real one would send, in publish order.
@@ -106,6 +122,8 @@ export class Simulation {
   private readonly held = new Map<number, SimMessage[]>();
   private readonly backlog = new Map<number, Array<{ meter: MeterModel; ts: number; payload: string }>>();
   private readonly weather: Rng;
+  private readonly temperature: WeatherSeries;
+  private readonly holidays: ReadonlySet<number>;
   private weatherDay = -1;
   private clearness = 1;
   private cloudy = false;
@@ -131,6 +149,7 @@ export class Simulation {
         importWh: m.startImportWh, exportWh: m.startExportWh, importFrac: 0, exportFrac: 0, seq: 0,
         noise: p.noise * clip(rng.normal(), 3), dayKey: -1, dayFactor: 1, powerW: 0, frozen: undefined,
         latest: undefined, reachable: true, rng, vrng: new Rng(s.seed, `volt:${m.meterId}`),
+        xrng: new Rng(s.seed, `traits:${m.meterId}`), occ: 1, burstLeft: 0, burstFactor: 1,
       };
     });
     this.byId = new Map(fleet.meters.map((m) => [m.meterId, m.index]));
@@ -139,6 +158,8 @@ export class Simulation {
     const grid = new Rng(s.seed, 'grid');
     this.groupOffset = fleet.groups.map(() => grid.range(-0.01, 0.03));
     this.weather = new Rng(s.seed, 'weather');
+    this.temperature = new WeatherSeries(s.seed, s.fromMs, s.toMs, p.weather);
+    this.holidays = holidayKeys(s.calendar.holidays);
     this.clock = new CalendarClock(s.timezone);
     this.scratch = fleet.groups.map((g) => ({ load: new Float64Array(g.meters.length), pv: new Float64Array(g.meters.length), exportW: new Float64Array(g.meters.length) }));
     for (const inj of this.plan.injections) this.index(inj);
@@ -219,11 +240,17 @@ export class Simulation {
     }
     const flicker = this.cloudy ? Math.min(1.3, Math.max(0.3, 1 + 0.25 * this.weather.normal())) : 1;
     const sky = clearSky(cal.hour, cal.dayOfYear, cal.dst) * this.clearness * flicker;
+    // Heating and cooling at today's weather; a meter's own sensitivity scales the part above 1.
+    const tempC = normalTempC(cal.dayOfYear) + this.temperature.anomalyAt(t - STEP_MS / 2);
     const seasonal: Record<CustomerClass, number> = { residential: 1, commercial: 1, industrial: 1, critical: 1 };
-    for (const c of CUSTOMER_CLASSES) seasonal[c] = seasonalFactor(c, cal.dayOfYear, s.profile.seasonal);
+    for (const c of CUSTOMER_CLASSES) seasonal[c] = hvacFactor(c, tempC, s.profile.seasonal);
+    // Holidays run every profile's Sunday.
+    const weekday = this.holidays.has(cal.dayKey) ? 7 : cal.weekday;
+    const years = (t - s.fromMs) / YEAR_MS;
     const accumulate = t > s.fromMs;
     const iso = isoSeconds(t);
     const p = s.profile;
+    const burstP = p.bursts.perDay / 96;
     const ar = Math.sqrt(1 - p.noiseCorrelation ** 2) * p.noise;
     const nominal = p.voltage.nominal;
 
@@ -245,10 +272,37 @@ export class Simulation {
         if (cal.dayKey !== st.dayKey) {
           st.dayKey = cal.dayKey;
           st.dayFactor = Math.exp(clip(p.dailyNoise * st.rng.normal(), 3 * p.dailyNoise));
+          if (p.occupancy > 0) st.occ = Math.exp(clip(p.occupancy * st.xrng.normal(), 3 * p.occupancy));
         }
-        st.noise = p.noiseCorrelation * st.noise + ar * st.rng.normal();
+        st.noise = p.noiseCorrelation * st.noise + ar * (p.tailDf > 0 ? studentT(st.rng, p.tailDf) : st.rng.normal());
         const nf = Math.exp(clip(st.noise, 3 * p.noise) - (p.noise * p.noise) / 2);
-        loads[k] = m.meanW * shape(m.profile, cal.hour, cal.weekday, m.hourShift) * seasonal[m.class] * st.dayFactor * nf;
+        let shiftH = m.hourShift;
+        let factor = 1;
+        for (const e of this.meterEffects[m.index] ?? []) {
+          if (e.type === 'levelShift') {
+            if (t - STEP_MS >= e.startMs && t <= e.effectEndMs) factor *= e.factor;
+            continue;
+          }
+          if (!stepIn(e, t)) continue;
+          if (e.type === 'shape') shiftH += e.shiftH;
+          else if (e.type === 'lowDay') factor *= e.share;
+          else if (e.type === 'highUsage' && e.spans.some(([a, b]) => t - STEP_MS >= a && t <= b)) factor *= e.factor;
+        }
+        let sh = shape(m.profile, cal.hour, weekday, shiftH);
+        if (p.occupancy > 0) {
+          const floor = shapeFloor(m.profile, weekday);
+          sh = floor + st.occ * (sh - floor);
+        }
+        if (burstP > 0) {
+          if (st.burstLeft > 0) st.burstLeft--;
+          else if (st.xrng.chance(burstP)) {
+            st.burstLeft = Math.max(1, Math.round(st.xrng.range(p.bursts.steps[0], p.bursts.steps[1]))) - 1;
+            st.burstFactor = st.xrng.range(p.bursts.factor[0], p.bursts.factor[1]);
+          } else st.burstFactor = 1;
+          factor *= st.burstFactor;
+        }
+        const hvac = 1 + m.hvac * (seasonal[m.class] - 1);
+        loads[k] = m.meanW * sh * weekendScale(m, weekday) * hvac * (1 + m.growthPerYear * years) * st.dayFactor * nf * factor;
         pvs[k] = m.pvKwp > 0 ? Math.max(0, m.pvKwp * 850 * sky * (1 + 0.05 * clip(st.rng.normal(), 3))) : 0;
       });
       if (overload) {
@@ -265,6 +319,8 @@ export class Simulation {
         let consumption = loads[k] ?? 0;
         let pv = pvs[k] ?? 0;
         let flat = false;
+        /** A stuck value or a placeholder: exactly this many Wh each of the meter's intervals. */
+        let fixedWh: number | undefined;
         for (const e of this.meterEffects[m.index] ?? []) {
           if (e.type === 'registerReset' && st && t - STEP_MS === e.startMs) {
             // Meter replaced: the new one starts near zero with its own sequence.
@@ -293,8 +349,15 @@ export class Simulation {
             exportW += importW * e.fraction;
             importW *= 1 - e.fraction;
           } else if (e.type === 'flatline') flat = true;
+          else if (e.type === 'stuck' || e.type === 'placeholder') fixedWh = e.wh;
         }
-        if (st && accumulate && !flat) {
+        const iv = m.intervalMinutes * 60_000;
+        if (fixedWh !== undefined) {
+          // Whole watt-hours on the register at the meter's own interval ends, so every interval reads exactly fixedWh.
+          importW = (fixedWh * 3_600_000) / iv;
+          exportW = 0;
+          if (st && accumulate && t % iv === 0) st.importWh += fixedWh;
+        } else if (st && accumulate && !flat) {
           st.importFrac += (importW * STEP_MS) / 3_600_000;
           st.exportFrac += (exportW * STEP_MS) / 3_600_000;
           const wi = Math.floor(st.importFrac);

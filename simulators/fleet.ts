@@ -25,8 +25,15 @@ export interface MeterModel extends FleetCustomer {
   startImportWh: number;
   startExportWh: number;
   threePhase: boolean;
-  /** Noise-free yearly peak load, W (contract sizing, spike caps). */
+  /** Noise-free yearly peak load, W (contract sizing, spike caps), at the scenario's most extreme weather. */
   peakW: number;
+  /** Heating and cooling sensitivity relative to the class (profile.hvacSpread). */
+  hvac: number;
+  /** Saturday and Sunday (and holiday) levels relative to the profile's (profile.weekendSpread). */
+  satScale: number;
+  sunScale: number;
+  /** Gradual growth of the load per year (profile.growthPerYear). */
+  growthPerYear: number;
 }
 
 export interface TransformerGroup {
@@ -101,6 +108,16 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
   const pvEligible = classes.flatMap((c, i) => (c === 'residential' || c === 'commercial' ? [i] : []));
   const pvSet = new Set(rng.shuffle(pvEligible).slice(0, Math.round(f.pvShare * pvEligible.length)));
 
+  // Realism traits come from a stream of their own, so switching them on leaves every other draw as it was.
+  const traitRng = new Rng(scenario.seed, 'fleet-traits');
+  const p = scenario.profile;
+  const spread = (x: number) => (x > 0 ? traitRng.range(1 - x, 1 + x) : 1);
+  const weatherLim = 2.5 * p.weather.sigmaC;
+  const tempOffsets = weatherLim > 0 ? [-weatherLim, 0, weatherLim] : [0];
+  const years = (scenario.toMs - scenario.fromMs) / (365.25 * 86_400_000);
+  // Bursts ride on top of the noise: contracts keep head-room for them.
+  const burstHeadroom = p.bursts.perDay > 0 ? p.bursts.factor[1] : 1;
+
   const drafts = classes.map((cls, i) => {
     const profile: ProfileKind = cls === 'industrial' ? (rng.chance(0.5) ? 'industrialTwoShift' : 'industrialThreeShift') : cls;
     const meanW = (logUniform(rng, f.dailyKwh[cls]) * 1000) / 24;
@@ -111,10 +128,13 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
     const startImportWh = Math.round(meanW * 24 * ageDays);
     const startExportWh = pvKwp > 0 ? Math.round(pvKwp * 1000 * 3.5 * rng.range(30, 900)) : 0;
     const margin = draw(rng, f.contractMargin);
+    const growthPerYear = draw(traitRng, p.growthPerYear);
+    const traits = { profile, class: cls, meanW, hourShift, hvac: spread(p.hvacSpread), satScale: spread(p.weekendSpread), sunScale: spread(p.weekendSpread) };
     let peakW = 0;
-    for (const p of SIZING_POINTS) peakW = Math.max(peakW, expectedLoadW({ profile, class: cls, meanW, hourShift }, p, scenario.profile.seasonal));
-    const contractKw = stepAtLeast(CONTRACT_STEPS_KW[cls], (peakW * margin) / 1000, 500);
-    return { cls, profile, meanW, hourShift, pvKwp, startImportWh, startExportWh, contractKw, peakW };
+    for (const off of tempOffsets) for (const sp of SIZING_POINTS) peakW = Math.max(peakW, expectedLoadW(traits, sp, p.seasonal, off));
+    peakW *= 1 + Math.max(0, growthPerYear) * years;
+    const contractKw = stepAtLeast(CONTRACT_STEPS_KW[cls], (peakW * margin * burstHeadroom) / 1000, 500);
+    return { ...traits, cls, pvKwp, startImportWh, startExportWh, contractKw, peakW, growthPerYear };
   });
 
   // Large customers get their own transformer; the rest share street transformers.
@@ -161,18 +181,24 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
       startExportWh: d.startExportWh,
       threePhase: d.cls !== 'residential',
       peakW: d.peakW,
+      hvac: d.hvac,
+      satScale: d.satScale,
+      sunScale: d.sunScale,
+      growthPerYear: d.growthPerYear,
     };
   });
 
   // The engine clips noise at 3 sigma, so one customer's load never exceeds `worst` times its noise-free value.
-  const worst = Math.exp(3 * (scenario.profile.noise + scenario.profile.dailyNoise));
+  const worst = Math.exp(3 * (p.noise + p.dailyNoise + p.occupancy)) * burstHeadroom;
   const groups: TransformerGroup[] = chunks.map((chunk, t) => {
     const members = chunk.map((i) => meters[i]).filter((m): m is MeterModel => m !== undefined).sort((a, b) => a.index - b.index);
     let peakW = 0;
-    for (const p of SIZING_POINTS) {
-      let sum = 0;
-      for (const m of members) sum += expectedLoadW(m, p, scenario.profile.seasonal);
-      peakW = Math.max(peakW, sum);
+    for (const off of tempOffsets) {
+      for (const sp of SIZING_POINTS) {
+        let sum = 0;
+        for (const m of members) sum += expectedLoadW(m, sp, p.seasonal, off) * (1 + Math.max(0, m.growthPerYear) * years);
+        peakW = Math.max(peakW, sum);
+      }
     }
     // Head-room for noise that does not average out on small groups; a lone customer gets all of it.
     const needKva = (peakW * (1 + (worst - 1) / Math.sqrt(members.length))) / 1000 / draw(rng, f.peakUtilization);

@@ -1,11 +1,11 @@
 import { DateTime } from 'luxon';
 import type { Fleet, MeterModel, TransformerGroup } from './fleet.js';
 import { MALFORMED_REASON } from './malformed.js';
-import { calendarAt, expectedLoadW } from './profiles.js';
+import { calendarAt, expectedLoadW, type CalendarPoint } from './profiles.js';
 import { Rng } from './prng.js';
 import { ALIGN_MS, ScenarioError, type MalformedVariant, type Range, type ResolvedScenario } from './scenario.js';
 import { isoSeconds, parseDuration } from './time-spec.js';
-import { EXPECTED_ALSO, type InjectedAnomaly, type Magnitude, type TruthRecord } from './truth.js';
+import { EXPECTED_ALSO, TRUTH_ANOMALIES, type Magnitude, type TruthRecord } from './truth.js';
 
 /**
  * Where and when each anomaly and transport fault goes, decided before the first message from the scenario's seed.
@@ -32,11 +32,29 @@ export type Injection =
   | (Base & { type: 'customerPeak'; meter: number; powerW: number; factor: number })
   | (Base & { type: 'feederOverload'; group: number; targetW: number; factor: number })
   | (Base & { type: 'registerReset'; meter: number; newStartWh: number })
+  | (Base & { type: 'highUsage'; meter: number; variant: HighUsageVariant; factor: number; spans: Array<[number, number]> })
+  | (Base & { type: 'levelShift'; meter: number; factor: number; effectEndMs: number })
+  | (Base & { type: 'stuck'; meter: number; wh: number })
+  | (Base & { type: 'placeholder'; meter: number; wh: number; whPerHour: number })
+  | (Base & { type: 'lowDay'; meter: number; share: number })
+  | (Base & { type: 'shape'; meter: number; shiftH: number })
   | (Base & { type: 'duplicate'; meter: number; variant: 'single' | 'batch'; delayIntervals: number })
   | (Base & { type: 'outOfOrder'; meter: number; delayIntervals: number })
   | (Base & { type: 'lateBatch'; group: number })
   | (Base & { type: 'malformed'; meter: number; variant: MalformedVariant; otherMeter: number })
   | (Base & { type: 'clockSkew'; meter: number; skewMs: number });
+
+/** Meter-level injections with `clear` and `subtle` ranges. */
+type ClearType = 'spike' | 'drop' | 'flatline' | 'reverseFlow' | 'voltage' | 'silent' | 'customerPeak' | 'registerReset';
+
+export type HighUsageVariant = 'allDay' | 'nights' | 'nightShift';
+
+/** Local hours a highUsage variant touches: HVAC left on at night and over weekends and holidays, or a night shift. */
+export function highUsageHour(variant: HighUsageVariant, hour: number, weekday: number, holiday: boolean): boolean {
+  if (variant === 'nights') return hour < 7 || hour >= 20 || weekday >= 6 || holiday;
+  if (variant === 'nightShift') return hour < 6 || hour >= 22;
+  return true;
+}
 
 export interface Plan {
   injections: Injection[];
@@ -56,12 +74,41 @@ class Planner {
   private readonly usedKeys = new Set<string>();
   readonly injections: Injection[] = [];
   private serial = 0;
+  private readonly holidays: ReadonlySet<number>;
 
   constructor(
     private readonly fleet: Fleet,
     private readonly s: ResolvedScenario,
   ) {
     this.rng = new Rng(s.seed, 'plan');
+    this.holidays = holidayKeys(s.calendar.holidays);
+  }
+
+  /** Local calendar at `ms`, with holidays. */
+  private cal(ms: number): CalendarPoint & { holiday: boolean } {
+    const c = calendarAt(ms, this.s.timezone);
+    return { ...c, holiday: this.holidays.has(c.dayKey) };
+  }
+
+  /**
+   * A local midnight in the window starting `days` whole local days that fit before its end; with `workingDay`, a
+   * Monday–Friday that is not a holiday. [start, end] in ms.
+   */
+  private localDays(what: string, win: [number, number], days: number, workingDay: boolean): [number, number] {
+    const zone = this.s.timezone;
+    const first = DateTime.fromMillis(win[0], { zone }).startOf('day').plus({ days: 1 });
+    const span = Math.floor((win[1] - first.toMillis()) / 86_400_000) - days;
+    if (span < 0) throw new ScenarioError(`${what}: ${days} whole days do not fit in the window; widen it`);
+    for (let attempt = 0; attempt < 60; attempt++) {
+      const day = first.plus({ days: this.rng.int(0, span) });
+      const start = day.toMillis();
+      const end = day.plus({ days }).toMillis();
+      if (end > win[1]) continue;
+      if (!workingDay) return [start, end];
+      const c = this.cal(start + 3_600_000);
+      if (c.weekday <= 5 && !c.holiday) return [start, end];
+    }
+    throw new ScenarioError(`${what}: no working day found in the window`);
   }
 
   private nextId(type: string): string {
@@ -87,7 +134,7 @@ class Planner {
     return earliest + align * this.rng.int(0, Math.round((latest - earliest) / align));
   }
 
-  magnitudes(count: number, subtleShare: number): Magnitude[] {
+  magnitudes(count: number, subtleShare: number): Array<'clear' | 'subtle'> {
     const subtle = Math.round(count * subtleShare);
     return Array.from({ length: count }, (_, i) => (i >= count - subtle ? 'subtle' : 'clear'));
   }
@@ -180,7 +227,7 @@ class Planner {
       }
     }
 
-    this.meterAnomaly('spike', smallCustomer, (m, magnitude, win) => {
+    this.meterAnomaly('spike', smallCustomer, this.mags('spike'), (m, magnitude, win) => {
       const c = a.spike;
       const p = c[magnitude];
       const iv = m.intervalMinutes * 60_000;
@@ -203,30 +250,37 @@ class Planner {
       if (best === undefined) throw new ScenarioError('anomalies.spike: no start time found');
       return { startMs: best.startMs, endMs: best.startMs + n * iv, extra: { powerW: best.powerW, expectedW: best.expectedW, factor, floorW } };
     });
-    this.meterAnomaly('drop', smallCustomer, (m, magnitude, win) => {
-      const p = a.drop[magnitude];
-      return this.span(m, win, 'anomalies.drop', draw(this.rng, p.hours), { bypass: draw(this.rng, p.bypass) });
-    });
+    {
+      // Clear, then moderate (a building half shut: any non-PV customer), then subtle.
+      const c = a.drop;
+      const moderate = Math.round(c.count * c.moderateShare);
+      const list: Magnitude[] = this.magnitudes(c.count - moderate, c.subtleShare);
+      list.splice(list.filter((x) => x === 'clear').length, 0, ...Array<Magnitude>(moderate).fill('moderate'));
+      this.meterAnomaly('drop', (m, magnitude) => (magnitude === 'moderate' ? noPv(m) : smallCustomer(m)), list, (m, magnitude, win) => {
+        const p = c[magnitude];
+        return this.span(m, win, 'anomalies.drop', draw(this.rng, p.hours), { bypass: draw(this.rng, p.bypass) });
+      });
+    }
     // A stuck register only shows where the meter would have moved: skip the quietest customers.
-    this.meterAnomaly('flatline', (m) => noPv(m) && m.meanW >= 300, (m, magnitude, win) => {
+    this.meterAnomaly('flatline', (m) => noPv(m) && m.meanW >= 300, this.mags('flatline'), (m, magnitude, win) => {
       const p = a.flatline[magnitude];
       return this.span(m, win, 'anomalies.flatline', draw(this.rng, p.hours), {});
     });
-    this.meterAnomaly('reverseFlow', noPv, (m, magnitude, win) => {
+    this.meterAnomaly('reverseFlow', noPv, this.mags('reverseFlow'), (m, magnitude, win) => {
       const p = a.reverseFlow[magnitude];
       return this.span(m, win, 'anomalies.reverseFlow', draw(this.rng, p.hours), { fraction: draw(this.rng, p.fraction) });
     });
-    this.meterAnomaly('voltage', () => true, (m, magnitude, win) => {
+    this.meterAnomaly('voltage', () => true, this.mags('voltage'), (m, magnitude, win) => {
       const c = a.voltage;
       const p = c[magnitude];
       const variant = this.rng.chance(c.swellShare) ? 'swell' : 'sag';
       return this.spanIntervals(m, win, 'anomalies.voltage', draw(this.rng, p.intervals), { variant, level: draw(this.rng, p[variant]) });
     });
-    this.meterAnomaly('silent', () => true, (m, magnitude, win) => {
+    this.meterAnomaly('silent', () => true, this.mags('silent'), (m, magnitude, win) => {
       const p = a.silent[magnitude];
       return this.spanIntervals(m, win, 'anomalies.silent', draw(this.rng, p.intervals), {});
     });
-    this.meterAnomaly('customerPeak', noPv, (m, magnitude, win) => {
+    this.meterAnomaly('customerPeak', noPv, this.mags('customerPeak'), (m, magnitude, win) => {
       const p = a.customerPeak[magnitude];
       const iv = m.intervalMinutes * 60_000;
       const n = Math.max(1, Math.round(draw(this.rng, p.intervals)));
@@ -234,11 +288,13 @@ class Planner {
       const startMs = this.start('anomalies.customerPeak', win, n * iv, iv);
       return { startMs, endMs: startMs + n * iv, extra: { factor, powerW: m.contractKw * 1000 * factor } };
     });
-    this.meterAnomaly('registerReset', () => true, (m, magnitude, win) => {
+    this.meterAnomaly('registerReset', () => true, this.mags('registerReset'), (m, magnitude, win) => {
       const iv = m.intervalMinutes * 60_000;
       const startMs = this.start('anomalies.registerReset', win, iv, iv);
       return { startMs, endMs: startMs + iv, extra: { newStartWh: Math.round(draw(this.rng, a.registerReset[magnitude].newStartWh)) } };
     });
+
+    this.moderateAnomalies(noPv);
 
     // Transport faults on meters without anomalies.
     {
@@ -283,6 +339,132 @@ class Planner {
     }
   }
 
+  /** Moderate injections per meter so far (their [start, end] spans). */
+  private readonly moderateSpans = new Map<number, Array<[number, number]>>();
+
+  /**
+   * A meter for a moderate injection and the injection's span: meters with no clear injection, each taking up to
+   * `moderatePerMeter` moderate ones (as real buildings show several labelled runs), two days apart at least.
+   */
+  private placeModerate<T extends { startMs: number; endMs: number }>(what: string, eligible: (m: MeterModel) => boolean, make: (m: MeterModel) => T): { m: MeterModel; v: T } {
+    const per = this.s.anomalies.moderatePerMeter;
+    const gap = 2 * 86_400_000;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const pool = this.fleet.meters.filter((x) => !this.usedMeters.has(x.index) && eligible(x) && (this.moderateSpans.get(x.index)?.length ?? 0) < per);
+      if (pool.length === 0) throw new ScenarioError(`${what}: no eligible meter left; add meters or lower the counts`);
+      const m = this.rng.pick(pool);
+      const v = make(m);
+      const taken = this.moderateSpans.get(m.index) ?? [];
+      if (taken.some(([a, b]) => v.startMs < b + gap && v.endMs > a - gap)) continue;
+      taken.push([v.startMs, v.endMs]);
+      this.moderateSpans.set(m.index, taken);
+      return { m, v };
+    }
+    throw new ScenarioError(`${what}: no free span left on the eligible meters; add meters, widen the window or lower the counts`);
+  }
+
+  /** Moderate and collective anomalies (magnitude `moderate`), after the clear ones so their draws stay as they were. */
+  private moderateAnomalies(noPv: (m: MeterModel) => boolean): void {
+    const a = this.s.anomalies;
+    const base = (type: string, m: MeterModel, startMs: number, endMs: number) => ({ id: this.nextId(type), magnitude: 'moderate' as const, startMs, endMs, meter: m.index });
+    const iv = (m: MeterModel) => m.intervalMinutes * 60_000;
+    const hasDayShape = (m: MeterModel) => m.profile === 'commercial' || m.profile === 'industrialTwoShift' || m.profile === 'residential';
+    {
+      // A level shift lasts to the end of the run: its meter carries nothing else.
+      const c = a.levelShift;
+      const win = this.window(c.window);
+      for (let i = 0; i < c.count; i++) {
+        const m = this.takeMeter('anomalies.levelShift', noPv);
+        const up = this.rng.chance(c.upShare);
+        const factor = draw(this.rng, up ? c.up : c.down);
+        const startMs = this.start('anomalies.levelShift', win, 0, ALIGN_MS);
+        const endMs = Math.min(this.s.toMs, startMs + c.adoptDays * 86_400_000);
+        this.add({ ...base('levelShift', m, startMs, endMs), type: 'levelShift', factor, effectEndMs: this.s.toMs });
+      }
+    }
+    {
+      const c = a.highUsage;
+      const win = this.window(c.window);
+      const v = c.variants;
+      for (let i = 0; i < c.count; i++) {
+        const x = this.rng.next() * (v.allDay + v.nights + v.nightShift);
+        const variant: HighUsageVariant = x < v.allDay ? 'allDay' : x < v.allDay + v.nights ? 'nights' : 'nightShift';
+        const factor = draw(this.rng, c.factor);
+        const hours = draw(this.rng, c.hours);
+        const { m, v: placed } = this.placeModerate('anomalies.highUsage', noPv, (m) => {
+          let spans: Array<[number, number]>;
+          if (variant === 'allDay') {
+            const sp = this.span(m, win, 'anomalies.highUsage', hours, {});
+            spans = [[sp.startMs, sp.endMs]];
+          } else {
+            const [lo, hi] = this.localDays('anomalies.highUsage', win, Math.max(1, Math.ceil(hours / 24)), false);
+            spans = [];
+            for (let t = lo; t < hi; t += iv(m)) {
+              const c2 = this.cal(t + iv(m) / 2);
+              if (!highUsageHour(variant, Math.floor(c2.hour), c2.weekday, c2.holiday)) continue;
+              const last = spans[spans.length - 1];
+              if (last !== undefined && last[1] === t) last[1] = t + iv(m);
+              else spans.push([t, t + iv(m)]);
+            }
+          }
+          return { spans, startMs: spans[0]?.[0] ?? 0, endMs: spans[spans.length - 1]?.[1] ?? 0 };
+        });
+        if (placed.spans.length === 0) throw new ScenarioError('anomalies.highUsage: no hour of the span is touched');
+        this.add({ ...base('highUsage', m, placed.startMs, placed.endMs), type: 'highUsage', variant, factor, spans: placed.spans });
+      }
+    }
+    {
+      const c = a.stuck;
+      const win = this.window(c.window);
+      for (let i = 0; i < c.count; i++) {
+        const hours = draw(this.rng, c.hours);
+        // A stuck value only shows where the meter would have moved: skip the quietest customers.
+        const { m, v: sp } = this.placeModerate('anomalies.stuck', (x) => noPv(x) && x.meanW >= 300, (m) => this.span(m, win, 'anomalies.stuck', hours, {}));
+        const c2 = this.cal(sp.startMs - iv(m) / 2);
+        const wh = Math.max(1, Math.round((expectedLoadW(m, { ...c2, weekday: c2.holiday ? 7 : c2.weekday }, this.s.profile.seasonal) * iv(m)) / HOUR));
+        this.add({ ...base('stuck', m, sp.startMs, sp.endMs), type: 'stuck', wh });
+      }
+    }
+    {
+      const c = a.placeholder;
+      const win = this.window(c.window);
+      for (let i = 0; i < c.count; i++) {
+        const whPerHour = this.rng.pick(c.whPerHour);
+        const hours = draw(this.rng, c.hours);
+        const { m, v: sp } = this.placeModerate('anomalies.placeholder', noPv, (m) => this.span(m, win, 'anomalies.placeholder', hours, {}));
+        this.add({ ...base('placeholder', m, sp.startMs, sp.endMs), type: 'placeholder', whPerHour, wh: Math.max(1, Math.round((whPerHour * m.intervalMinutes) / 60)) });
+      }
+    }
+    {
+      const c = a.lowDay;
+      const win = this.window(c.window);
+      for (let i = 0; i < c.count; i++) {
+        const share = draw(this.rng, c.share);
+        const { m, v } = this.placeModerate('anomalies.lowDay', (x) => noPv(x) && x.class !== 'residential', () => {
+          const [startMs, endMs] = this.localDays('anomalies.lowDay', win, 1, true);
+          return { startMs, endMs };
+        });
+        this.add({ ...base('lowDay', m, v.startMs, v.endMs), type: 'lowDay', share });
+      }
+    }
+    {
+      const c = a.shape;
+      const win = this.window(c.window);
+      for (let i = 0; i < c.count; i++) {
+        const days = Math.max(1, Math.round(draw(this.rng, c.days)));
+        // Whole hours, so every interval length sees the same shifted profile.
+        const shiftH = (this.rng.chance(0.5) ? 1 : -1) * Math.round(draw(this.rng, c.shiftHours));
+        const { m, v } = this.placeModerate('anomalies.shape', (x) => noPv(x) && hasDayShape(x), () => {
+          const [startMs, endMs] = this.localDays('anomalies.shape', win, days, true);
+          return { startMs, endMs };
+        });
+        this.add({ ...base('shape', m, v.startMs, v.endMs), type: 'shape', shiftH });
+      }
+    }
+    // Transport faults go to meters with no anomaly at all.
+    for (const m of this.moderateSpans.keys()) this.usedMeters.add(m);
+  }
+
   private span(m: MeterModel, win: [number, number], what: string, hours: number, extra: Record<string, number | string>) {
     return this.spanIntervals(m, win, what, (hours * HOUR) / (m.intervalMinutes * 60_000), extra);
   }
@@ -308,15 +490,22 @@ class Planner {
     return this.start('anomalies.feederOverload', win, durationMs, ALIGN_MS);
   }
 
-  private meterAnomaly(
-    type: Exclude<InjectedAnomaly, 'outage' | 'feederOverload'>,
-    eligible: (m: MeterModel) => boolean,
-    make: (m: MeterModel, magnitude: Magnitude, win: [number, number]) => { startMs: number; endMs: number; extra: Record<string, number | string> },
+  /** Clear, then subtle injections of a type with `clear` and `subtle` ranges. */
+  private mags(type: ClearType): Array<'clear' | 'subtle'> {
+    const c = this.s.anomalies[type];
+    return this.magnitudes(c.count, c.subtleShare);
+  }
+
+  private meterAnomaly<M extends Magnitude>(
+    type: ClearType,
+    eligible: (m: MeterModel, magnitude: M) => boolean,
+    magnitudes: readonly M[],
+    make: (m: MeterModel, magnitude: M, win: [number, number]) => { startMs: number; endMs: number; extra: Record<string, number | string> },
   ): void {
     const c = this.s.anomalies[type];
     const win = this.window(c.window);
-    for (const magnitude of this.magnitudes(c.count, c.subtleShare)) {
-      const m = this.takeMeter(`anomalies.${type}`, eligible);
+    for (const magnitude of magnitudes) {
+      const m = this.takeMeter(`anomalies.${type}`, (x) => eligible(x, magnitude));
       const { startMs, endMs, extra } = make(m, magnitude, win);
       const id = this.nextId(type);
       const base = { id, magnitude, startMs, endMs, meter: m.index };
@@ -363,7 +552,12 @@ export function planScenario(fleet: Fleet, scenario: ResolvedScenario): Plan {
   return { injections, truth };
 }
 
-const ANOMALY_TYPES = new Set<string>(['spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'outage', 'customerPeak', 'feederOverload', 'registerReset']);
+const ANOMALY_TYPES = new Set<string>(TRUTH_ANOMALIES);
+
+/** Holiday dates (yyyy-mm-dd) as the calendar's day keys (yyyymmdd). */
+export function holidayKeys(dates: readonly string[]): Set<number> {
+  return new Set(dates.map((d) => Number(d.replaceAll('-', ''))));
+}
 
 function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord {
   const kind = ANOMALY_TYPES.has(inj.type) ? 'anomaly' : 'transport';
@@ -420,6 +614,26 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
     case 'registerReset':
       Object.assign(params, { newStartWh: inj.newStartWh });
       break;
+    case 'highUsage':
+      variant = inj.variant;
+      Object.assign(params, { hours, factor: round(inj.factor, 3), affectedHours: round(inj.spans.reduce((n, [a, b]) => n + b - a, 0) / HOUR, 2) });
+      break;
+    case 'levelShift':
+      variant = inj.factor > 1 ? 'up' : 'down';
+      Object.assign(params, { hours, factor: round(inj.factor, 3), until: isoSeconds(inj.effectEndMs) });
+      break;
+    case 'stuck':
+      Object.assign(params, { hours, wh: inj.wh });
+      break;
+    case 'placeholder':
+      Object.assign(params, { hours, wh: inj.wh, whPerHour: inj.whPerHour });
+      break;
+    case 'lowDay':
+      Object.assign(params, { hours, share: round(inj.share, 3) });
+      break;
+    case 'shape':
+      Object.assign(params, { hours, shiftHours: inj.shiftH });
+      break;
     case 'duplicate':
       variant = inj.variant;
       Object.assign(params, { delayIntervals: inj.delayIntervals });
@@ -439,7 +653,10 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
     ...common,
     ...(variant === undefined ? {} : { variant }),
     subjectKind: 'meter', subject: m.meterId, meterId: m.meterId, customerId: m.customerId, customerClass: m.class,
-    transformerId: m.transformerId, feederId: m.feederId, meters: [m.meterId], params,
+    ...(kind === 'anomaly' ? { intervalMinutes: m.intervalMinutes } : {}),
+    transformerId: m.transformerId, feederId: m.feederId, meters: [m.meterId],
+    ...(inj.type === 'highUsage' && inj.variant !== 'allDay' ? { spans: inj.spans.map(([a, b]): [number, number] => [a, b]) } : {}),
+    params,
   };
 }
 

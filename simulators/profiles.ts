@@ -131,6 +131,15 @@ const TABLES: ReadonlyMap<ProfileKind, Float64Array[]> = new Map(
   }),
 );
 
+/** The lowest relative load of a weekday (its base: what runs whether or not anyone is in). */
+const FLOORS: ReadonlyMap<ProfileKind, number[]> = new Map(
+  KINDS.map((kind) => [kind, (TABLES.get(kind) ?? []).map((t) => t.reduce((m, x) => Math.min(m, x), Infinity))]),
+);
+
+export function shapeFloor(kind: ProfileKind, weekday: number): number {
+  return FLOORS.get(kind)?.[weekday - 1] ?? 0;
+}
+
 /** Relative load (weekly mean 1) at local hour `h` on ISO weekday `weekday`, the meter's habits shifted by `shiftH` hours. */
 export function shape(kind: ProfileKind, h: number, weekday: number, shiftH = 0): number {
   const table = TABLES.get(kind)?.[weekday - 1];
@@ -150,12 +159,26 @@ const SEASONAL: Record<CustomerClass, { heat: number; cool: number }> = {
   critical: { heat: 0.1, cool: 0.15 },
 };
 
-/** Seasonal multiplier (northern hemisphere: coldest around 15 January, hottest around 19 July). */
-export function seasonalFactor(cls: CustomerClass, dayOfYear: number, scale: number): number {
+/**
+ * Seasonal normal of the daily mean temperature, °C (northern hemisphere, inland Iberia: about 5 °C mid-January,
+ * 25 °C mid-July).
+ */
+export function normalTempC(dayOfYear: number): number {
+  return 15 - 10 * Math.cos((2 * Math.PI * (dayOfYear - 15)) / 365.25);
+}
+
+/**
+ * Heating below 15 °C and cooling above it, per 10 °C of difference, per class; `sensitivity` is the meter's own
+ * spread around its class.
+ */
+export function hvacFactor(cls: CustomerClass, tempC: number, scale: number, sensitivity = 1): number {
   const a = SEASONAL[cls];
-  const heat = Math.max(0, Math.cos((2 * Math.PI * (dayOfYear - 15)) / 365.25));
-  const cool = Math.max(0, Math.cos((2 * Math.PI * (dayOfYear - 200)) / 365.25));
-  return 1 + scale * (a.heat * heat + a.cool * cool);
+  return 1 + scale * sensitivity * (a.heat * Math.max(0, (15 - tempC) / 10) + a.cool * Math.max(0, (tempC - 15) / 10));
+}
+
+/** Seasonal multiplier at normal temperatures (coldest around 15 January, hottest around mid-July). */
+export function seasonalFactor(cls: CustomerClass, dayOfYear: number, scale: number): number {
+  return hvacFactor(cls, normalTempC(dayOfYear), scale);
 }
 
 /**
@@ -171,7 +194,29 @@ export function clearSky(h: number, dayOfYear: number, dst: boolean): number {
   return (0.6 + 0.4 * season) * Math.sin(Math.PI * x) ** 1.5;
 }
 
-/** Noise-free load of a customer, W, at a calendar point: what contracts and transformer ratings are sized from. */
-export function expectedLoadW(m: { profile: ProfileKind; class: CustomerClass; meanW: number; hourShift: number }, cal: Pick<CalendarPoint, 'hour' | 'weekday' | 'dayOfYear'>, seasonalScale: number): number {
-  return m.meanW * shape(m.profile, cal.hour, cal.weekday, m.hourShift) * seasonalFactor(m.class, cal.dayOfYear, seasonalScale);
+/** What a meter's noise-free load depends on beyond its class and profile (realism draws; 1 = the class's own). */
+export interface LoadTraits {
+  profile: ProfileKind;
+  class: CustomerClass;
+  meanW: number;
+  hourShift: number;
+  /** Heating and cooling sensitivity relative to the class. */
+  hvac?: number;
+  /** Saturday and Sunday (holiday) levels relative to the profile's. */
+  satScale?: number;
+  sunScale?: number;
+}
+
+/** The meter's weekend level on ISO weekday `weekday` (7 also for holidays). */
+export function weekendScale(m: LoadTraits, weekday: number): number {
+  return weekday === 6 ? (m.satScale ?? 1) : weekday === 7 ? (m.sunScale ?? 1) : 1;
+}
+
+/**
+ * Noise-free load of a customer, W, at a calendar point: what contracts and transformer ratings are sized from.
+ * `tempOffsetC`: the weather's departure from the seasonal normal.
+ */
+export function expectedLoadW(m: LoadTraits, cal: Pick<CalendarPoint, 'hour' | 'weekday' | 'dayOfYear'>, seasonalScale: number, tempOffsetC = 0): number {
+  return m.meanW * shape(m.profile, cal.hour, cal.weekday, m.hourShift) * weekendScale(m, cal.weekday) *
+    hvacFactor(m.class, normalTempC(cal.dayOfYear) + tempOffsetC, seasonalScale, m.hvac ?? 1);
 }

@@ -11,7 +11,8 @@ import {
   DEFAULT_SCORE_OPTIONS, episodesFromEvents, formatReport, score,
   type BilledTotal, type LedgerPoint, type ScoredAlert, type ScoredEvent, type ScoreReport,
 } from './score.js';
-import { INJECTED_ANOMALIES, TRANSPORT_FAULTS, type TruthRecord } from './truth.js';
+import { DEFAULT_INTERVAL_OPTIONS, formatIntervalReport, scoreIntervals, type IntervalReport, type MarkInput } from './score-intervals.js';
+import { MAGNITUDES, TRANSPORT_FAULTS, TRUTH_ANOMALIES, type TruthRecord } from './truth.js';
 
 /** I/O around the pure scorer: truth.jsonl and ledger.csv from disk, alerts and billing reads from the API, anomaly events from InfluxDB. */
 
@@ -19,14 +20,15 @@ const Str = Type.String();
 const TruthSchema = Type.Object({
   id: Str,
   kind: Type.Enum(['anomaly', 'transport'] as const),
-  type: Type.Enum([...INJECTED_ANOMALIES, ...TRANSPORT_FAULTS]),
+  type: Type.Enum([...TRUTH_ANOMALIES, ...TRANSPORT_FAULTS]),
   variant: Type.Optional(Str),
-  magnitude: Type.Enum(['clear', 'subtle'] as const),
+  magnitude: Type.Enum(MAGNITUDES),
   subjectKind: Type.Enum(['meter', 'transformer'] as const),
   subject: Str,
   meterId: Type.Optional(Str),
   customerId: Type.Optional(Str),
   customerClass: Type.Optional(Type.Enum(['residential', 'commercial', 'industrial', 'critical'] as const)),
+  intervalMinutes: Type.Optional(Type.Number()),
   transformerId: Str,
   feederId: Str,
   meters: Type.Array(Str),
@@ -34,6 +36,7 @@ const TruthSchema = Type.Object({
   end: Str,
   startMs: Type.Number(),
   endMs: Type.Number(),
+  spans: Type.Optional(Type.Array(Type.Tuple([Type.Number(), Type.Number()]))),
   params: Type.Record(Str, Type.Union([Type.Number(), Str, Type.Boolean()])),
   expectedAlso: Type.Array(Type.Enum(ANOMALY_TYPES)),
 });
@@ -159,16 +162,39 @@ export async function fetchEvents(influx: Influx): Promise<ScoredEvent[]> {
   return out;
 }
 
+/**
+ * The interval marks: `interval` points whose `anomaly_score` is above 0 (the mark's type in `anomaly`), at the
+ * interval start. Their end is left to the scorer (the meter's interval length from the truth).
+ */
+export async function fetchMarks(influx: Influx): Promise<MarkInput[]> {
+  const series = await influx.query(`SELECT ${qid('anomaly')}, ${qid('anomaly_score')} FROM ${qid('interval')} WHERE ${qid('anomaly_score')} > 0 GROUP BY ${qid('meter')}`);
+  const out: MarkInput[] = [];
+  for (const s of series) {
+    const meterId = s.tags.meter;
+    const ti = s.columns.indexOf('time');
+    const ai = s.columns.indexOf('anomaly');
+    if (meterId === undefined) continue;
+    for (const row of s.values) {
+      const start = row[ti];
+      const type = row[ai];
+      if (typeof start !== 'number') continue;
+      out.push({ meterId, start, type: typeof type === 'string' && type !== '' ? type : 'unknown' });
+    }
+  }
+  return out;
+}
+
 const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 export interface ScoreRun {
   alerts?: ScoreReport;
   events?: ScoreReport;
+  intervals?: IntervalReport;
 }
 
 /**
- * `meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL --token T] [--influx] [--from DAY --to DAY] [--json out.json]`.
- * Scores alerts (API) and anomaly events (InfluxDB, from the config); billing when a ledger is given.
+ * `meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL --token T] [--no-influx] [--from DAY --to DAY] [--tolerance-hours 12] [--json out.json]`.
+ * Scores alerts (API), anomaly events and interval marks (InfluxDB, from the config); billing when a ledger is given.
  */
 export async function runScoreCommand(argv: string[], config: AppConfig, log: Logger): Promise<number> {
   const { values: o } = parseArgs({
@@ -184,17 +210,20 @@ export async function runScoreCommand(argv: string[], config: AppConfig, log: Lo
       to: { type: 'string' },
       'no-influx': { type: 'boolean' },
       'grace-min': { type: 'string' },
+      'tolerance-hours': { type: 'string' },
       help: { type: 'boolean' },
     },
   });
   if (o.help || o.truth === undefined) {
-    process.stdout.write('meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL] [--token T] [--from YYYY-MM-DD --to YYYY-MM-DD] [--no-influx] [--grace-min N] [--json out.json]\n');
+    process.stdout.write('meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL] [--token T] [--from YYYY-MM-DD --to YYYY-MM-DD] [--no-influx] [--grace-min N] [--tolerance-hours H] [--json out.json]\n');
     return o.help ? 0 : 2;
   }
   const truth = parseTruth(readFileSync(o.truth, 'utf8'), o.truth);
   const graceMin = o['grace-min'] === undefined ? DEFAULT_SCORE_OPTIONS.graceMs / 60_000 : Number(o['grace-min']);
   if (!Number.isFinite(graceMin) || graceMin < 0) throw new ScoreInputError(`--grace-min: expected minutes, got "${o['grace-min']}"`);
   const opts = { graceMs: graceMin * 60_000 };
+  const toleranceHours = o['tolerance-hours'] === undefined ? DEFAULT_INTERVAL_OPTIONS.toleranceMs / 3_600_000 : Number(o['tolerance-hours']);
+  if (!Number.isFinite(toleranceHours) || toleranceHours < 0) throw new ScoreInputError(`--tolerance-hours: expected hours, got "${o['tolerance-hours']}"`);
   const api: ApiClient = { url: o.api ?? `http://127.0.0.1:${config.api.port}` };
   const token = o.token ?? [...config.api.tokens.keys()][0];
   if (token !== undefined) api.token = token;
@@ -234,6 +263,9 @@ export async function runScoreCommand(argv: string[], config: AppConfig, log: Lo
       const events = await fetchEvents(influx);
       run.events = score({ truth, alerts: episodesFromEvents(events), source: 'events' }, opts);
       process.stdout.write(`\n${formatReport(run.events)}\n`);
+      const marks = await fetchMarks(influx);
+      run.intervals = scoreIntervals(truth, marks, { ...DEFAULT_INTERVAL_OPTIONS, toleranceMs: toleranceHours * 3_600_000 });
+      process.stdout.write(`\n${formatIntervalReport(run.intervals)}\n`);
     } finally {
       await influx.close();
     }

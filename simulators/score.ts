@@ -1,9 +1,10 @@
 import type { AnomalyType } from '../src/contracts/events.js';
-import { INJECTED_ANOMALIES, type InjectedAnomaly, type Magnitude, type TruthRecord } from './truth.js';
+import { DETECTED_BY, MAGNITUDES, TRUTH_ANOMALIES, type Magnitude, type TruthAnomaly, type TruthRecord } from './truth.js';
 
 /**
- * Pure scoring of a pipeline run against the simulator's ground truth: detection quality per injected type,
- * detection delay in event time, duplicate alerts, and billing exactness against the ledger.
+ * Pure scoring of a pipeline run against the simulator's ground truth: detection quality per injected type (an
+ * injection counts as detected by the detector types DETECTED_BY maps it to), detection delay in event time,
+ * duplicate alerts, and billing exactness against the ledger. Interval-by-interval scoring is in score-intervals.ts.
  */
 
 /** An alert (or an episode of anomaly events) as the scorer needs it; times are event time, epoch ms. */
@@ -50,15 +51,18 @@ export interface ScoreOptions {
 export const DEFAULT_SCORE_OPTIONS: ScoreOptions = { graceMs: 2 * 3_600_000 };
 
 export interface TypeScore {
-  type: InjectedAnomaly;
+  type: TruthAnomaly;
   magnitude: Magnitude | 'all';
   injected: number;
   detected: number;
-  /** Alerts of this type matching an injection of this type (any magnitude). */
+  /**
+   * Alerts of the types that detect this injection type (DETECTED_BY; its own name for the clear types) matching an
+   * injection those types detect (any magnitude).
+   */
   truePositives: number;
-  /** Alerts of this type explained by no injection (neither its own type nor an `expectedAlso`). */
+  /** Those alerts explained by no injection (neither one they detect nor an `expectedAlso`). */
   falsePositives: number;
-  /** Alerts of this type another injection may rightly raise (not scored). */
+  /** Those alerts another injection may rightly raise (not scored). */
   explained: number;
   precision: number | null;
   recall: number | null;
@@ -97,13 +101,23 @@ export interface DuplicateAlert {
 export interface ScoreReport {
   source: 'alerts' | 'events';
   rows: TypeScore[];
+  /** Over every injection of a magnitude (and all): detected / injected; median delay. */
+  overall: Array<{ magnitude: Magnitude | 'all'; injected: number; detected: number; recall: number | null; medianDelayMin: number | null }>;
+  /** Every alert of a detecting type judged once: true (detects an injection), explained, or false. */
+  alertVerdicts: { truePositives: number; falsePositives: number; explained: number; precision: number | null };
   missed: Array<{ id: string; type: string; subject: string; magnitude: Magnitude }>;
   falsePositives: Array<{ alertId: string; type: AnomalyType; subject: string; firstSeen: number }>;
   duplicates: DuplicateAlert[];
   billing: BillingScore | null;
 }
 
-const isInjected = (t: string): t is InjectedAnomaly => (INJECTED_ANOMALIES as readonly string[]).includes(t);
+/** Every detector type that detects some injection type. */
+const DETECTOR_TYPES: ReadonlySet<AnomalyType> = new Set(Object.values(DETECTED_BY).flat());
+const TRUTH_SET: ReadonlySet<string> = new Set(TRUTH_ANOMALIES);
+const isTruthAnomaly = (x: string): x is TruthAnomaly => TRUTH_SET.has(x);
+/** The detector types that detect an injection type (none for transport faults). */
+const detectorsOf = (type: string): readonly AnomalyType[] => (isTruthAnomaly(type) ? DETECTED_BY[type] : []);
+const detects = (alertType: AnomalyType, t: TruthRecord): boolean => detectorsOf(t.type).includes(alertType);
 
 /** Does the alert concern the injection's subject (its meter, customer, transformer or any meter it touches)? */
 export function concerns(a: ScoredAlert, t: TruthRecord): boolean {
@@ -142,8 +156,8 @@ export function median(sorted: readonly number[]): number | null {
   return lo === undefined || hi === undefined ? null : (lo + hi) / 2;
 }
 
-const ratio = (num: number, den: number): number | null => (den === 0 ? null : num / den);
-function f1(p: number | null, r: number | null): number | null {
+export const ratio = (num: number, den: number): number | null => (den === 0 ? null : num / den);
+export function f1(p: number | null, r: number | null): number | null {
   if (p === null || r === null) return null;
   return p + r === 0 ? 0 : (2 * p * r) / (p + r);
 }
@@ -191,7 +205,7 @@ export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly T
     let coveredUntil = -Infinity;
     const claimed = new Set<string>();
     for (const a of list) {
-      const injections = truth.filter((t) => t.kind === 'anomaly' && t.type === a.type && concerns(a, t) && overlaps(a, t, opts)).map((t) => t.id);
+      const injections = truth.filter((t) => t.kind === 'anomaly' && detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts)).map((t) => t.id);
       if (a.firstSeen <= coveredUntil) out.push({ alertId: a.id, key, why: 'overlap' });
       else if (injections.length > 0 && injections.every((id) => claimed.has(id))) out.push({ alertId: a.id, key, why: 'sameInjection' });
       for (const id of injections) claimed.add(id);
@@ -291,25 +305,37 @@ export interface ScoreInput {
 
 export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTIONS): ScoreReport {
   const anomalies = input.truth.filter((t) => t.kind === 'anomaly');
-  const alerts = input.alerts.filter((a) => isInjected(a.type));
+  const alerts = input.alerts.filter((a) => DETECTOR_TYPES.has(a.type));
   const rows: TypeScore[] = [];
   const missed: ScoreReport['missed'] = [];
   const falsePositives: ScoreReport['falsePositives'] = [];
+  const listed = new Set<string>();
 
-  for (const type of INJECTED_ANOMALIES) {
+  // Each alert is judged once: it detects an injection its type can detect, another injection explains it, or it is false.
+  const verdict = new Map<string, 'tp' | 'explained' | 'fp'>();
+  for (const a of alerts) {
+    if (anomalies.some((t) => detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts))) verdict.set(a.id, 'tp');
+    else if (input.truth.some((t) => ((t.expectedAlso.includes(a.type) && concerns(a, t)) || loadConsequence(a, t)) && overlaps(a, t, opts))) verdict.set(a.id, 'explained');
+    else verdict.set(a.id, 'fp');
+  }
+
+  for (const type of TRUTH_ANOMALIES) {
     // An outage is the alert service's correlation of many meters' events, never an event itself.
     if (input.source === 'events' && ALERT_ONLY.has(type)) continue;
-    const ofType = alerts.filter((a) => a.type === type);
+    const by: readonly AnomalyType[] = DETECTED_BY[type];
+    const ofType = alerts.filter((a) => by.includes(a.type));
     const injected = anomalies.filter((t) => t.type === type);
     let tp = 0;
     let fp = 0;
     let explained = 0;
     for (const a of ofType) {
-      if (injected.some((t) => concerns(a, t) && overlaps(a, t, opts))) tp++;
-      else if (input.truth.some((t) => ((t.expectedAlso.includes(type) && concerns(a, t)) || loadConsequence(a, t)) && overlaps(a, t, opts))) explained++;
+      const v = verdict.get(a.id);
+      if (v === 'tp') tp++;
+      else if (v === 'explained') explained++;
       else {
         fp++;
-        falsePositives.push({ alertId: a.id, type, subject: a.subject, firstSeen: a.firstSeen });
+        if (!listed.has(a.id)) falsePositives.push({ alertId: a.id, type: a.type, subject: a.subject, firstSeen: a.firstSeen });
+        listed.add(a.id);
       }
     }
     const precision = ratio(tp, tp + fp);
@@ -331,12 +357,29 @@ export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTI
         precision, recall, f1: f1(precision, recall), medianDelayMin: median(delays), p95DelayMin: percentile(delays, 95),
       };
     };
-    rows.push(perMagnitude('all'), perMagnitude('clear'), perMagnitude('subtle'));
+    rows.push(perMagnitude('all'), ...MAGNITUDES.map(perMagnitude));
   }
+  falsePositives.sort((x, y) => x.firstSeen - y.firstSeen || x.alertId.localeCompare(y.alertId));
+
+  const overall = (['all', ...MAGNITUDES] as const).map((magnitude) => {
+    const records = anomalies.filter((t) => (magnitude === 'all' || t.magnitude === magnitude) && !(input.source === 'events' && ALERT_ONLY.has(t.type)));
+    const delays: number[] = [];
+    for (const t of records) {
+      const hits = alerts.filter((a) => detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts));
+      if (hits.length > 0) delays.push(Math.max(0, Math.min(...hits.map((a) => a.firstSeen)) - t.startMs) / 60_000);
+    }
+    delays.sort((a, b) => a - b);
+    return { magnitude, injected: records.length, detected: delays.length, recall: ratio(delays.length, records.length), medianDelayMin: median(delays) };
+  });
+  const verdicts = [...verdict.values()];
+  const tpAll = verdicts.filter((v) => v === 'tp').length;
+  const fpAll = verdicts.filter((v) => v === 'fp').length;
 
   return {
     source: input.source,
     rows,
+    overall,
+    alertVerdicts: { truePositives: tpAll, falsePositives: fpAll, explained: verdicts.length - tpAll - fpAll, precision: ratio(tpAll, tpAll + fpAll) },
     missed,
     falsePositives,
     duplicates: input.source === 'alerts' ? findDuplicates(alerts, input.truth, opts) : [],
@@ -362,7 +405,14 @@ export function formatReport(r: ScoreReport): string {
   }
   const widths = head.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
   const table = lines.map((l) => l.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-  const out = [`detection (from ${r.source})`, ...table, ...(r.source === 'alerts' ? [`duplicate alerts: ${r.duplicates.length}`] : [])];
+  const recalls = r.overall.filter((o) => o.injected > 0).map((o) => `${o.magnitude} ${fmt(o.recall)} (${o.detected}/${o.injected}, median delay ${fmt(o.medianDelayMin, 0)} min)`);
+  const v = r.alertVerdicts;
+  const out = [
+    `detection (from ${r.source})`, ...table,
+    `overall recall: ${recalls.join('; ')}`,
+    `overall precision: ${fmt(v.precision)} (${v.truePositives} TP, ${v.falsePositives} FP, ${v.explained} explained)`,
+    ...(r.source === 'alerts' ? [`duplicate alerts: ${r.duplicates.length}`] : []),
+  ];
   if (r.billing) {
     const b = r.billing;
     out.push(`billing: ${b.compared} meters compared, ${b.differences.length} differ, ${b.acrossReset.length} differ across a meter replacement, ` +

@@ -117,6 +117,24 @@ describe('score: recall, precision, delay per type and magnitude', () => {
       want: { type: 'feederOverload', magnitude: 'all', injected: 0, detected: 0, tp: 0, fp: 1, explained: 1, recall: null, precision: 0, f1: null, med: null, p95: null },
     },
     {
+      name: 'a moderate injection is detected by the detector types mapped to it: lowDay by drop',
+      truth: [truth({ id: 'l1', type: 'lowDay', magnitude: 'moderate' })],
+      alerts: [alert({ id: 'a1', type: 'drop' })],
+      want: { type: 'lowDay', magnitude: 'moderate', injected: 1, detected: 1, tp: 1, fp: 0, explained: 0, recall: 1, precision: 1, f1: 1, med: 60, p95: 60 },
+    },
+    {
+      name: 'placeholder detected by stuck; a stuck alert on a clean meter is false in its row',
+      truth: [truth({ id: 'p1', type: 'placeholder', magnitude: 'moderate', meterId: 'M-1' })],
+      alerts: [alert({ id: 'a1', type: 'stuck', meterId: 'M-1' }), alert({ id: 'a2', type: 'stuck', meterId: 'M-9' })],
+      want: { type: 'placeholder', magnitude: 'moderate', injected: 1, detected: 1, tp: 1, fp: 1, explained: 0, recall: 1, precision: 0.5, f1: 2 / 3, med: 60, p95: 60 },
+    },
+    {
+      name: 'the drop row counts a drop alert on a lowDay as a true positive',
+      truth: [truth({ id: 'l1', type: 'lowDay', magnitude: 'moderate' })],
+      alerts: [alert({ id: 'a1', type: 'drop' })],
+      want: { type: 'drop', magnitude: 'all', injected: 0, detected: 0, tp: 1, fp: 0, explained: 0, recall: null, precision: 1, f1: null, med: null, p95: null },
+    },
+    {
       name: 'customer-keyed alert matched through the customer id',
       truth: [truth({ id: 'c1', type: 'customerPeak', meterId: 'M-5', customerId: 'C-5' })],
       alerts: [alert({ id: 'a1', type: 'customerPeak', meterId: null, subject: 'C-5', customerId: 'C-5', transformerId: null })],
@@ -141,15 +159,23 @@ describe('score: recall, precision, delay per type and magnitude', () => {
     expect([subtle?.injected, subtle?.detected, subtle?.recall]).toEqual([1, 0, 0]);
     expect(report.missed).toEqual([{ id: 'd4', type: 'drop', subject: 'M-4', magnitude: 'subtle' }]);
     expect(report.falsePositives).toEqual([{ alertId: 'a9', type: 'spike', subject: 'M-9', firstSeen: T0 + H }]);
-    expect(report.rows).toHaveLength(30);
+    // 16 truth types (10 clear, 6 moderate) x (all, clear, subtle, moderate).
+    expect(report.rows).toHaveLength(64);
     expect(formatReport(report).split('\n').slice(0, 1)).toEqual(['detection (from alerts)']);
+    expect(report.overall.filter((o) => o.injected > 0)).toEqual([
+      { magnitude: 'all', injected: 2, detected: 1, recall: 0.5, medianDelayMin: 60 },
+      { magnitude: 'clear', injected: 1, detected: 1, recall: 1, medianDelayMin: 60 },
+      { magnitude: 'subtle', injected: 1, detected: 0, recall: 0, medianDelayMin: null },
+    ]);
+    expect(report.alertVerdicts).toEqual({ truePositives: 1, falsePositives: 1, explained: 0, precision: 0.5 });
+    expect(formatReport(report)).toContain('overall recall: all 0.50 (1/2, median delay 60 min); clear 1.00 (1/1, median delay 60 min); subtle 0.00 (0/1, median delay - min)');
   });
 
   it('scored from anomaly events: no outage rows (outages are alerts only) and no duplicate-alert line', () => {
     const t = [truth({ id: 'o1', type: 'outage', subjectKind: 'transformer', subject: 'T-07', meterId: undefined, customerId: undefined, transformerId: 'T-07', meters: ['M-1'] })];
     const report = score({ truth: t, alerts: [], source: 'events' }, OPTS);
     expect(report.rows.filter((r) => r.type === 'outage')).toEqual([]);
-    expect(report.rows).toHaveLength(27);
+    expect(report.rows).toHaveLength(60);
     const text = formatReport(report);
     expect(text.startsWith('detection (from events)')).toBe(true);
     expect(text).not.toContain('duplicate alerts');
@@ -253,6 +279,11 @@ describe('parseTruth', () => {
   const good = JSON.stringify(truth({ id: 's1', type: 'spike', start: '2026-02-01T00:00:00Z', end: '2026-02-01T04:00:00Z' }));
   it.each([
     { name: 'one record and a blank line', text: `${good}\n\n`, want: 1, error: undefined },
+    {
+      name: 'a moderate record with its interval and spans',
+      text: JSON.stringify(truth({ id: 'h1', type: 'highUsage', magnitude: 'moderate', intervalMinutes: 60, spans: [[T0, T0 + H], [T0 + 24 * H, T0 + 25 * H]] })),
+      want: 1, error: undefined,
+    },
     { name: 'not JSON', text: `${good}\n{`, want: 0, error: 'truth:2: not JSON' },
     { name: 'wrong shape', text: '{"id":"x"}', want: 0, error: 'truth:1: not a truth record' },
   ])('$name', ({ text, want, error }) => {
