@@ -43,8 +43,8 @@ export const DetectionConfig = Type.Object(
     ),
     baseline: Type.Object(
       {
-        /** hourOfWeek: 168 slots; hourDaytype: 24 hours × weekday/weekend (48 slots). */
-        slots: Type.Union([Type.Literal('hourOfWeek'), Type.Literal('hourDaytype')]),
+        /** hourOfWeek: 168 slots; hourDaytype: 24 hours × weekday/weekend (48); hourWeekdaySatSun: 24 hours × weekday/Saturday/Sunday (72). */
+        slots: Type.Union([Type.Literal('hourOfWeek'), Type.Literal('hourDaytype'), Type.Literal('hourWeekdaySatSun')]),
         /** Days of history before the statistical detectors (spike, drop, flatline) fire. */
         warmupDays: NonNeg(),
         /** Spike and flatline also wait until the interval's own slot has learned this many samples. */
@@ -55,8 +55,18 @@ export const DetectionConfig = Type.Object(
         clipK: Pos(),
         /** Spread floor, Wh per hour, so quiet meters do not make every blip an outlier. */
         minSpreadWhPerHour: NonNeg(),
-        /** Cold-start spread as a share of the class profile's mean. */
+        /** Cold-start spread as a share of the class profile's mean (and of a slot's first sample). */
         priorSpreadRatio: NonNeg(),
+        /** Memory of a slot in weeks: its learning rate follows how often it is seen (absent: alphaMin alone). */
+        memoryWeeks: Type.Optional(Pos()),
+        /** Spread floor as a share of the slot's expected level (scale-free). */
+        spreadFloorShare: Type.Optional(NonNeg()),
+        /** Spread floor as a share of the meter's mean level over all slots (its quiet hours). */
+        meterSpreadFloorShare: Type.Optional(NonNeg()),
+        /** Weekend slots' spread floor as a share of the same weekday hour's spread (they see fewer days). */
+        weekendPoolShare: Type.Optional(NonNeg()),
+        /** Time constant, days, of the per-meter level factor (seasons, weather); 0 or absent: none. */
+        levelDays: Type.Optional(NonNeg()),
         classProfiles: Type.Object(
           { residential: ClassProfile, commercial: ClassProfile, industrial: ClassProfile, critical: ClassProfile },
           { additionalProperties: false },
@@ -70,8 +80,10 @@ export const DetectionConfig = Type.Object(
         factor: Type.Number({ minimum: 1 }),
         /** … and at least zScore spreads above it … */
         zScore: Pos(),
-        /** … and an average demand of at least this (absolute floor). */
+        /** … and an average demand of at least this (absolute floor; 0 = none) … */
         minDemandW: NonNeg(),
+        /** … and an excess over expected of at least this share of the meter's mean interval energy (scale-free). */
+        minExcessShare: Type.Optional(NonNeg()),
         /** Severity major from this z-score up. */
         majorZScore: Pos(),
       },
@@ -79,17 +91,98 @@ export const DetectionConfig = Type.Object(
     ),
     drop: Type.Object(
       {
-        /** Time constant of the sliding window (exponentially decayed sums of measured and expected import). */
-        windowHours: Pos(),
-        /** Fires while the window's measured import is below ratio × its expected import … */
+        /** A drop episode is major while the run's measured import is below ratio × expected, else a warning. */
         ratio: Pos({ maximum: 1 }),
-        /** … and clears once it is back at clearRatio × expected or above (≥ ratio: hysteresis). */
-        clearRatio: Pos({ maximum: 1 }),
-        /** A window expecting less than this (decayed Wh) is not judged. */
+        /** Ignored: the former sliding-window drop rule (replaced by `collective`). */
+        windowHours: Type.Optional(Pos()),
+        /** Ignored: the former sliding-window drop rule. */
+        clearRatio: Type.Optional(Pos({ maximum: 1 })),
+        /** A drop run expecting less than this (Wh) is not judged (0 = any). */
         minExpectedWh: NonNeg(),
       },
       { additionalProperties: false },
     ),
+    collective: Type.Optional(Type.Object(
+      {
+        /** Two-sided CUSUM of standardised residuals z = (measured − expected) / spread, clipped to ±zClip … */
+        zClip: Pos(),
+        /** … each interval adds (|z| − k) × its length in hours (k: the slack, in spreads) … */
+        k: NonNeg(),
+        /** … and the run fires at h spread-hours. */
+        h: Pos(),
+        /** highUsage only when the run's measured import is at least minRatio × expected (effect size, scale-free). */
+        minRatio: Type.Number({ minimum: 1 }),
+        /** drop only when the run's measured import is at most maxRatio × expected. */
+        maxRatio: Pos({ maximum: 1 }),
+        /** … and beyond 1 ± dayDevK × the meter's typical day-to-day variation (mean |day total / expected − 1|). */
+        dayDevK: Type.Optional(NonNeg()),
+        /** A run that has lasted longRunHours fires at minRatio − longRunSlack / maxRatio + longRunSlack. */
+        longRunHours: Type.Optional(Pos()),
+        longRunSlack: Type.Optional(NonNeg()),
+        /** A firing episode holds while the EWMA of its z (time constant holdHours) stays above holdZ. */
+        holdZ: NonNeg(),
+        holdHours: Pos(),
+        /** A firing episode repeats its event this often (alerts count repeats); marks cover every interval. */
+        reminderHours: Pos(),
+        /**
+         * The level common to a stream shard's meters (weather): per hour the median over its meters of
+         * log(measured / expected), an EWMA with this time constant (hours; 0 = off), multiplies every expectation.
+         */
+        commonHours: Type.Optional(NonNeg()),
+        /** An hour with fewer judged intervals than this on the shard teaches the common level nothing. */
+        commonMinSamples: Type.Optional(Type.Integer({ minimum: 1 })),
+      },
+      { additionalProperties: false },
+    )),
+    stuck: Type.Optional(Type.Object(
+      {
+        /** Identical non-zero values in a row: P(identical by chance) ≈ resolutionWh / (2.5 × spread); fires when P^(n−1) < maxChance … */
+        maxChance: Pos({ maximum: 1 }),
+        resolutionWh: Pos(),
+        /** … with at least minRun values … */
+        minRun: Type.Integer({ minimum: 2 }),
+        /** … spanning at least minHours. */
+        minHours: NonNeg(),
+      },
+      { additionalProperties: false },
+    )),
+    shape: Type.Optional(Type.Object(
+      {
+        /** A local day whose normalised profile is more than minDistance (L1, 0–2) from the expected one … */
+        minDistance: Pos(),
+        /** … and more than k typical deviations above this meter's typical distance … */
+        k: Pos(),
+        /** … at a normal daily total (between these shares of the expected total) fires. */
+        minTotalRatio: Pos(),
+        maxTotalRatio: Pos(),
+        /** Hours whose share of the day is off by more than markShare of the day's mean hourly share are marked. */
+        markShare: Pos(),
+      },
+      { additionalProperties: false },
+    )),
+    levelShift: Type.Optional(Type.Object(
+      {
+        /** A highUsage or drop episode that holds this long is adopted as the new level (event levelShift). */
+        adoptDays: Pos(),
+      },
+      { additionalProperties: false },
+    )),
+    holidays: Type.Optional(Type.Object(
+      {
+        /** The deployment's region (the registry has none per meter yet). */
+        region: Type.String(),
+        /**
+         * learn: a holiday is judged against what this meter does on holidays, learnt from its past ones (between
+         * its Sunday and its weekday level; before the first, whichever of the two is closer): closed like a Sunday
+         * or open like a weekday is normal, the HVAC left on over a closed holiday is not. skip: holidays are not
+         * judged at all. Either way they never teach the slots.
+         */
+        judgeAs: Type.Optional(Type.Union([Type.Literal('learn'), Type.Literal('skip')])),
+        /** Holiday dates (local, YYYY-MM-DD) per region. */
+        calendars: Type.Record(Type.String(), Type.Array(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }))),
+      },
+      { additionalProperties: false },
+    )),
     flatline: Type.Object(
       {
         /** Register not moving for at least this long … */
@@ -177,3 +270,18 @@ export const DetectionConfig = Type.Object(
   { additionalProperties: false },
 );
 export type DetectionConfig = Static<typeof DetectionConfig>;
+
+type Req<T> = Exclude<T, undefined>;
+export type CollectiveConfig = Req<DetectionConfig['collective']>;
+export type StuckConfig = Req<DetectionConfig['stuck']>;
+export type ShapeConfig = Req<DetectionConfig['shape']>;
+
+/** What an absent optional section means (config/detection.yaml spells every one out). */
+export const DETECTION_DEFAULTS: {
+  collective: CollectiveConfig; stuck: StuckConfig; shape: ShapeConfig; levelShift: Req<DetectionConfig['levelShift']>;
+} = {
+  collective: { zClip: 4, k: 1, h: 14, minRatio: 1.2, maxRatio: 0.7, dayDevK: 2.5, longRunHours: 24, longRunSlack: 0.1, holdZ: 0.5, holdHours: 3, reminderHours: 24 },
+  stuck: { maxChance: 1e-6, resolutionWh: 1, minRun: 3, minHours: 3 },
+  shape: { minDistance: 0.15, k: 4, minTotalRatio: 0.7, maxTotalRatio: 1.4, markShare: 0.4 },
+  levelShift: { adoptDays: 14 },
+};

@@ -1,14 +1,18 @@
 import type { DetectionConfig } from '../contracts/config-detection.js';
-import type { DetectionEvent } from '../contracts/events.js';
+import type { DetectionEvent, IntervalMark } from '../contracts/events.js';
 import type { Reading } from '../contracts/reading.js';
 import {
-  type Baseline, type BaselineSettings, coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, expectedRate, learn, slotCount,
+  type Baseline, type BaselineSettings, coldBaseline, decodeBaseline, encodeBaseline, expectedRate, expectSlot, learnSlot, rescale, slotCount, slotOfParts,
 } from './baseline.js';
-import { type DetectorSettings, type DetectorState, evaluateInterval, evaluateVoltage, initialDetectors, meterEvent, type MeterRef } from './detectors.js';
+import {
+  type DetectorSettings, type DetectorState, evaluateInterval, evaluateVoltage, type Expectations, initialDetectors, mayTeach, meterEvent, type MeterRef, RECENT_INTERVALS,
+} from './detectors.js';
 import {
   applyExchange, computeIntervals, type GapShape, insertRead, type Interval, type MeterExchange, newestRead, type RegisterRead, settle, type VeeSettings, type VeeState,
 } from './intervals.js';
-import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDate, localDayEnd, MINUTE_MS } from './local-time.js';
+import type { CommonLevelSettings } from './common-level.js';
+import { holidayDays } from './holidays.js';
+import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDate, localDayEnd, localParts, MINUTE_MS } from './local-time.js';
 
 /**
  * One meter's whole stream state and the one function that advances it by a read. State in, state out:
@@ -26,6 +30,12 @@ export interface StreamSettings {
   silentIntervals: number;
   baseline: BaselineSettings;
   detectors: DetectorSettings;
+  /** Local day numbers (days since 1970-01-01, local) of the deployment region's holidays. */
+  holidays: ReadonlySet<number>;
+  /** Holidays are judged against what the meter does on holidays (true) or not at all (false); they never teach. */
+  judgeHolidays: boolean;
+  /** The level common to a shard's meters (weather): see common-level.ts. */
+  common: CommonLevelSettings;
   /** VEE settings per interval length, computed once. */
   vee: ReadonlyMap<number, VeeSettings>;
 }
@@ -55,6 +65,9 @@ export function compileSettings(cfg: DetectionConfig, zone: string): StreamSetti
     silentIntervals: cfg.silent.intervals,
     baseline: cfg.baseline,
     detectors: cfg,
+    holidays: holidayDays(cfg.holidays),
+    judgeHolidays: (cfg.holidays?.judgeAs ?? 'learn') === 'learn',
+    common: { hours: cfg.collective?.commonHours ?? 0, minSamples: cfg.collective?.commonMinSamples ?? 1 },
   };
 }
 
@@ -77,6 +90,27 @@ export interface MeterState {
   baselineHour: number;
   baseline: Baseline;
   det: DetectorState;
+  /**
+   * How this meter spends holidays: [closed share (0 = as on a weekday, 1 = as on a Sunday; -1 = no holiday seen
+   * yet), the holiday being collected (local day number, -1 none), its measured, weekday-expected and
+   * Sunday-expected Wh].
+   */
+  holiday: number[];
+}
+
+const NO_HOLIDAY = [-1, -1, 0, 0, 0];
+
+/** Folds a finished holiday into the closed share (when its weekday and Sunday levels differ enough to tell). */
+function closeHoliday(h: number[]): void {
+  const [closed = -1, day = -1, act = 0, wd = 0, sun = 0] = h;
+  if (day >= 0 && wd > 0 && Math.abs(wd - sun) > 0.1 * wd) {
+    const share = Math.min(1, Math.max(0, (wd - act) / (wd - sun)));
+    h[0] = Math.round((closed < 0 ? share : closed + 0.5 * (share - closed)) * 1e4) / 1e4;
+  }
+  h[1] = -1;
+  h[2] = 0;
+  h[3] = 0;
+  h[4] = 0;
 }
 
 export interface IntervalOut extends Interval {
@@ -100,6 +134,10 @@ export interface ReadResult {
   /** New or recomputed intervals (write them: same tags and time overwrite). */
   intervals: IntervalOut[];
   events: DetectionEvent[];
+  /** Intervals judged anomalous by this read (some may be earlier ones, marked back to a run's start). */
+  marks: IntervalMark[];
+  /** Judged intervals as [local hour start, local hour of day, log(measured / expected)] triples, flat: the shard's common level learns from them. */
+  ratios: number[];
   baselinePoints: BaselinePoint[];
 }
 
@@ -117,6 +155,7 @@ export function initialMeterState(meter: MeterInfo, s: StreamSettings): MeterSta
     noTeach: [],
     baselineHour: 0,
     baseline: coldBaseline(meter.class, s.baseline),
+    holiday: [...NO_HOLIDAY],
     det: initialDetectors(),
   };
 }
@@ -133,15 +172,25 @@ export function veeSettings(s: StreamSettings, intervalMs: number): VeeSettings 
   };
 }
 
-/** The baseline as a gap-fill shape (a class, not a closure: this runs once per read). */
-class BaselineShape implements GapShape {
+/** The baseline as a gap-fill shape and as the detectors' expectations (a class, not a closure: this runs once per read). */
+class BaselineShape implements GapShape, Expectations {
   constructor(
     private readonly b: Baseline,
     private readonly s: StreamSettings,
+    private readonly intervalMs: number = HOUR_MS,
   ) {}
 
   rateAt(ts: number): number {
     return expectedRate(this.b, this.s.baseline, this.s.zone, ts).rate;
+  }
+
+  intervalWh(start: number): number {
+    const p = localParts(this.s.zone, start);
+    return expectSlot(this.b, this.s.baseline, slotOfParts(this.s.baseline.slots, p.weekday, p.hour), this.intervalMs).wh;
+  }
+
+  hourWh(weekday: number, hour: number): number {
+    return expectSlot(this.b, this.s.baseline, slotOfParts(this.s.baseline.slots, weekday, hour), HOUR_MS).wh;
   }
 }
 
@@ -161,8 +210,12 @@ function switchInterval(st: MeterState, intervalMs: number): MeterState {
   };
 }
 
-/** Advances a meter by one validated reading (event time only: replaying the same reads gives the same result). */
-export function processRead(prev: MeterState | undefined, read: Reading, meter: MeterInfo, s: StreamSettings): ReadResult {
+/**
+ * Advances a meter by one validated reading (event time only: replaying the same reads gives the same result).
+ * `common`: the level common to the shard's meters right now (src/domain/common-level.ts), multiplying every
+ * expectation the detectors judge by.
+ */
+export function processRead(prev: MeterState | undefined, read: Reading, meter: MeterInfo, s: StreamSettings, common = 1): ReadResult {
   const intervalMs = intervalMsOf(meter, s);
   let st = prev ?? initialMeterState(meter, s);
   if (st.vee.intervalMs !== intervalMs) st = switchInterval(st, intervalMs);
@@ -173,11 +226,15 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
   for (const r of reads) if (r.ts < read.ts) carried = r.exp;
   const point: RegisterRead = { ts: read.ts, imp: read.importWh, exp: read.exportWh ?? carried };
   const ins = insertRead(st.vee, point, vs);
-  if (ins.kind === 'duplicate') return { state: st, outcome: ins.conflict ? 'conflict' : 'duplicate', intervals: [], events: [], baselinePoints: [] };
-  if (ins.kind === 'late') return { state: st, outcome: 'late', intervals: [], events: [], baselinePoints: [] };
+  if (ins.kind === 'duplicate') return { state: st, outcome: ins.conflict ? 'conflict' : 'duplicate', intervals: [], events: [], marks: [], ratios: [], baselinePoints: [] };
+  if (ins.kind === 'late') return { state: st, outcome: 'late', intervals: [], events: [], marks: [], ratios: [], baselinePoints: [] };
 
   const events: DetectionEvent[] = [];
-  let det = st.det;
+  const marks: IntervalMark[] = [];
+  const ratios: number[] = [];
+  // One copy per read; the detectors and the baseline then update their state in place (their typed arrays are
+  // shared with `prev`: the caller continues from the returned state only).
+  let det: DetectorState = { ...st.det };
   const hadReads = reads.length > 0;
 
   for (const r of ins.resets) {
@@ -207,27 +264,58 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     events.push(...v.events);
   }
 
-  let baseline = st.baseline;
+  const baseline = st.baseline;
   let evaluatedUntil = st.evaluatedUntil;
   let baselineHour = st.baselineHour;
   const noTeach = [...st.noTeach];
   const firstTs = st.firstTs === 0 ? read.ts : Math.min(st.firstTs, read.ts);
   const baselinePoints: BaselinePoint[] = [];
 
-  const changed = computeIntervals(ins.state, floorGrid(ins.from, intervalMs, vs.gridOffsetMs), ceilGrid(ins.to, intervalMs, vs.gridOffsetMs), vs, new BaselineShape(baseline, s));
+  const hol = st.holiday.length === 5 ? [...st.holiday] : [...NO_HOLIDAY];
+  const shape = new BaselineShape(baseline, s, intervalMs);
+  const changed = computeIntervals(ins.state, floorGrid(ins.from, intervalMs, vs.gridOffsetMs), ceilGrid(ins.to, intervalMs, vs.gridOffsetMs), vs, shape);
   const intervals: IntervalOut[] = [];
   for (const iv of changed) {
     const demandW = (iv.wh * HOUR_MS) / intervalMs;
     intervals.push({ ...iv, demandW });
     if (iv.end <= evaluatedUntil) continue; // recomputed: judged once, when it first appeared
-    const exp = expectedInterval(baseline, s.baseline, s.zone, iv.start, intervalMs);
+    const p = localParts(s.zone, iv.start);
+    const holiday = s.holidays.has(p.dayNumber);
+    if ((hol[1] ?? -1) >= 0 && hol[1] !== p.dayNumber) closeHoliday(hol);
+    // A judged holiday: what this meter does on holidays (between its weekday and its Sunday level), and no day-shape
+    // collection (its day is not a normal one).
+    const asHoliday = holiday && s.judgeHolidays;
+    let exp = expectSlot(baseline, s.baseline, slotOfParts(s.baseline.slots, p.weekday, p.hour), intervalMs);
+    if (asHoliday) {
+      const sun = expectSlot(baseline, s.baseline, slotOfParts(s.baseline.slots, 6, p.hour), intervalMs);
+      if (!iv.estimated) {
+        if ((hol[1] ?? -1) < 0) hol[1] = p.dayNumber;
+        hol[2] = (hol[2] ?? 0) + iv.wh;
+        hol[3] = (hol[3] ?? 0) + exp.wh;
+        hol[4] = (hol[4] ?? 0) + sun.wh;
+      }
+      const closed = hol[0] ?? -1;
+      const wd = exp;
+      if (closed < 0) exp = Math.abs(iv.wh - sun.wh) / sun.spreadWh < Math.abs(iv.wh - wd.wh) / wd.spreadWh ? sun : wd;
+      else exp = { ...wd, wh: wd.wh - closed * (wd.wh - sun.wh), spreadWh: Math.max(wd.spreadWh, sun.spreadWh), samples: Math.min(wd.samples, sun.samples) };
+    }
+    const slotReady = exp.samples >= s.baseline.minSlotSamples;
+    if (slotReady && !iv.estimated && !holiday && iv.wh > 0 && iv.exportWh === 0 && exp.wh > 0) {
+      ratios.push(floorGrid(iv.start, HOUR_MS, s.hourGridOffsetMs), p.hour, Math.log(iv.wh / exp.wh));
+    }
     const ev = evaluateInterval(det, {
       start: iv.start, end: iv.end, wh: iv.wh, exportWh: iv.exportWh, estimated: iv.estimated, demandW,
-      expectedWh: exp.wh, spreadWh: exp.spreadWh, warm: iv.end - firstTs >= s.warmupMs, slotReady: exp.samples >= s.baseline.minSlotSamples,
-    }, meter, s.detectors);
+      expectedWh: exp.wh * common, spreadWh: exp.spreadWh * common, warm: iv.end - firstTs >= s.warmupMs, slotReady,
+      meterWh: exp.meterWh, peakWh: exp.peakWh, holiday: holiday && !asHoliday, ...(asHoliday ? {} : { dayNumber: p.dayNumber }), hour: p.hour,
+    }, meter, s.detectors, shape);
     det = ev.det;
     events.push(...ev.events);
+    for (const m of ev.marks) {
+      marks.push(m);
+      if (m.start >= st.learnedUntil && m.start !== iv.start) noTeach.push(m.start);
+    }
     if (!ev.teach) noTeach.push(iv.start);
+    if (ev.rescale !== undefined) rescale(baseline, ev.rescale);
     evaluatedUntil = iv.end;
     const hour = floorGrid(iv.start, HOUR_MS, s.hourGridOffsetMs);
     if (hour > baselineHour) {
@@ -236,14 +324,18 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     }
   }
 
-  // Intervals that no accepted read can change any more teach the baseline, with their final values.
+  // Intervals that no accepted read can change any more teach the baseline, with their final values: not when
+  // anomalous, estimated, on a holiday, or in a firing episode.
   const settled = settle(ins.state, vs);
   let learnedUntil = st.learnedUntil;
   if (settled.finalUntil > learnedUntil) {
-    const finals = computeIntervals(ins.state, learnedUntil, settled.finalUntil, vs, new BaselineShape(baseline, s));
+    const finals = computeIntervals(ins.state, learnedUntil, settled.finalUntil, vs, shape);
     for (const f of finals) {
       if (f.end > evaluatedUntil) break;
-      if (!f.estimated && !noTeach.includes(f.start)) baseline = learn(baseline, s.baseline, s.zone, f.start, intervalMs, f.wh);
+      if (!f.estimated && !noTeach.includes(f.start) && mayTeach(det, f.start)) {
+        const p = localParts(s.zone, f.start);
+        if (!s.holidays.has(p.dayNumber)) learnSlot(baseline, s.baseline, slotOfParts(s.baseline.slots, p.weekday, p.hour), intervalMs, f.wh);
+      }
       learnedUntil = f.end;
     }
   }
@@ -258,10 +350,13 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
       baselineHour,
       baseline,
       det,
+      holiday: hol,
     },
     outcome: 'accepted',
     intervals,
     events,
+    marks,
+    ratios,
     baselinePoints,
   };
 }
@@ -319,7 +414,26 @@ export function closedDays(intervals: readonly Interval[], watermark: number, zo
 
 // ---- serialisation: compact JSON, the baseline as base64 float32 ----
 
-const FLAGS = ['spike', 'reverse', 'peak', 'reset', 'silent', 'flat', 'voltage', 'drop'] as const;
+const FLAGS = ['spike', 'reverse', 'peak', 'reset', 'silent', 'flat', 'voltage', 'drop', 'high', 'stuck', 'shape'] as const;
+
+/** Detector numbers after [flags, flatFrom, flatExpWh, vRun], in this order (`d`). */
+const DET_FIELDS = [
+  'upS', 'upE', 'upFrom', 'upWh', 'upExpWh', 'upNextAt', 'dnS', 'dnE', 'dnFrom', 'dropWh', 'dropExpWh', 'dropNextAt',
+  'stuckWh', 'stuckN', 'stuckFrom', 'stuckLogP', 'stuckNextAt', 'dayNo', 'dayStart', 'dayN', 'dayBad', 'dayDev', 'shapeMean', 'shapeDev', 'shapeDays',
+  'exportHours', 'recentN', 'recentEnd',
+] as const satisfies ReadonlyArray<keyof DetectorState>;
+
+const f32base64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+
+/** A base64 float32 array of exactly `n` values, or undefined. */
+function decodeF32(v: unknown, n: number): Float32Array | undefined {
+  if (typeof v !== 'string') return undefined;
+  const buf = Buffer.from(v, 'base64');
+  if (buf.length !== n * 4) return undefined;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = buf.readFloatLE(i * 4);
+  return out;
+}
 
 export function encodeMeterState(st: MeterState): string {
   const d = st.det;
@@ -334,12 +448,15 @@ export function encodeMeterState(st: MeterState): string {
     f: st.firstTs,
     e: st.evaluatedUntil,
     l: st.learnedUntil,
-    n: st.noTeach,
+    // as interval counts after `l` (short numbers); an older checkpoint's absolute times still decode
+    n: st.noTeach.map((t) => Math.round((t - st.learnedUntil) / st.vee.intervalMs)),
     h: st.baselineHour,
+    ...(st.holiday[0] !== -1 || st.holiday[1] !== -1 ? { o: st.holiday } : {}),
     b: encodeBaseline(st.baseline),
-    // drop: [until, Wh, expected Wh, next reminder] sit where earlier builds kept [day start, day Wh, day expected Wh, low days]:
-    // an older checkpoint decodes into a short, valid window.
-    d: [flags, d.flatFrom, d.flatExpWh, d.vRun, d.dropUntil, d.dropWh, d.dropExpWh, d.dropNextAt],
+    // An older checkpoint (8 numbers: the former drop window after vRun) decodes with fresh collective detectors.
+    d: [flags, d.flatFrom, d.flatExpWh, d.vRun, ...DET_FIELDS.map((k) => d[k])],
+    ...(d.recentN > 0 ? { w: f32base64(d.recent) } : {}),
+    ...(d.dayNo >= 0 ? { y: f32base64(d.dayHours) } : {}),
     ...encodeExchange(st.vee),
   });
 }
@@ -391,10 +508,12 @@ export function decodeMeterState(raw: string, s: StreamSettings): MeterState | u
   if (o === null || typeof o !== 'object') return undefined;
   const obj = o;
   const get = (k: string): unknown => (k in obj ? Reflect.get(obj, k) : undefined);
-  const [v, i, r, f, e, l, n, h, b, d, x, z] = ['v', 'i', 'r', 'f', 'e', 'l', 'n', 'h', 'b', 'd', 'x', 'z'].map(get);
+  const [v, i, r, f, e, l, n, h, b, d, x, z, w, y, hd] = ['v', 'i', 'r', 'f', 'e', 'l', 'n', 'h', 'b', 'd', 'x', 'z', 'w', 'y', 'o'].map(get);
+  if (hd !== undefined && (!isNumArray(hd) || hd.length !== 5)) return undefined;
+  const holiday = hd === undefined ? [...NO_HOLIDAY] : hd;
   if (v !== 1 || !isNum(i) || !isNum(f) || !isNum(e) || !isNum(l) || !isNum(h) || typeof b !== 'string' || !isNumArray(n)) return undefined;
   if (!Array.isArray(r) || !r.every((x) => isNumArray(x) && x.length === 3)) return undefined;
-  if (!isNumArray(d) || d.length !== 8) return undefined;
+  if (!isNumArray(d) || (d.length !== 8 && d.length !== 4 + DET_FIELDS.length)) return undefined;
   const baseline = decodeBaseline(b, slotCount(s.baseline.slots));
   if (baseline === undefined) return undefined;
   const reads: RegisterRead[] = [];
@@ -403,12 +522,33 @@ export function decodeMeterState(raw: string, s: StreamSettings): MeterState | u
     const [ts = 0, imp = 0, exp = 0] = x;
     reads.push({ ts, imp, exp });
   }
-  const [flags = 0, flatFrom = -1, flatExpWh = 0, vRun = 0, dropUntil = -1, dropWh = 0, dropExpWh = 0, dropNextAt = 0] = d;
-  const det = { ...initialDetectors(), flatFrom, flatExpWh, vRun, dropWh, dropExpWh, dropUntil, dropNextAt };
-  FLAGS.forEach((key, idx) => {
-    det[key] = (flags & (1 << idx)) !== 0;
-  });
+  const [flags = 0, flatFrom = -1, flatExpWh = 0, vRun = 0] = d;
+  const det: DetectorState = { ...initialDetectors(), flatFrom, flatExpWh, vRun };
+  if (d.length === 8) {
+    // The former drop window has no run to continue: the collective detectors start afresh (and not firing).
+    FLAGS.forEach((key, idx) => {
+      det[key] = key !== 'drop' && (flags & (1 << idx)) !== 0;
+    });
+  } else {
+    DET_FIELDS.forEach((key, idx) => {
+      det[key] = d[4 + idx] ?? 0;
+    });
+    FLAGS.forEach((key, idx) => {
+      det[key] = (flags & (1 << idx)) !== 0;
+    });
+    if (w !== undefined) {
+      const recent = decodeF32(w, RECENT_INTERVALS);
+      if (recent === undefined) return undefined;
+      det.recent = recent;
+    } else det.recentN = 0;
+    if (y !== undefined) {
+      const hours = decodeF32(y, 24);
+      if (hours === undefined) return undefined;
+      det.dayHours = hours;
+    } else det.dayNo = -1;
+  }
   const exchange = decodeExchange(x, z);
   if (exchange === undefined) return undefined;
-  return { vee: { intervalMs: i * MINUTE_MS, reads, ...exchange }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach: n, baselineHour: h, baseline, det };
+  const noTeach = n.map((k) => (Math.abs(k) > 1e9 ? k : l + k * i * MINUTE_MS));
+  return { vee: { intervalMs: i * MINUTE_MS, reads, ...exchange }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach, baselineHour: h, baseline, det, holiday };
 }

@@ -4,6 +4,7 @@ import { meterEvent } from '../domain/detectors.js';
 import {
   checkSilent, closedDays, type IntervalOut, type MeterInfo, type MeterState, processExchange, processRead, silentDeadline, type StreamSettings,
 } from '../domain/meter-state.js';
+import { addSample, advanceCommon, type CommonLevel, commonFactor, newCommonLevel } from '../domain/common-level.js';
 import { aggregationSlots, netDemandW } from '../domain/peaks.js';
 import { lp } from '../shared/line-protocol.js';
 import { DeadlineHeap } from './deadline-heap.js';
@@ -111,8 +112,8 @@ const escTag = (v: string): string => v.replace(/[,= \\]/g, (c) => '\\' + c).rep
 /** Escaped `class,feeder,meter,transformer` tags per meter: the interval line is the hot path (one per reading). */
 const tagCache = new Map<string, { key: string; tags: string }>();
 
-/** Same line as lp('interval', …) with its tags in sorted order, built without sorting or re-escaping per point. */
-export function intervalLine(meter: MeterRecord, band: string, iv: IntervalOut): string {
+/** Escaped tags of a meter's `interval` series after `band`, cached per meter. */
+function meterTags(meter: MeterRecord): string {
   const key = `${meter.class}\u0000${meter.feederId}\u0000${meter.transformerId}`;
   let hit = tagCache.get(meter.meterId);
   if (hit === undefined || hit.key !== key) {
@@ -120,8 +121,23 @@ export function intervalLine(meter: MeterRecord, band: string, iv: IntervalOut):
     hit = { key, tags: `,class=${escTag(meter.class)},feeder=${escTag(meter.feederId)},meter=${escTag(meter.meterId)},transformer=${escTag(meter.transformerId)}` };
     tagCache.set(meter.meterId, hit);
   }
+  return hit.tags;
+}
+
+/** Same line as lp('interval', …) with its tags in sorted order, built without sorting or re-escaping per point. */
+export function intervalLine(meter: MeterRecord, band: string, iv: IntervalOut): string {
   const demand = Number.isFinite(iv.demandW) ? `,demand_w=${iv.demandW}` : '';
-  return `interval,band=${escTag(band)}${hit.tags} wh=${iv.wh}i,export_wh=${iv.exportWh}i${demand},register_wh=${iv.registerWh}i,estimated=${iv.estimated} ${iv.start}`;
+  return `interval,band=${escTag(band)}${meterTags(meter)} wh=${iv.wh}i,export_wh=${iv.exportWh}i${demand},register_wh=${iv.registerWh}i,estimated=${iv.estimated} ${iv.start}`;
+}
+
+const num = (n: number): string => String(Number.isFinite(n) ? Math.round(n * 1000) / 1000 : 0);
+
+/**
+ * An anomalous interval as fields on the meter's `interval` point (same series and time: InfluxDB merges them into
+ * the point): `anomaly` (type), `anomaly_score`, `expected_wh`.
+ */
+export function markLine(meter: MeterRecord, band: string, m: IntervalMark): string {
+  return `interval,band=${escTag(band)}${meterTags(meter)} anomaly="${m.type}",anomaly_score=${num(m.score)},expected_wh=${num(m.expectedWh)} ${m.start}`;
 }
 
 export function anomalyLine(e: DetectionEvent): string {
@@ -133,6 +149,8 @@ export function anomalyLine(e: DetectionEvent): string {
 export class ShardWork {
   readonly states = new Map<string, MeterState>();
   watermark = 0;
+  /** What the shard's meters do together right now (weather): in memory only, relearnt within hours after a restart. */
+  readonly common: CommonLevel = newCommonLevel();
   private heap = new DeadlineHeap();
 
   constructor(
@@ -202,7 +220,7 @@ export class ShardWork {
         maxTs = Math.max(maxTs, r.ts);
         const meter = meterOf(r.meterId);
         const prev = this.states.get(r.meterId);
-        const res = processRead(prev, r, meter, s);
+        const res = processRead(prev, r, meter, s, commonFactor(this.common));
         if (res.outcome === 'duplicate') out.counts.duplicates++;
         else if (res.outcome === 'conflict') out.counts.conflicts++;
         else if (res.outcome === 'late') {
@@ -219,10 +237,15 @@ export class ShardWork {
           if (dl !== undefined) this.heap.push(dl, r.meterId);
         }
         this.emitIntervals(meter, res.state.vee.intervalMs, res.intervals, wmBefore, entry.id, out, recomputeSeen);
+        for (const m of res.marks) {
+          out.marks.push(m);
+          out.lines.push(markLine(meter, this.w.band(meter, m.start), m));
+        }
         for (const b of res.baselinePoints) {
           out.lines.push(lp('baseline', { meter: meter.meterId }, { expected_wh: b.expectedWh, spread_wh: b.spreadWh }, b.ts));
         }
         emit(res.events);
+        for (let k = 0; k + 2 < res.ratios.length; k += 3) addSample(this.common, res.ratios[k] ?? 0, res.ratios[k + 1] ?? 0, res.ratios[k + 2] ?? 0);
       }
       for (const ev of entry.events) {
         out.counts.meterEvents++;
@@ -241,6 +264,7 @@ export class ShardWork {
         emit([meterEvent(meterOf(ev.meterId), fwd.type, 'firing', ev.ts, { value: 1, expected: 0, score: 1, severity: fwd.severity, reason: fwd.reason })]);
       }
       if (maxTs > -Infinity) this.watermark = Math.max(this.watermark, maxTs - this.w.watermarkLatenessMs);
+      advanceCommon(this.common, this.watermark, s.common);
       this.sweepSilent(meterOf, out, emit);
       out.ackIds.push(entry.id);
     }

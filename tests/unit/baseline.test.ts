@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, learn, slotOf, type BaselineSettings } from '../../src/domain/baseline.js';
+import {
+  coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, expectedRate, learn, levelFactor, slotCount, slotOf, type BaselineSettings,
+} from '../../src/domain/baseline.js';
 import { MINUTE_MS } from '../../src/domain/local-time.js';
 import { testDetectionConfig } from '../helpers/detection-settings.js';
 
@@ -18,6 +20,14 @@ describe('time-of-week slots (local time)', () => {
   ])('$name', ({ ts, daytype, week }) => {
     expect(slotOf('hourDaytype', zone, ts)).toBe(daytype);
     expect(slotOf('hourOfWeek', zone, ts)).toBe(week);
+  });
+
+  it.each([
+    { name: 'Friday 10:00', ts: Date.UTC(2026, 10, 6, 9), slot: 10 },
+    { name: 'Saturday 10:00', ts: Date.UTC(2026, 10, 7, 9), slot: 34 },
+    { name: 'Sunday 10:00', ts: Date.UTC(2026, 10, 8, 9), slot: 58 },
+  ])('hourWeekdaySatSun: $name', ({ ts, slot }) => {
+    expect(slotOf('hourWeekdaySatSun', zone, ts)).toBe(slot);
   });
 });
 
@@ -41,43 +51,105 @@ describe('cold start from the class profile', () => {
 
 describe('learning', () => {
   const monday10 = Date.UTC(2026, 10, 2, 9); // 10:00 local, slot 10
-  it('averages the first samples with the prior, float32 at every step', () => {
-    let b = coldBaseline('residential', settings);
-    b = learn(b, settings, zone, monday10, Q, 200); // 800 Wh/h, alpha 1/2
-    expect([b.mean[10], b.spread[10], b.count[10]]).toEqual([600, 300, 1]);
-    b = learn(b, settings, zone, monday10, Q, 200); // alpha 1/3
-    expect([b.mean[10], b.spread[10], b.count[10]]).toEqual([Math.fround(600 + 200 / 3), Math.fround(300 + (200 - 300) / 3), 2]);
+  it('the first sample replaces the class prior, then samples average, float32 at every step', () => {
+    const b = coldBaseline('residential', settings);
+    learn(b, settings, zone, monday10, Q, 200); // 800 Wh/h replaces the prior 400; spread 0.5 × 800
+    expect([b.mean[10], b.spread[10], b.count[10]]).toEqual([800, 400, 1]);
+    learn(b, settings, zone, monday10, Q, 100); // 400 Wh/h, alpha 1/2
+    expect([b.mean[10], b.spread[10], b.count[10]]).toEqual([600, 400, 2]);
+    learn(b, settings, zone, monday10, Q, 150); // 600 Wh/h, alpha 1/3
+    expect([b.mean[10], b.spread[10], b.count[10]]).toEqual([600, Math.fround(400 - 400 / 3), 3]);
     expect(b.mean[11]).toBe(400); // other slots untouched
   });
 
   it('an outlier moves a settled slot by at most alpha × clipK × spread', () => {
-    let b = coldBaseline('residential', settings);
-    for (let i = 0; i < 30; i++) b = learn(b, settings, zone, monday10, Q, 100); // 400 Wh/h, the prior
+    const b = coldBaseline('residential', settings);
+    for (let i = 0; i < 30; i++) learn(b, settings, zone, monday10, Q, 100); // 400 Wh/h, the prior
     expect(b.mean[10]).toBe(400);
     const spreadBefore = b.spread[10] ?? 0;
     expect(spreadBefore).toBeLessThan(50); // floored to 50 for the clip band: ±150 Wh/h
-    b = learn(b, settings, zone, monday10, Q, 10_000); // 40 kWh/h spike, clipped to 550 Wh/h, alpha 0.05
+    learn(b, settings, zone, monday10, Q, 10_000); // 40 kWh/h spike, clipped to 550 Wh/h, alpha 0.05
     expect(b.mean[10]).toBe(407.5);
     expect(b.count[10]).toBe(31);
   });
 
-  it('does not modify the baseline it was given', () => {
+  it('learns in place (once per interval: no copies on the hot path)', () => {
     const b = coldBaseline('residential', settings);
-    learn(b, settings, zone, monday10, Q, 5000);
-    expect([b.mean[10], b.count[10]]).toEqual([400, 0]);
+    expect(learn(b, settings, zone, monday10, Q, 5000)).toBe(b);
+    expect([b.mean[10], b.count[10]]).toEqual([20_000, 1]);
+  });
+
+  it('memoryWeeks: a Saturday slot, seen once a week, learns at 1/(weeks × 4) per quarter hour, a weekday one at 1/(weeks × 20)', () => {
+    const s3: BaselineSettings = { ...settings, slots: 'hourWeekdaySatSun', alphaMin: 0.001, memoryWeeks: 4 };
+    const b = coldBaseline('commercial', s3);
+    const saturday10 = Date.UTC(2026, 10, 7, 9);
+    for (let i = 0; i < 100; i++) {
+      learn(b, s3, zone, monday10, Q, 1000);
+      learn(b, s3, zone, saturday10, Q, 1000);
+    }
+    learn(b, s3, zone, monday10, Q, 1025); // +100 Wh/h, within the clip band
+    learn(b, s3, zone, saturday10, Q, 1025);
+    expect(b.mean[10]).toBe(Math.fround(4000 + 100 / 80));
+    expect(b.mean[24 + 10]).toBe(Math.fround(4000 + 100 / 16));
+  });
+
+  it('a level factor follows a lasting change within days while the slots keep their shape', () => {
+    const sl: BaselineSettings = { ...settings, levelDays: 2 };
+    const b = coldBaseline('residential', sl);
+    for (let i = 0; i < 10 * 96; i++) learn(b, sl, zone, monday10 + i * Q, Q, 100);
+    expect(levelFactor(b)).toBe(1);
+    for (let i = 0; i < 4 * 96; i++) learn(b, sl, zone, monday10 + i * Q, Q, 120);
+    // four days at +20 %: the factor carries most of it (the slot, learning x / factor, a little); the
+    // expectation is there
+    expect(levelFactor(b)).toBeCloseTo(1.134, 3);
+    expect(expectedRate(b, sl, zone, monday10).rate).toBeCloseTo(480, 0);
   });
 });
 
+describe('scale-free spread floors', () => {
+  it.each([
+    { name: 'a 300 W home', wh: 75 },
+    { name: 'a 500 kW building', wh: 125_000 },
+  ])('$name: the floor is 15 % of the slot level (× √(1 + 1/5) for a slot learnt from five days)', ({ wh }) => {
+    const sf: BaselineSettings = { ...settings, spreadFloorShare: 0.15, minSpreadWhPerHour: 5 };
+    const b = coldBaseline('residential', sf);
+    for (let i = 0; i < 20; i++) learn(b, sf, zone, monday10h(i), Q, wh); // identical samples: no spread of its own
+    const e = expectedInterval(b, sf, zone, monday10h(0), Q);
+    expect(e.spreadWh / e.wh).toBeCloseTo(0.15 * Math.sqrt(1.2), 6);
+  });
+});
+
+function monday10h(week: number): number {
+  return Date.UTC(2026, 10, 2, 9) + week * 7 * 86_400_000;
+}
+
 describe('serialisation', () => {
   it.each([
-    { s: settings, chars: 576 },
-    { s: weekly, chars: 2016 },
+    { s: settings, chars: 588 },
+    { s: weekly, chars: 2028 },
+    { s: { ...settings, slots: 'hourWeekdaySatSun' as const }, chars: 876 },
   ])('$s.slots round-trips bit for bit in $chars base64 chars', ({ s, chars }) => {
-    let b = coldBaseline('commercial', s);
-    for (let i = 0; i < 50; i++) b = learn(b, s, zone, Date.UTC(2026, 10, 2, i % 24), Q, 1000 + i * 37.3);
+    const b = coldBaseline('commercial', { ...s, levelDays: 3 });
+    for (let i = 0; i < 50; i++) learn(b, { ...s, levelDays: 3 }, zone, Date.UTC(2026, 10, 2, i % 24), Q, 1000 + i * 37.3);
     const enc = encodeBaseline(b);
     expect(enc.length).toBe(chars);
-    expect(decodeBaseline(enc, s.slots === 'hourOfWeek' ? 168 : 48)).toEqual(b);
+    expect(decodeBaseline(enc, slotCount(s.slots))).toEqual(b);
     expect(decodeBaseline(enc, 7)).toBeUndefined();
+  });
+
+  it('a weekday/weekend checkpoint (48 slots) decodes into weekday/Saturday/Sunday (72): both weekend days take its weekend', () => {
+    const b = coldBaseline('commercial', settings);
+    b.mean[24 + 10] = 1234;
+    b.count[24 + 10] = 9;
+    const d = decodeBaseline(encodeBaseline(b), 72);
+    expect([d?.mean[10], d?.mean[24 + 10], d?.mean[48 + 10], d?.count[48 + 10]]).toEqual([4000, 1234, 1234, 9]);
+  });
+
+  it('an older checkpoint without the level factor decodes with factor 1', () => {
+    const b = coldBaseline('commercial', settings);
+    const old = Buffer.from(encodeBaseline(b), 'base64').subarray(0, 48 * 9).toString('base64');
+    const d = decodeBaseline(old, 48);
+    expect(d?.mean).toEqual(b.mean);
+    expect(d === undefined ? 0 : levelFactor(d)).toBe(1);
   });
 });

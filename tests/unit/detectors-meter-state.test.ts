@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { DetectionEvent } from '../../src/contracts/events.js';
+import type { DetectionEvent, IntervalMark } from '../../src/contracts/events.js';
 import type { Reading } from '../../src/contracts/reading.js';
 import { slotOf } from '../../src/domain/baseline.js';
+import { initialDetectors } from '../../src/domain/detectors.js';
 import { DAY_MS, HOUR_MS, MINUTE_MS } from '../../src/domain/local-time.js';
 import {
   checkSilent, closedDays, compileSettings, decodeMeterState, encodeMeterState, type IntervalOut, type MeterState, processRead, type ReadResult,
@@ -10,7 +11,9 @@ import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js
 
 const Q = 15 * MINUTE_MS;
 const T0 = Date.UTC(2026, 10, 2); // Monday 2026-11-02 00:00 UTC
-const s = compileSettings(testDetectionConfig(), 'UTC');
+// These series are perfectly flat on purpose (exact sums): `stuck` would rightly call them stuck, so it is off here
+// (tests/unit/detectors-collective.test.ts covers it on realistic series).
+const s = compileSettings(testDetectionConfig({ stuck: { maxChance: 1e-6, resolutionWh: 1, minRun: 3, minHours: 1e6 } }), 'UTC');
 const meter = testMeter();
 
 /** Steady 100 Wh per quarter hour (400 Wh/h, the test profile's weekday rate), with overrides by index. */
@@ -28,18 +31,20 @@ interface Run {
   state: MeterState | undefined;
   intervals: IntervalOut[];
   events: DetectionEvent[];
+  marks: IntervalMark[];
   outcomes: string[];
   baselinePoints: number;
 }
 
 function run(reads: Reading[], opts: { checkpoint?: boolean; state?: MeterState } = {}): Run {
   let state = opts.state;
-  const r: Run = { state, intervals: [], events: [], outcomes: [], baselinePoints: 0 };
+  const r: Run = { state, intervals: [], events: [], marks: [], outcomes: [], baselinePoints: 0 };
   for (const read of reads) {
     const out: ReadResult = processRead(state, read, meter, s);
     state = opts.checkpoint ? decodeMeterState(encodeMeterState(out.state), s) : out.state;
     r.intervals.push(...out.intervals);
     r.events.push(...out.events);
+    r.marks.push(...out.marks);
     r.outcomes.push(out.outcome);
     r.baselinePoints += out.baselinePoints.length;
   }
@@ -187,7 +192,8 @@ describe('checkpointing', () => {
 
   it('drop through processRead: seen hours after a bypass starts, the same with a checkpoint after every read', () => {
     // 22 days steady, then the register records a fifth of the usual 100 Wh per quarter hour from day 22 00:00.
-    // Fires at 11:45, not at the ~10 h of a fixed baseline: until it fires the low intervals still teach their slots.
+    // z = (20 − 100) / 12.5 clips to −4: each quarter adds (4 − 1) / 4 spread-hours, past h = 14 in the 19th quarter
+    // (04:45; the former 12 h window took until 11:45). Marked from 00:00, every quarter hour while it holds.
     const over: Record<number, number> = {};
     for (let i = 22 * 96; i < 26 * 96; i++) over[i] = 20;
     const reads = steady(26 * 96, over);
@@ -195,22 +201,37 @@ describe('checkpointing', () => {
     const b = run(reads, { checkpoint: true });
     expect(b.events).toEqual(a.events);
     expect(b.state).toEqual(a.state);
-    expect(brief(a.events.filter((e) => e.type === 'drop'))).toEqual(['drop firing 11-24T11:45', 'drop firing 11-25T11:45', 'drop firing 11-26T11:45', 'drop firing 11-27T11:45']);
+    expect(brief(a.events.filter((e) => e.type === 'drop'))).toEqual(['drop firing 11-24T04:45', 'drop firing 11-25T04:45', 'drop firing 11-26T04:45', 'drop firing 11-27T04:45']);
+    const marks = a.marks.filter((m) => m.type === 'drop');
+    expect(marks.length).toBe(4 * 96);
+    // marked back at the firing, with what the slot expects then: it learnt the first hours (clipped) before it fired
+    expect(marks[0]).toMatchObject({ start: T0 + 22 * 96 * Q, wh: 20, expectedWh: 92.5 });
   });
 
-  it('a checkpoint of the calendar-day drop decodes into a short, valid window', () => {
+  it('an older checkpoint (the sliding-window drop, 8 detector numbers) decodes into fresh, valid collective detectors', () => {
     const r = run(steady(4));
-    const raw = JSON.parse(encodeMeterState(r.state ?? expect.fail('no state'))) as { d: number[] };
-    // the earlier layout: [flags, flatFrom, flatExpWh, vRun, dayStart, dayWh, dayExpWh, lowDays]
-    raw.d = [0, -1, 0, 0, T0, 400, 400, 0];
+    const raw = JSON.parse(encodeMeterState(r.state ?? expect.fail('no state'))) as { d: number[]; w?: string; y?: string };
+    // the earlier layout: [flags, flatFrom, flatExpWh, vRun, dropUntil, dropWh, dropExpWh, dropNextAt], drop firing (bit 7)
+    raw.d = [1 << 7 | 1 << 5, T0, 300, 2, T0, 400, 1000, T0 + 86_400_000];
+    delete raw.w;
+    delete raw.y;
     const st = decodeMeterState(JSON.stringify(raw), s);
-    expect(st?.det).toMatchObject({ dropUntil: T0, dropWh: 400, dropExpWh: 400, dropNextAt: 0, drop: false });
+    expect(st?.det).toEqual({ ...initialDetectors(), flat: true, flatFrom: T0, flatExpWh: 300, vRun: 2 });
   });
 
-  it('state stays compact: under 1 KiB per meter after 30 days', () => {
+  it('a checkpoint of the weekday/weekend baseline continues under weekday/Saturday/Sunday slots (nothing restarts)', () => {
+    const r = run(steady(4));
+    const cfg = testDetectionConfig();
+    const s72 = compileSettings({ ...cfg, baseline: { ...cfg.baseline, slots: 'hourWeekdaySatSun' } }, 'UTC');
+    const st = decodeMeterState(encodeMeterState(r.state ?? expect.fail('no state')), s72);
+    expect(st?.vee).toEqual(r.state?.vee);
+    expect(st?.baseline.mean.length).toBe(72);
+  });
+
+  it('state stays compact: under 2 KiB per meter after 30 days', () => {
     const r = run(steady(30 * 96));
     const enc = encodeMeterState(r.state ?? expect.fail('no state'));
-    expect(enc.length).toBeLessThanOrEqual(1024);
+    expect(enc.length).toBe(1461);
     expect(decodeMeterState(enc, s)).toEqual(r.state);
     expect(decodeMeterState('{"v":2}', s)).toBeUndefined();
     expect(decodeMeterState('not json', s)).toBeUndefined();
