@@ -28,6 +28,8 @@ export interface StreamSettings {
   hourGridOffsetMs: number;
   warmupMs: number;
   silentIntervals: number;
+  /** The watermark's lateness: a gap in a meter's own reads longer than silentIntervals plus this was silence. */
+  silentLatenessMs: number;
   baseline: BaselineSettings;
   detectors: DetectorSettings;
   /** Local day numbers (days since 1970-01-01, local) of the deployment region's holidays. */
@@ -63,6 +65,7 @@ export function compileSettings(cfg: DetectionConfig, zone: string): StreamSetti
     hourGridOffsetMs: gridOffsetMs(zone, HOUR_MS),
     warmupMs: cfg.baseline.warmupDays * DAY_MS,
     silentIntervals: cfg.silent.intervals,
+    silentLatenessMs: cfg.watermark.latenessMinutes * MINUTE_MS,
     baseline: cfg.baseline,
     detectors: cfg,
     holidays: holidayDays(cfg.holidays),
@@ -248,6 +251,18 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     det = { ...det, reset: false };
     events.push(meterEvent(meter, 'registerReset', 'clear', read.ts, {
       value: read.importWh, expected: read.importWh, score: 0, severity: 'info', reason: 'import register advancing again',
+    }));
+  }
+  // Silence seen in the meter's own reads: a replay or a big backfill entry can deliver the meter's next read before
+  // the shard's watermark ever passed its deadline, so judging by the watermark alone would depend on arrival order.
+  // A gap the live watermark would have caught (silentIntervals, plus its lateness) fires and clears here.
+  const before = hadReads ? newestRead(st.vee) : undefined;
+  if (ins.appended && !det.silent && before !== undefined && read.ts - before.ts > s.silentIntervals * intervalMs + s.silentLatenessMs) {
+    det = { ...det, silent: true };
+    const minutes = Math.round((s.silentIntervals * intervalMs) / MINUTE_MS);
+    events.push(meterEvent(meter, 'silent', 'firing', before.ts + s.silentIntervals * intervalMs, {
+      value: s.silentIntervals, expected: 0, score: (read.ts - before.ts) / intervalMs, severity: 'warning',
+      reason: `no read for ${minutes} min since ${new Date(before.ts).toISOString()} (next read ${new Date(read.ts).toISOString()})`,
     }));
   }
   if (ins.appended && det.silent) {

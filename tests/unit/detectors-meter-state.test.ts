@@ -151,6 +151,22 @@ describe('silent (event time, by the shard watermark)', () => {
     const backlog = processRead(fired.state, { meterId: 'M-1', ts: T0 + HOUR_MS + Q, importWh: 1_000_500 }, meter, s);
     expect(brief(backlog.events)).toEqual(['silent clear 11-02T02:00']);
   });
+
+  it('a gap in the meter\'s own reads the watermark would have caught fires and clears too (replay does not depend on arrival order)', () => {
+    const before = run(steady(4)); // reads 00:00 … 01:00; no watermark passes its deadline (02:00)
+    // Next read 3 h later: a gap over 4 intervals + 30 min of lateness.
+    const back = processRead(before.state, { meterId: 'M-1', ts: T0 + 4 * HOUR_MS, importWh: 1_000_700 }, meter, s);
+    expect(brief(back.events)).toEqual(['silent firing 11-02T02:00', 'silent clear 11-02T04:00']);
+    expect(back.events[0]?.reason).toBe('no read for 60 min since 2026-11-02T01:00:00.000Z (next read 2026-11-02T04:00:00.000Z)');
+    expect(back.state.det.silent).toBe(false);
+    // 90 min later is within what the live watermark tolerates: no silence.
+    const soon = processRead(before.state, { meterId: 'M-1', ts: T0 + HOUR_MS + 90 * MINUTE_MS, importWh: 1_000_600 }, meter, s);
+    expect(brief(soon.events).filter((e) => e.startsWith('silent'))).toEqual([]);
+    // Already fired by the watermark: only the clear.
+    const fired = checkSilent(before.state ?? back.state, T0 + 2 * HOUR_MS, meter, s);
+    const after = processRead(fired.state, { meterId: 'M-1', ts: T0 + 4 * HOUR_MS, importWh: 1_000_700 }, meter, s);
+    expect(brief(after.events)).toEqual(['silent clear 11-02T04:00']);
+  });
 });
 
 describe('closed days', () => {
