@@ -101,8 +101,8 @@ export const EXPECTED_ALSO: Record<TruthAnomaly | TransportFault, AnomalyType[]>
   voltage: [],
   silent: [],
   outage: ['silent', 'lastGasp', 'powerRestored', 'drop', 'flatline'],
-  customerPeak: ['spike'],
-  feederOverload: ['spike', 'customerPeak', 'systemPeak'],
+  customerPeak: ['spike', 'highUsage'],
+  feederOverload: ['spike', 'customerPeak', 'systemPeak', 'highUsage'],
   registerReset: [],
   // A moderate excess can cross the contract on a large meter, or load its transformer.
   highUsage: ['customerPeak', 'feederOverload', 'levelShift'],
