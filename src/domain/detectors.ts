@@ -208,15 +208,23 @@ export interface Evaluation {
 const fmtHours = (h: number): string => (h >= 10 ? h.toFixed(0) : h.toFixed(1));
 const pctOf = (x: number): string => `${Math.round(x * 100)} %`;
 
-/** Marks the intervals of a run back to `from` (those before `iv`, from the ring of recent values). */
-function markBack(det: DetectorState, iv: IntervalFacts, from: number, meterId: string, type: AnomalyType, score: number, src: Expectations, marks: IntervalMark[]): void {
+/**
+ * Marks the intervals of a run back to `from` (those before `iv`, from the ring of recent values). A collective run
+ * marks only those that point its way (`up`: above what was expected, `down`: below and not zero): intervals it
+ * passed over without evidence (solar hours, a zero import) are not its extent. Stuck and flatline runs mark all.
+ */
+function markBack(det: DetectorState, iv: IntervalFacts, from: number, meterId: string, type: AnomalyType, way: 'up' | 'down' | 'all', score: number, src: Expectations, marks: IntervalMark[]): void {
   const len = iv.end - iv.start;
   if (len <= 0 || from < 0 || det.recentEnd !== iv.start) return;
   const back = Math.min(Math.round((iv.start - from) / len), det.recentN, RECENT_INTERVALS);
   for (let j = back; j >= 1; j--) {
     const start = iv.start - j * len;
     const idx = (((det.recentN - j) % RECENT_INTERVALS) + RECENT_INTERVALS) % RECENT_INTERVALS;
-    marks.push({ meterId, start, end: start + len, type, wh: det.recent[idx] ?? 0, expectedWh: src.intervalWh(start), score });
+    const wh = det.recent[idx] ?? 0;
+    const expectedWh = src.intervalWh(start);
+    // (An expectation of 0 is none known: nothing to compare with, the run's extent stands.)
+    if (expectedWh > 0 && ((way === 'up' && !(wh > expectedWh)) || (way === 'down' && !(wh < expectedWh && wh > 0)))) continue;
+    marks.push({ meterId, start, end: start + len, type, wh, expectedWh, score });
   }
 }
 
@@ -298,7 +306,7 @@ function collectiveSide(
       v.e = v.s / hours + c.k; // the run's mean z
       v.nextAt = iv.end + c.reminderHours * HOUR_MS;
       v.s = Math.min(v.s, c.h);
-      markBack(det, iv, v.from, meter.meterId, type, c.h, src, out.marks);
+      markBack(det, iv, v.from, meter.meterId, type, up ? 'up' : 'down', c.h, src, out.marks);
       mark(iv, meter.meterId, type, c.h, out.marks);
       out.events.push(meterEvent(meter, type, 'firing', iv.end, sideFields(up, v, hours, s)));
     }
@@ -394,7 +402,7 @@ function stuckStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: De
   if (!det.stuck) {
     if (!iv.warm || det.stuckN < c.minRun || hours < c.minHours || det.stuckLogP > Math.log(c.maxChance)) return;
     det.stuck = true;
-    markBack(det, iv, det.stuckFrom, meter.meterId, 'stuck', score, src, out.marks);
+    markBack(det, iv, det.stuckFrom, meter.meterId, 'stuck', 'all', score, src, out.marks);
     // The run is stuck's: evidence the collective detectors gathered from it is void.
     if (!det.high) Object.assign(det, { upS: 0, upFrom: -1, upWh: 0, upExpWh: 0 });
     if (!det.drop) Object.assign(det, { dnS: 0, dnFrom: -1, dropWh: 0, dropExpWh: 0 });
@@ -413,7 +421,7 @@ function stuckStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: De
 /**
  * shape: at the end of each local day, the day's normalised profile against the expected one (L1 distance of the
  * hourly shares, 0–2) at a normal daily total; fires when far above this meter's typical distance. The hours whose
- * share is off most are marked. Days with gaps, holidays, DST changes or another anomaly are not judged.
+ * share is off most are marked. Weekends, days with gaps, holidays, DST changes or another anomaly are not judged.
  */
 function shapeDayEnd(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, src: Expectations, out: Evaluation): void {
   const c = s.shape ?? DETECTION_DEFAULTS.shape;
@@ -432,11 +440,15 @@ function shapeDayEnd(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: 
   // The meter's day-to-day variation, from its normal days (clipped at 0.5: one odd day barely moves it).
   det.dayDev = r4(det.dayDev + 0.1 * (Math.min(0.5, Math.abs(ratio - 1)) - det.dayDev));
   if (!iv.warm) return;
+  // Weekdays only: a weekend slot learns one sample a week, and homes keep no schedule on Saturdays, so a weekend
+  // profile against its expectation is mostly noise (measured: nearly every weekend shape flag was false).
+  if (weekday >= 5) return;
   if (ratio < c.minTotalRatio || ratio > c.maxTotalRatio) return;
   let d = 0;
   for (let h = 0; h < 24; h++) d += Math.abs((det.dayHours[h] ?? 0) / total - src.hourWh(weekday, h) / expTotal);
   const threshold = Math.max(c.minDistance, det.shapeMean + c.k * det.shapeDev);
-  const judged = det.shapeDays >= 7;
+  // One working week of normal days (weekdays only) before a day is judged.
+  const judged = det.shapeDays >= 5;
   if (judged && d > threshold) {
     const perHour = HOUR_MS / len;
     for (let h = 0; h < 24; h++) {
@@ -560,7 +572,7 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
     const hours = (iv.end - det.flatFrom) / 3_600_000;
     if (hours >= s.flatline.minHours && det.flatExpWh >= s.flatline.minExpectedWh) {
       flatFiring = true;
-      if (!det.flat) markBack(det, iv, det.flatFrom, meter.meterId, 'flatline', hours, src, out.marks);
+      if (!det.flat) markBack(det, iv, det.flatFrom, meter.meterId, 'flatline', 'all', hours, src, out.marks);
       mark(iv, meter.meterId, 'flatline', hours, out.marks);
       det.flat = true;
       events.push(meterEvent(meter, 'flatline', 'firing', iv.end, {
