@@ -22,10 +22,8 @@ describe('fault suite: chaos', () => {
     const seed = Number(process.env.MF_CHAOS_SEED ?? Date.now() % 100_000);
     const rng = new Rng(seed, 'chaos');
     const r = rig = await FaultRig.start();
-    await r.startRole('stream');
-    await r.startRole('ingest');
     // 5+ minutes at one interval per 150 ms is ~22 days of event time: start 60 days back.
-    const flow = await r.startFlow(40, 150, 60);
+    const flow = await r.startPipeline(40, 150, 60);
     const faults: Array<[string, () => Promise<void>]> = [
       ['SIGKILL ingest', async () => {
         await r.signal('ingest', 'SIGKILL');
@@ -63,11 +61,10 @@ describe('fault suite: chaos', () => {
       await run();
     }
     await sleep(3000);
-    await flow.stop(180_000);
-    const d = await r.settle(300_000);
+    const done = await r.finish(300_000);
     const text = `seed ${seed}; faults: ${log.join(', ')}`;
-    process.stdout.write(`chaos: ${text}; ${describeDiff(d)}\n`);
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${text}\n${describeDiff(d)}\n${r.output()}`).toBe(0);
-    expect(d.acknowledged).toBe(flow.published);
+    process.stdout.write(`chaos: ${text}; ${describeDiff(done.diff)}\n`);
+    expect(done.lost, `${text}\n${done.text}`).toBe(0);
+    expect(done.diff.acknowledged).toBe(flow.published);
   }, 900_000);
 });

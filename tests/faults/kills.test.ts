@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { describeDiff, FaultRig } from './rig.js';
+import { FaultRig } from './rig.js';
 
 /**
  * Fault suite, part 1: processes killed or stopped under a steady flow, the broker restarted, points refused.
@@ -18,9 +18,7 @@ describe('fault suite: kills, restarts, refusals', () => {
 
   it('SIGKILL of the ingest, twice under load (before and after stream appends): nothing acknowledged is lost', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    const flow = await rig.startPipeline();
     for (let i = 0; i < 2; i++) {
       await sleep(4000);
       await rig.signal('ingest', 'SIGKILL');
@@ -28,17 +26,14 @@ describe('fault suite: kills, restarts, refusals', () => {
       await rig.startRole('ingest');
     }
     await sleep(3000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
-    expect(d.acknowledged).toBe(flow.published);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
+    expect(r.diff.acknowledged).toBe(flow.published);
   }, 300_000);
 
   it('SIGKILL of the stream worker mid-batch, twice: raw reads and intervals complete and exact', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('ingest');
-    await rig.startRole('stream');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     for (let i = 0; i < 2; i++) {
       await sleep(4000);
       await rig.signal('stream', 'SIGKILL');
@@ -46,29 +41,23 @@ describe('fault suite: kills, restarts, refusals', () => {
       await rig.startRole('stream');
     }
     await sleep(3000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
   }, 300_000);
 
   it('Mosquitto restarted (persistent) under load: publisher and ingest resume their sessions, nothing lost', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     await sleep(4000);
     await rig.mqtt.restart();
     await sleep(6000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
   }, 300_000);
 
   it('SIGTERM of every role under load: each drains and exits 0, and a restart finishes the job', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     await sleep(4000);
     const t = Date.now();
     const [ingestCode, streamCode] = await Promise.all([rig.signal('ingest', 'SIGTERM'), rig.signal('stream', 'SIGTERM')]);
@@ -77,18 +66,15 @@ describe('fault suite: kills, restarts, refusals', () => {
     await rig.startRole('stream');
     await rig.startRole('ingest');
     await sleep(2000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
   }, 300_000);
 
   it('InfluxDB refusing points (older than its retention policy): those are quarantined with the reason, the rest written', async () => {
     rig = await FaultRig.start();
     // The flow starts 20 days back; a 19-day retention refuses its first day.
     await rig.influx.query('CREATE DATABASE meterflow WITH DURATION 19d SHARD DURATION 1d');
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    const flow = await rig.startPipeline();
     await sleep(8000);
     await flow.stop();
     const cutoff = Date.now() - 19 * 86_400_000;

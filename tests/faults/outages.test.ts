@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { describeDiff, FaultRig } from './rig.js';
+import { FaultRig } from './rig.js';
 
 /**
  * Fault suite, part 2: long outages under a steady flow — the ingest frozen past its keepalive, Redis away for a
@@ -19,24 +19,19 @@ describe('fault suite: outages', () => {
 
   it('SIGSTOP of the ingest for 60 s under load, then SIGCONT: keepalive timeout, reconnect, redelivery, nothing lost', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     await sleep(3000);
     await rig.signal('ingest', 'SIGSTOP');
     await sleep(60_000);
     await rig.signal('ingest', 'SIGCONT');
     await sleep(5000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
   }, 300_000);
 
   it('Redis stopped for 60 s under load: the ingest stops acknowledging with bounded memory, then everything lands once', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     await sleep(3000);
     await rig.redis.stop();
     let peak = 0;
@@ -46,17 +41,14 @@ describe('fault suite: outages', () => {
     }
     await rig.redis.restart();
     await sleep(5000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
     expect(peak, 'ingest resident memory during the outage, MiB').toBeLessThan(MEMORY_CAP_MIB);
   }, 300_000);
 
   it('InfluxDB stopped for 2 min under load: the stream worker holds its place with bounded memory and catches up', async () => {
     rig = await FaultRig.start();
-    await rig.startRole('stream');
-    await rig.startRole('ingest');
-    const flow = await rig.startFlow();
+    await rig.startPipeline();
     await sleep(3000);
     await rig.influxSvc.stop();
     let peak = 0;
@@ -66,9 +58,8 @@ describe('fault suite: outages', () => {
     }
     await rig.influxSvc.restart();
     await sleep(5000);
-    await flow.stop();
-    const d = await rig.settle();
-    expect(d.missing.length + d.wrong.length + d.intervals.length, `${describeDiff(d)}\n${rig.output()}`).toBe(0);
+    const r = await rig.finish();
+    expect(r.lost, r.text).toBe(0);
     expect(peak, 'stream worker resident memory during the outage, MiB').toBeLessThan(MEMORY_CAP_MIB);
   }, 400_000);
 });

@@ -189,6 +189,20 @@ export class FaultRig {
     return { missing, wrong, intervals, acknowledged: flow.ledger.size, stored: stored.size };
   }
 
+  /** The ingest and the stream worker running, and the steady flow started. */
+  async startPipeline(meters = 40, stepMs = 100, daysBack = 20): Promise<Flow> {
+    await this.startRole('stream');
+    await this.startRole('ingest');
+    return this.startFlow(meters, stepMs, daysBack);
+  }
+
+  /** Stops the flow (every publish acknowledged) and settles: the diff, and a message for an assertion. */
+  async finish(timeoutMs = 180_000): Promise<{ diff: LedgerDiff; lost: number; text: string }> {
+    await this.flow?.stop(timeoutMs);
+    const diff = await this.settle(timeoutMs);
+    return { diff, lost: diff.missing.length + diff.wrong.length + diff.intervals.length, text: `${describeDiff(diff)}\n${this.output()}` };
+  }
+
   /** Waits until the pipeline has caught up with the ledger (or the deadline), and returns the diff then. */
   async settle(timeoutMs = 180_000): Promise<LedgerDiff> {
     const deadline = Date.now() + timeoutMs;

@@ -33,11 +33,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Test tuning on top of config/detection.yaml: a 2-day warm-up so a few days of data exercise every detector. */
+/**
+ * Test tuning on top of config/detection.yaml: a 2-day warm-up (and slots that judge from their first day) so a few
+ * days of data exercise every detector. The fixture's meters use exactly the same energy every quarter hour, which
+ * `stuck` would rightly call stuck: it is off here (tests/unit/detectors-collective.test.ts covers it).
+ */
 function configFile(extra = ''): string {
   const file = join(dir, `${uniquePrefix('cfg')}.yaml`);
   writeFileSync(file, `detection:
-  baseline: { warmupDays: 2 }
+  baseline: { warmupDays: 2, minSlotSamples: 1 }
+  stuck: { minHours: 1000000 }
   systemPeak: { thresholdKw: 23, warningRatio: 0.9 }
   worker: { blockMs: 100, claimIdleMs: 500, batchEntries: ${extra === 'small-batches' ? 16 : 50}, statsSeconds: 1 }
 `);
@@ -133,8 +138,8 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
       'voltage M-0004 firing d2 09:30', 'voltage M-0004 clear d2 09:45',
       'customerPeak M-0005 firing d3 14:15', 'customerPeak M-0005 clear d3 14:30',
       'spike M-0005 firing d3 14:15', 'spike M-0005 clear d3 14:30',
-      // drop: from d2 00:00 at a fifth of its baseline; seen ~10 h later (sliding window), repeated daily while it holds
-      'drop M-0006 firing d2 10:15', 'drop M-0006 firing d3 10:15', 'drop M-0006 firing d4 10:15',
+      // drop: from d2 00:00 at a fifth of its baseline; seen ~5 h later (the CUSUM's evidence), repeated daily while it holds
+      'drop M-0006 firing d2 05:15', 'drop M-0006 firing d3 05:15', 'drop M-0006 firing d4 05:15',
       ...flat, 'flatline M-0007 clear d4 06:15',
       'feederOverload T-HOT firing d4 18:15', 'feederOverload T-HOT clear d4 18:30',
       'systemPeak system firing d4 18:15', 'systemPeak system clear d4 18:30',
