@@ -191,7 +191,16 @@ export function episodesFromEvents(events: readonly ScoredEvent[]): ScoredAlert[
   return out.sort((x, y) => x.firstSeen - y.firstSeen || x.id.localeCompare(y.id));
 }
 
-/** Alerts that repeat one another: same key over the same event time, or a second alert for one injection. */
+/**
+ * An injection that is one stretch of abnormal use. A recurring one — several spans (HVAC left on night after
+ * night) or a day profile moved every day (`shape`: each morning above, each evening below) — is several episodes
+ * with normal hours between them, and an alert per episode is right: only the overlap rule applies to them.
+ */
+function oneEpisode(t: TruthRecord): boolean {
+  return t.type !== 'shape' && (t.spans === undefined || t.spans.length <= 1);
+}
+
+/** Alerts that repeat one another: same key over the same event time, or a second alert for one (single-episode) injection. */
 export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly TruthRecord[], opts: ScoreOptions): DuplicateAlert[] {
   const byKey = new Map<string, ScoredAlert[]>();
   for (const a of alerts) {
@@ -205,7 +214,7 @@ export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly T
     let coveredUntil = -Infinity;
     const claimed = new Set<string>();
     for (const a of list) {
-      const injections = truth.filter((t) => t.kind === 'anomaly' && detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts)).map((t) => t.id);
+      const injections = truth.filter((t) => t.kind === 'anomaly' && detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts) && oneEpisode(t)).map((t) => t.id);
       if (a.firstSeen <= coveredUntil) out.push({ alertId: a.id, key, why: 'overlap' });
       else if (injections.length > 0 && injections.every((id) => claimed.has(id))) out.push({ alertId: a.id, key, why: 'sameInjection' });
       for (const id of injections) claimed.add(id);

@@ -205,6 +205,14 @@ describe('findDuplicates', () => {
   ])('$name', ({ alerts, want }) => {
     expect(findDuplicates(alerts, t, OPTS)).toEqual(want);
   });
+
+  it('a recurring injection (several spans, or a profile moved every day) may have an alert per episode', () => {
+    const nights = [truth({ id: 'h1', type: 'highUsage', spans: [[T0, T0 + 2 * H], [T0 + 24 * H, T0 + 26 * H]] })];
+    const two = [alert({ id: 'a', type: 'highUsage' }), alert({ id: 'b', type: 'highUsage', firstSeen: T0 + 24 * H, lastSeen: T0 + 25 * H })];
+    expect(findDuplicates(two, nights, OPTS)).toEqual([]);
+    const oneSpan = [truth({ id: 'h2', type: 'highUsage', spans: [[T0, T0 + 26 * H]], endMs: T0 + 26 * H })];
+    expect(findDuplicates(two, oneSpan, OPTS)).toEqual([{ alertId: 'b', key: 'highUsage:M-000001', why: 'sameInjection' }]);
+  });
 });
 
 describe('episodesFromEvents', () => {
