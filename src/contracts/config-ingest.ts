@@ -21,7 +21,7 @@ export const IngestConfig = Type.Object({
   influx: Type.Object({
     batchSize: Type.Integer({ minimum: 1 }),
     flushMs: Type.Integer({ minimum: 1 }),
-    /** Lines buffered for InfluxDB before ingest stops acknowledging. */
+    /** The writer of the ingest's health counters (raw readings are the stream worker's to write): its buffer bound. */
     highWater: Type.Integer({ minimum: 1000 }),
   }),
   statsIntervalSeconds: Type.Integer({ minimum: 1 }),
