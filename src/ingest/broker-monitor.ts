@@ -17,6 +17,8 @@ export const BROKER_TOPICS = {
   dropped: '$SYS/broker/publish/messages/dropped',
 } as const;
 
+const BROKER_KEYS = ['stored', 'storedBytes', 'dropped'] as const satisfies ReadonlyArray<keyof typeof BROKER_TOPICS>;
+
 export type BrokerStats = { -readonly [K in keyof typeof BROKER_TOPICS]?: number };
 
 export interface BrokerMonitor {
@@ -30,7 +32,7 @@ export interface BrokerMonitor {
 
 /** Parses one $SYS message into the stats it updates; anything else is ignored. */
 export function applyBrokerMessage(stats: BrokerStats, topic: string, payload: Buffer): void {
-  const key = (Object.keys(BROKER_TOPICS) as Array<keyof typeof BROKER_TOPICS>).find((k) => BROKER_TOPICS[k] === topic);
+  const key = BROKER_KEYS.find((k) => BROKER_TOPICS[k] === topic);
   if (key === undefined) return;
   const n = Number(payload.toString('utf8').trim());
   if (Number.isFinite(n) && n >= 0) stats[key] = n;
