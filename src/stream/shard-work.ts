@@ -6,7 +6,7 @@ import {
 } from '../domain/meter-state.js';
 import { addSample, advanceCommon, type CommonLevel, commonFactor, newCommonLevel } from '../domain/common-level.js';
 import { aggregationSlots, netDemandW } from '../domain/peaks.js';
-import { lp } from '../shared/line-protocol.js';
+import { escTag, lp } from '../shared/line-protocol.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import type { StreamEntry } from './entries.js';
 
@@ -107,7 +107,6 @@ const FORWARDED: Partial<Record<MeterEvent['event'], { type: 'lastGasp' | 'power
   coverOpen: { type: 'tamper', severity: 'major', reason: 'meter cover opened' },
 };
 
-const escTag = (v: string): string => v.replace(/[,= \\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
 
 /** Escaped `class,feeder,meter,transformer` tags per meter: the interval line is the hot path (one per reading). */
 const tagCache = new Map<string, { key: string; tags: string }>();

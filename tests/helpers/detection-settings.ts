@@ -1,5 +1,6 @@
 import type { DetectionConfig } from '../../src/contracts/config-detection.js';
-import type { MeterInfo } from '../../src/domain/meter-state.js';
+import { compileSettings, type MeterInfo } from '../../src/domain/meter-state.js';
+import type { WorkSettings } from '../../src/stream/shard-work.js';
 
 const flat = (v: number): number[] => Array.from({ length: 24 }, () => v);
 
@@ -49,4 +50,9 @@ export function testMeter(over: Partial<MeterInfo> = {}): MeterInfo {
     intervalMinutes: 15,
     ...over,
   };
+}
+
+/** The stream shard's settings for tests: the test detection config in UTC, aggregation over `aggMs`, one band. */
+export function testWorkSettings(aggMs: number): WorkSettings {
+  return { settings: compileSettings(testDetectionConfig(), 'UTC'), watermarkLatenessMs: 30 * 60_000, maxFutureMs: 10 * 60_000, aggMs, band: () => 'flat' };
 }

@@ -1,20 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { Reading } from '../../src/contracts/reading.js';
-import { compileSettings } from '../../src/domain/meter-state.js';
 import type { StreamEntry } from '../../src/stream/entries.js';
-import { type MeterRecord, ShardWork, type WorkSettings } from '../../src/stream/shard-work.js';
-import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
+import { type MeterRecord, ShardWork } from '../../src/stream/shard-work.js';
+import { testMeter, testWorkSettings } from '../helpers/detection-settings.js';
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 2); // Monday 2026-11-02 00:00 UTC
 const meter: MeterRecord = { ...testMeter({ intervalMinutes: 60, contractKw: 0 }), tariff: 'default' };
-const work: WorkSettings = {
-  settings: compileSettings(testDetectionConfig(), 'UTC'),
-  watermarkLatenessMs: 30 * 60_000,
-  maxFutureMs: 10 * 60_000,
-  aggMs: H,
-  band: () => 'flat',
-};
+const work = testWorkSettings(H);
 
 let seq = 0;
 const entry = (r: Reading): StreamEntry => ({ id: `${r.ts}-${seq++}`, readings: [r], events: [], rx: r.ts, malformed: [] });
