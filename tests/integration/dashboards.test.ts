@@ -291,7 +291,9 @@ ingest:
     runSeconds = (Date.now() - t0) / 1000;
     // The write-error panel differentiates per minute: keep the roles (and their stats points) running into the
     // next wall-clock minute, as a dashboard refreshed a minute later would see them.
-    const nextMinute = Math.floor(wallFrom / MIN) * MIN + MIN;
+    // The first stats points land ~2 s after the roles start, so the minute they fill is the one after wallFrom + 5 s:
+    // a fast run that starts at :58 would otherwise leave the derivative a single bucket.
+    const nextMinute = Math.floor((wallFrom + 5000) / MIN) * MIN + MIN;
     if (Date.now() < nextMinute + 3000) await new Promise((r) => setTimeout(r, nextMinute + 3000 - Date.now()));
     for (const r of roles.reverse()) await r.close();
     roles.length = 0;
