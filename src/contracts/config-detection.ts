@@ -255,6 +255,8 @@ export const DetectionConfig = Type.Object(
         /** … and about this many readings per read over all owned shards (entries are concentrator batches of any size). */
         batchReadings: Type.Integer({ minimum: 1 }),
         blockMs: Type.Integer({ minimum: 1 }),
+        /** At most this long between checkpoints (states, watermark, XACK) while entries are processed. */
+        checkpointMs: Type.Integer({ minimum: 0 }),
         /** Entries pending on another consumer longer than this are claimed (XAUTOCLAIM). */
         claimIdleMs: Type.Integer({ minimum: 0 }),
         /** Completed `events` jobs are kept this long so a replay's identical jobId is still deduplicated. */

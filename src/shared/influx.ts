@@ -17,6 +17,10 @@ export interface LineWriter {
   readonly backlog: number;
   /** Resolves once the backlog is below the high-water mark. */
   drained(): Promise<void>;
+  /**
+   * Resolves once every line written before this call is in InfluxDB (or quarantined). Lines written meanwhile do not
+   * hold it up, so a caller can keep writing while it waits.
+   */
   flush(): Promise<void>;
   close(): Promise<void>;
   readonly stats: { written: number; failedBatches: number; retries: number; quarantined: number };
@@ -132,15 +136,34 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
     let buffer: string[] = [];
     let queued = 0; // lines buffered or in flight
     let inFlight = 0;
+    /** Lines written so far: buffer[0] is line number `accepted - buffer.length`. */
+    let accepted = 0;
+    /** First line number of each batch in flight. */
+    const flying = new Set<number>();
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
-    const idleWaiters: Array<() => void> = [];
+    const flushWaiters: Array<{ upTo: number; resolve: () => void }> = [];
     const drainWaiters: Array<() => void> = [];
     const stats = { written: 0, failedBatches: 0, retries: 0, quarantined: 0 };
 
+    /** Every line numbered below this is done (in InfluxDB or quarantined). */
+    const doneBelow = (): number => {
+      let low = buffer.length > 0 ? accepted - buffer.length : accepted;
+      for (const f of flying) low = Math.min(low, f);
+      return low;
+    };
+
     const notify = (): void => {
       if (queued < highWater) for (const w of drainWaiters.splice(0)) w();
-      if (queued === 0 && inFlight === 0) for (const w of idleWaiters.splice(0)) w();
+      if (flushWaiters.length === 0) return;
+      const done = doneBelow();
+      for (let i = flushWaiters.length - 1; i >= 0; i--) {
+        const w = flushWaiters[i];
+        if (w !== undefined && w.upTo <= done) {
+          flushWaiters.splice(i, 1);
+          w.resolve();
+        }
+      }
     };
 
     /** Posts until InfluxDB answers; transient failures are retried. Returns the 4xx error of a rejected batch. */
@@ -185,14 +208,17 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
 
     function pump(): void {
       while (inFlight < concurrency && buffer.length > 0) {
+        const first = accepted - buffer.length;
         const batch = buffer.length <= batchSize ? buffer : buffer.slice(0, batchSize);
         buffer = buffer.length <= batchSize ? [] : buffer.slice(batchSize);
         inFlight++;
+        flying.add(first);
         void send(batch).finally(() => {
           inFlight--;
+          flying.delete(first);
           queued -= batch.length;
           notify();
-          if (buffer.length >= batchSize || (closed && buffer.length > 0)) pump();
+          if (buffer.length >= batchSize || (buffer.length > 0 && (closed || flushWaiters.length > 0))) pump();
           else if (buffer.length > 0) schedule();
         });
       }
@@ -212,6 +238,7 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
         if (lines.length === 0) return;
         for (const l of lines) buffer.push(l);
         queued += lines.length;
+        accepted += lines.length;
         if (buffer.length >= batchSize) pump();
         else schedule();
       },
@@ -227,9 +254,10 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
           timer = undefined;
         }
         pump();
-        if (queued === 0 && inFlight === 0) return;
-        await new Promise<void>((r) => {
-          idleWaiters.push(r);
+        const upTo = accepted;
+        if (doneBelow() >= upTo) return;
+        await new Promise<void>((resolve) => {
+          flushWaiters.push({ upTo, resolve });
           pump();
         });
       },

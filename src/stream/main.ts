@@ -145,10 +145,9 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     meters: (ids) => cache.getMeters(ids),
     defaults: (id) => registry.withDefaults(id),
     writeLines: (lines) => writer.write(lines),
-    flushLines: async () => {
-      await writer.drained();
-      await writer.flush();
-    },
+    drainLines: () => writer.drained(),
+    flushLines: () => writer.flush(),
+    checkpointMs: det.worker.checkpointMs,
     enqueueEvents,
     enqueueRecomputes,
     contributeLoad: (out) => load.contribute(out.load),

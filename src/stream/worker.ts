@@ -9,10 +9,12 @@ import { STREAM_GROUP, streamKeys } from './keys.js';
 import { addCounts, type BatchCounts, type BatchOutput, emptyCounts, type MeterRecord, type Recompute, ShardWork, type WorkSettings } from './shard-work.js';
 
 /**
- * The consume loop: XREADGROUP over the owned shards, one batch per shard at a time, and after each
- * batch a checkpoint that stores the meters' states, the watermark, XACK and XDEL in one MULTI. Outputs
- * are written before the checkpoint and are idempotent (InfluxDB overwrites, BullMQ jobIds dedupe), so a
- * crash anywhere replays the un-acknowledged entries from the last checkpoint and yields the same results.
+ * The consume loop: XREADGROUP over the owned shards, one batch per shard at a time, and every `checkpointMs`
+ * a checkpoint that stores the changed meters' states, the watermark, XACK and XDEL in one MULTI per shard.
+ * Outputs are written before the checkpoint that covers them and are idempotent (InfluxDB overwrites, BullMQ
+ * jobIds dedupe), so a crash anywhere replays the un-acknowledged entries from the last checkpoint and yields the
+ * same results. Between checkpoints the entries stay pending in the group; a meter read several times in one
+ * period is encoded and stored once.
  */
 
 export interface WorkerDeps {
@@ -31,7 +33,12 @@ export interface WorkerDeps {
   meters(ids: string[]): Promise<Map<string, MeterRecord>>;
   defaults(meterId: string): MeterRecord;
   writeLines(lines: string[]): void;
+  /** Resolves once the writer's buffer is below its high-water mark. */
+  drainLines(): Promise<void>;
+  /** Resolves once every line written so far is in InfluxDB. */
   flushLines(): Promise<void>;
+  /** At most this long between checkpoints while entries are processed (and at once when the streams go quiet). */
+  checkpointMs: number;
   enqueueEvents(events: DetectionEvent[]): Promise<void>;
   enqueueRecomputes(r: Recompute[]): Promise<void>;
   contributeLoad(out: BatchOutput): Promise<void>;
@@ -46,13 +53,22 @@ const DLQ_PAYLOAD_BYTES = 4096;
 
 export class StreamWorker {
   private readonly work = new Map<number, ShardWork>();
-  /** '0' while a shard's own pending entries are being replayed, then '>' for new ones. */
+  /**
+   * While a shard's own pending entries are replayed: the id after which to read them ('0' at first; they stay
+   * pending until the next checkpoint, so each read goes on from the last one). Then '>' for new entries.
+   */
   private readonly cursor = new Map<number, string>();
   private stopping = false;
   private loop: Promise<void> | undefined;
   private lastClaim = 0;
   /** Readings per entry seen so far (moving average), 0 before the first: sizes the next read. */
   private perEntry = 0;
+  /** Per shard, what the next checkpoint acknowledges and stores. */
+  private held = new Map<number, { ackIds: string[]; dirty: Set<string> }>();
+  private recomputes: Recompute[] = [];
+  private lastCheckpoint = performance.now();
+  /** The checkpoint being stored, if any. */
+  private committing: Promise<void> | undefined;
   readonly totals: BatchCounts = emptyCounts();
   /** Ingest time of the newest entry processed: now − lastRx is how far behind the worker runs. */
   lastRx = 0;
@@ -112,9 +128,13 @@ export class StreamWorker {
     while (!this.stopping) {
       try {
         await this.step();
+        if (this.stopping) await this.checkpoint();
       } catch (err) {
         // Reload from the last checkpoint and replay what it did not cover: nothing is lost or counted twice.
         this.d.log.error({ err }, 'stream batch failed; reloading shards from the checkpoint');
+        this.held.clear();
+        this.recomputes = [];
+        this.committing = undefined;
         await sleep(1000);
         for (const shard of this.d.shards) {
           try {
@@ -129,22 +149,27 @@ export class StreamWorker {
   }
 
   private async step(): Promise<void> {
-    if (Date.now() - this.lastClaim > Math.max(this.d.claimIdleMs, 5000)) await this.claim();
-    const pending = this.d.shards.filter((s) => this.cursor.get(s) === '0');
+    if (Date.now() - this.lastClaim > Math.max(this.d.claimIdleMs, 5000)) {
+      // Our own processed entries must not look idle to XAUTOCLAIM: acknowledge them first.
+      await this.checkpoint();
+      await this.claim();
+    }
+    const pending = this.d.shards.filter((s) => this.cursor.get(s) !== '>');
     const targets = pending.length > 0 ? pending : [...this.d.shards];
     // The first read takes one entry per shard: entry sizes are unknown until then.
     const count = this.perEntry === 0 ? 1 : Math.max(1, Math.min(this.d.batchEntries, Math.floor(this.d.batchReadings / (this.perEntry * targets.length))));
     const args: Array<string | number> = ['GROUP', STREAM_GROUP, this.d.consumer, 'COUNT', count];
     if (pending.length === 0) args.push('BLOCK', this.d.blockMs);
-    args.push('STREAMS', ...targets.map((s) => keys.readings(s)), ...targets.map(() => (pending.length > 0 ? '0' : '>')));
+    args.push('STREAMS', ...targets.map((s) => keys.readings(s)), ...targets.map((s) => this.cursor.get(s) ?? '>'));
     const reply = parseReadReply(await this.d.reader.call('XREADGROUP', ...args));
     const lists: Array<[number, Array<{ id: string; fields: string[] | null }>]> = [];
     for (const shard of targets) {
       const list = reply.get(keys.readings(shard)) ?? [];
-      if (pending.length > 0 && list.length === 0) this.cursor.set(shard, '>');
+      if (pending.length > 0) this.cursor.set(shard, list.at(-1)?.id ?? '>');
       if (list.length > 0) lists.push([shard, list]);
     }
     if (lists.length > 0) await this.batches(lists);
+    else await this.checkpoint(); // quiet streams: acknowledge at once
     try {
       await this.d.idle();
     } catch (err) {
@@ -166,12 +191,14 @@ export class StreamWorker {
   }
 
   /**
-   * Processes the shards' batches of one read, writes their outputs concurrently, waits for InfluxDB once,
-   * then checkpoints every shard (one MULTI each). Outputs always land before the checkpoint that covers them.
+   * Processes the shards' batches of one read and hands their outputs on: InfluxDB lines to the writer (buffered,
+   * flushed in the background while the next batch is processed), events, dead letters and load contributions at
+   * once. What a checkpoint needs (the entries to acknowledge, the meters to store, the billing recomputes) is
+   * kept until the next checkpoint, which runs every `checkpointMs`.
    */
   private async batches(lists: Array<[number, Array<{ id: string; fields: string[] | null }>]>): Promise<void> {
     const t0 = performance.now();
-    const done: Array<{ shard: number; work: ShardWork; out: BatchOutput; states: string[] }> = [];
+    const done: Array<{ shard: number; out: BatchOutput }> = [];
     for (const [shard, list] of lists) {
       const work = this.work.get(shard);
       if (work === undefined) continue;
@@ -190,45 +217,82 @@ export class StreamWorker {
       this.d.writeLines(raw);
       const out = work.process(entries, meterOf);
       for (const e of list) if (e.fields === null) out.ackIds.push(e.id);
-      // Serialised now: the next shard's batch does not touch these meters, but the encoding is this batch's truth.
-      const states: string[] = [];
-      for (const id of out.dirty) {
-        const st = work.states.get(id);
-        if (st !== undefined) states.push(id, encodeMeterState(st));
-      }
       this.d.writeLines(out.lines);
-      done.push({ shard, work, out, states });
+      const held = this.held.get(shard) ?? { ackIds: [], dirty: new Set<string>() };
+      this.held.set(shard, held);
+      for (const id of out.ackIds) held.ackIds.push(id);
+      for (const id of out.dirty) held.dirty.add(id);
+      for (const r of out.recomputes) this.recomputes.push(r);
+      done.push({ shard, out });
     }
-    await Promise.all([
-      ...done.map(async ({ out }) => {
-        await this.deadLetter(out);
-        await this.d.enqueueEvents(out.events);
-        await this.d.contributeLoad(out);
-      }),
-      this.d.flushLines(),
-    ]);
-    // Only once the intervals are in InfluxDB: a billing recompute that ran before would read the day without them.
-    await Promise.all(done.map(({ out }) => this.d.enqueueRecomputes(out.recomputes)));
-
-    await Promise.all(done.map(async ({ shard, work, states, out }) => {
-      const m = this.d.redis.multi();
-      if (states.length > 0) m.hset(streamKeys.state(shard), ...states);
-      m.hset(streamKeys.meta(shard), 'wm', String(work.watermark));
-      if (out.ackIds.length > 0) {
-        m.xack(keys.readings(shard), STREAM_GROUP, ...out.ackIds);
-        m.xdel(keys.readings(shard), ...out.ackIds);
-      }
-      const res = await m.exec();
-      const failed = res?.find(([err]) => err !== null);
-      if (res === null || failed !== undefined) throw new Error('checkpoint transaction failed', { cause: failed?.[0] ?? undefined });
-      await this.d.redis.hset(keys.watermark, String(shard), String(work.watermark));
+    await Promise.all(done.map(async ({ out }) => {
+      await this.deadLetter(out);
+      await this.d.enqueueEvents(out.events);
+      await this.d.contributeLoad(out);
     }));
+    // Backpressure: the writer holds at most its high-water mark of lines.
+    await this.d.drainLines();
+    if (performance.now() - this.lastCheckpoint >= this.d.checkpointMs) await this.beginCheckpoint();
     const ms = performance.now() - t0;
     for (const { shard, out } of done) {
       addCounts(this.totals, out.counts);
       this.eventsEnqueued += out.events.length;
       this.d.onBatch(shard, out, ms);
     }
+  }
+
+  /** Takes a checkpoint and waits until it is stored (stop, claim, quiet streams). */
+  private async checkpoint(): Promise<void> {
+    await this.beginCheckpoint();
+    await this.committing;
+  }
+
+  /**
+   * Starts a checkpoint of everything processed so far and returns without waiting for it, so the next batch is
+   * processed while InfluxDB takes the lines: the meters' states are encoded now (this batch's truth), then, in
+   * the background, it waits until every line written so far is in InfluxDB, enqueues the billing recomputes (only
+   * then: a recompute that ran before would read the day without its intervals), and stores, per shard in one
+   * MULTI, the states of the meters changed since the last checkpoint, the watermark, and XACK + XDEL of the
+   * entries processed since. One checkpoint at a time; a failed one fails the next step (reload and replay).
+   */
+  private async beginCheckpoint(): Promise<void> {
+    const previous = this.committing;
+    this.committing = undefined;
+    await previous;
+    this.lastCheckpoint = performance.now();
+    if (this.held.size === 0 && this.recomputes.length === 0) return;
+    const shards = [...this.held].flatMap(([shard, held]) => {
+      const work = this.work.get(shard);
+      if (work === undefined) return [];
+      const states: string[] = [];
+      for (const id of held.dirty) {
+        const st = work.states.get(id);
+        if (st !== undefined) states.push(id, encodeMeterState(st));
+      }
+      return [{ shard, states, watermark: work.watermark, ackIds: held.ackIds }];
+    });
+    const recomputes = this.recomputes;
+    this.held = new Map();
+    this.recomputes = [];
+    const flushed = this.d.flushLines(); // covers exactly the lines written so far
+    this.committing = (async () => {
+      await flushed;
+      await this.d.enqueueRecomputes(recomputes);
+      await Promise.all(shards.map(async ({ shard, states, watermark, ackIds }) => {
+        const m = this.d.redis.multi();
+        if (states.length > 0) m.hset(streamKeys.state(shard), ...states);
+        m.hset(streamKeys.meta(shard), 'wm', String(watermark));
+        if (ackIds.length > 0) {
+          m.xack(keys.readings(shard), STREAM_GROUP, ...ackIds);
+          m.xdel(keys.readings(shard), ...ackIds);
+        }
+        const res = await m.exec();
+        const failed = res?.find(([err]) => err !== null);
+        if (res === null || failed !== undefined) throw new Error('checkpoint transaction failed', { cause: failed?.[0] ?? undefined });
+        await this.d.redis.hset(keys.watermark, String(shard), String(watermark));
+      }));
+    })();
+    this.committing.catch(() => undefined); // surfaced by the next await of it
   }
 
   private async deadLetter(out: BatchOutput): Promise<void> {
