@@ -96,7 +96,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const eventsTotal = metric(metrics, 'meterflow_stream_events_total', () =>
     new Counter({ name: 'meterflow_stream_events_total', help: 'Detection events enqueued, by type and status', labelNames: ['type', 'status'], registers: [metrics] }));
   const batchSeconds = metric(metrics, 'meterflow_stream_batch_seconds', () =>
-    new Histogram({ name: 'meterflow_stream_batch_seconds', help: 'Time to process and checkpoint one shard batch', buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] }));
+    new Histogram({ name: 'meterflow_stream_batch_seconds', help: 'Time to process one read of the shards and hand its outputs on (checkpoints run in the background)', buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] }));
   const watermarkGauge = metric(metrics, 'meterflow_stream_watermark_ms', () =>
     new Gauge({ name: 'meterflow_stream_watermark_ms', help: 'Event-time watermark per shard', labelNames: ['shard'], registers: [metrics] }));
 
