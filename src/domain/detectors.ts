@@ -646,9 +646,12 @@ export function mayTeach(det: DetectorState, start: number): boolean {
   return true;
 }
 
-/** voltage: outside nominal ± tolerance for `minConsecutive` reads in a row; one event per such read. */
+/**
+ * voltage: outside nominal ± tolerance for `minConsecutive` reads in a row; one event per such read. `prev` is updated
+ * in place and returned as `det`, like evaluateInterval (this runs once per read: the caller owns the state).
+ */
 export function evaluateVoltage(prev: DetectorState, ts: number, voltageV: number, meter: MeterRef, s: DetectorSettings): { det: DetectorState; events: DetectionEvent[] } {
-  const det: DetectorState = { ...prev };
+  const det = prev;
   const events: DetectionEvent[] = [];
   const nominal = s.voltage.nominalV;
   const dev = Math.abs(voltageV - nominal) / nominal;

@@ -108,19 +108,19 @@ const FORWARDED: Partial<Record<MeterEvent['event'], { type: 'lastGasp' | 'power
 };
 
 
-/** Escaped `class,feeder,meter,transformer` tags per meter: the interval line is the hot path (one per reading). */
-const tagCache = new Map<string, { key: string; tags: string }>();
+/**
+ * Escaped `class,feeder,meter,transformer` tags of a meter's `interval` series after `band`, cached per registry
+ * record (the interval line is the hot path, one per reading; a registry edit is a new record, so new tags).
+ */
+const tagCache = new WeakMap<MeterRecord, string>();
 
-/** Escaped tags of a meter's `interval` series after `band`, cached per meter. */
 function meterTags(meter: MeterRecord): string {
-  const key = `${meter.class}\u0000${meter.feederId}\u0000${meter.transformerId}`;
-  let hit = tagCache.get(meter.meterId);
-  if (hit === undefined || hit.key !== key) {
-    if (tagCache.size > 200_000) tagCache.clear();
-    hit = { key, tags: `,class=${escTag(meter.class)},feeder=${escTag(meter.feederId)},meter=${escTag(meter.meterId)},transformer=${escTag(meter.transformerId)}` };
-    tagCache.set(meter.meterId, hit);
+  let tags = tagCache.get(meter);
+  if (tags === undefined) {
+    tags = `,class=${escTag(meter.class)},feeder=${escTag(meter.feederId)},meter=${escTag(meter.meterId)},transformer=${escTag(meter.transformerId)}`;
+    tagCache.set(meter, tags);
   }
-  return hit.tags;
+  return tags;
 }
 
 /** Same line as lp('interval', …) with its tags in sorted order, built without sorting or re-escaping per point. */
