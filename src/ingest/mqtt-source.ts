@@ -121,6 +121,11 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
       stats.acksDropped++;
       return;
     }
+    // The PUBACKs settled together (one coalesced hand-off) leave in one write.
+    if (stream.writableCorked === 0) {
+      stream.cork();
+      process.nextTick(() => stream.uncork());
+    }
     stream.write(generate({ cmd: 'puback', messageId }));
     stats.acksSent++;
   };
