@@ -1,4 +1,4 @@
-import type { RejectReason } from '../src/ingest/parse.js';
+import type { RejectReason } from '../src/contracts/reading.js';
 import type { MalformedVariant } from './scenario.js';
 import { isoSeconds } from './time-spec.js';
 

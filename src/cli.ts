@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RegistryConfig } from './contracts/config-registry.js';
 import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from './contracts/registry-csv.js';
-import { loadConfig, loadSection, type AppConfig } from './shared/config.js';
-import { ConfigError } from './shared/errors.js';
-import { createLogger, type Logger } from './shared/logger.js';
+import { ROLES, type RoleName, startRoles } from './roles.js';
+import { runCommand } from './shared/command.js';
+import { loadSection, type AppConfig } from './shared/config.js';
+import type { Logger } from './shared/logger.js';
 import { createMetrics } from './shared/metrics.js';
 import { closeRedis, createRedis } from './shared/redis.js';
 import { RegistryStore } from './shared/registry.js';
-import type { RoleContext, RoleHandle } from './shared/role.js';
+import type { RoleContext } from './shared/role.js';
 import { onShutdown } from './shared/shutdown.js';
 
 const HELP = `meterflow — smart-meter pipeline (ingest, stream worker, alerts, billing reads, API)
@@ -23,7 +24,7 @@ Roles (each runs until SIGTERM/SIGINT; scale each on its own):
   api                         HTTP API (alerts, meters, billing reads, remote read), /docs, /metrics
   all                         every role in one process (small sites, the demo)
 
-Tools:
+Tools (simulators/tools.ts; bin/meterflow.js hands these commands to it):
   simulate [options]          publish a simulated meter fleet over MQTT (meterflow simulate --help)
   demo [--meters N]           services up, every role, a simulated fleet, live progress (Ctrl-C stops)
   score --truth FILE          compare alerts with a simulator ground truth
@@ -35,39 +36,6 @@ Configuration comes from the environment (MQTT_URL, REDIS_URL, INFLUX_URL, INFLU
 INFLUX_BUCKET, INFLUX_API, API_PORT, API_TOKENS, STREAM_SHARDS, WORKER_INDEX, WORKER_COUNT, LOG_LEVEL,
 MF_TIMEZONE, MF_CONFIG); thresholds, tariffs and classes from config/*.yaml. See README.md.
 `;
-
-type RoleName = 'ingest' | 'stream' | 'alerts' | 'billing' | 'api';
-export const ROLES: readonly RoleName[] = ['ingest', 'stream', 'alerts', 'billing', 'api'];
-
-/** Role entry points, loaded on demand so one role's dependencies never slow another's start. */
-export async function startRole(name: RoleName, ctx: RoleContext): Promise<RoleHandle> {
-  switch (name) {
-    case 'ingest':
-      return (await import('./ingest/main.js')).startIngest(ctx);
-    case 'stream':
-      return (await import('./stream/main.js')).startStream(ctx);
-    case 'alerts':
-      return (await import('./alerts/main.js')).startAlerts(ctx);
-    case 'billing':
-      return (await import('./billing/main.js')).startBilling(ctx);
-    case 'api':
-      return (await import('./api/main.js')).startApi(ctx);
-  }
-}
-
-/** Starts roles in order; on failure closes the ones already started. Returns a closer (reverse order). */
-export async function startRoles(names: readonly RoleName[], ctx: RoleContext): Promise<() => Promise<void>> {
-  const handles: RoleHandle[] = [];
-  try {
-    for (const n of names) handles.push(await startRole(n, ctx));
-  } catch (err) {
-    for (const h of handles.reverse()) await h.close().catch(() => undefined);
-    throw err;
-  }
-  return async () => {
-    for (const h of [...handles].reverse()) await h.close();
-  };
-}
 
 function context(config: AppConfig, log: Logger): RoleContext {
   return { config, log, metrics: createMetrics() };
@@ -123,19 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  let config: AppConfig;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`meterflow: configuration error: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    throw err;
-  }
-  const log = createLogger({ level: config.logLevel, name: `meterflow-${cmd}` });
-  try {
+  await runCommand(cmd, async (config, log) => {
     switch (cmd) {
       case 'ingest':
       case 'stream':
@@ -147,21 +103,6 @@ export async function main(argv: string[]): Promise<void> {
       case 'all':
         await runRoles(ROLES, config, log);
         return;
-      case 'simulate': {
-        const { runSimulateCommand } = await import('../simulators/cli.js');
-        await runSimulateCommand(rest, log);
-        return;
-      }
-      case 'demo': {
-        const { runDemo } = await import('./demo.js');
-        await runDemo(rest, config, log);
-        return;
-      }
-      case 'score': {
-        const { runScoreCommand } = await import('../simulators/score-cli.js');
-        process.exitCode = await runScoreCommand(rest, config, log);
-        return;
-      }
       case 'customers':
       case 'transformers': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
@@ -177,15 +118,5 @@ export async function main(argv: string[]): Promise<void> {
         process.stderr.write(`meterflow: unknown command "${cmd}"\n\n${HELP}`);
         process.exitCode = 2;
     }
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`meterflow: configuration error: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    log.fatal({ err }, 'failed');
-    process.exitCode = 1;
-    // Connections left open by a failed start must not keep the process alive.
-    setTimeout(() => process.exit(1), 500).unref();
-  }
+  });
 }

@@ -1,8 +1,6 @@
 import type { Logger } from 'pino';
-import {
-  DAILY_MEASUREMENT, PERIOD_MEASUREMENT, latestPerStart, readFields,
-  type CloseDayJob, type ClosePeriodJob, type RecomputeJob, type StoredRead,
-} from '../contracts/billing.js';
+import { DAILY_MEASUREMENT, PERIOD_MEASUREMENT, type CloseDayJob, type ClosePeriodJob, type RecomputeJob } from '../contracts/billing.js';
+import { latestPerStart, readFields, type StoredRead } from '../shared/billing-store.js';
 import type { BillingConfig } from '../contracts/config-billing.js';
 import { computeDailyRead } from '../domain/billing.js';
 import { assessRead, combineReads, periodOf, periodWindow } from '../domain/billing-period.js';

@@ -6,7 +6,8 @@ import {
 import { BillingConfig } from '../contracts/config-billing.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
 import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
-import { compileTariffs, type TariffsConfig } from '../domain/tariffs.js';
+import type { TariffsConfig } from '../contracts/config-tariffs.js';
+import { compileTariffs } from '../domain/tariffs.js';
 import { loadSection } from '../shared/config.js';
 import { createInflux } from '../shared/influx.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';

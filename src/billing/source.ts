@@ -1,4 +1,4 @@
-import { parseStoredRead, type StoredRead } from '../contracts/billing.js';
+import { parseStoredRead, type StoredRead } from '../shared/billing-store.js';
 import type { BillingInterval } from '../domain/billing.js';
 import { qid, qregexAny, rows, type Influx, type InfluxSeries } from '../shared/influx.js';
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { billingKeys } from '../contracts/billing.js';
+import { billingKeys } from '../shared/billing-store.js';
 import { keys } from '../shared/redis.js';
 
 /** Billing progress in Redis: the closed days per time zone and the closed periods. */

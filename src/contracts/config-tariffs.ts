@@ -1,10 +1,56 @@
 import { Type, type Static } from 'typebox';
-import { DAY_KINDS, WEEKDAY_NAMES, type TariffsConfig } from '../domain/tariffs.js';
 
 /**
  * config/tariffs.yaml: named time-of-use tariffs and holiday calendars.
  * Shape only; `compileTariffs` (src/domain/tariffs.ts) checks times, bands, zones and rule coverage.
  */
+export const DAY_KINDS = ['weekday', 'weekend', 'holiday'] as const;
+export type DayKind = (typeof DAY_KINDS)[number];
+
+export const WEEKDAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+export type WeekdayName = (typeof WEEKDAY_NAMES)[number];
+
+/** From `from` (local HH:MM) until the next period's `from` (or midnight) the band is `band`. */
+export interface TariffPeriodConfig {
+  from: string;
+  band: string;
+}
+
+/** A day schedule that applies in `months` (1–12, default all) on `days` kinds. The first matching rule wins. */
+export interface TariffRuleConfig {
+  months?: number[];
+  days: DayKind[];
+  periods: TariffPeriodConfig[];
+}
+
+export interface TariffConfig {
+  description?: string;
+  /** IANA zone; unset: the tariffs-wide `timezone`, else the process time zone (MF_TIMEZONE, default UTC). */
+  timezone?: string;
+  /** Band names in billing order (CSV columns follow it). */
+  bands: string[];
+  /** Name of a calendar in `calendars`; its holidays use the `holiday` day kind. */
+  calendar?: string;
+  /** Days that count as weekend (default sat, sun). */
+  weekend?: WeekdayName[];
+  rules: TariffRuleConfig[];
+}
+
+export interface CalendarConfig {
+  /** Local dates YYYY-MM-DD billed as holidays. */
+  holidays: string[];
+  /** Local dates YYYY-MM-DD that fall on a weekend but are worked (e.g. China's adjusted working days). */
+  workdays?: string[];
+}
+
+export interface TariffsConfig {
+  /** Tariff used for meters whose registry tariff is unknown. */
+  default: string;
+  timezone?: string;
+  calendars: Record<string, CalendarConfig>;
+  tariffs: Record<string, TariffConfig>;
+}
+
 const LocalDate = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' });
 
 const TariffPeriod = Type.Object({
@@ -40,6 +86,6 @@ export const TariffsConfigSchema = Type.Object({
 }, { additionalProperties: false });
 export type TariffsConfigSection = Static<typeof TariffsConfigSchema>;
 
-// Compile-time check: what the schema accepts is what the domain compiles.
+// Compile-time check: what the schema accepts is the shape the domain compiles (src/domain/tariffs.ts).
 type SameShape = TariffsConfigSection extends TariffsConfig ? true : false;
 export const TARIFFS_SCHEMA_MATCHES_DOMAIN: SameShape = true;

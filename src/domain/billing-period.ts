@@ -1,10 +1,9 @@
+import type { Quality } from '../contracts/billing.js';
 import { emptyRead, type MeterRead } from './billing.js';
 import { dayWindow, type Tariff } from './tariffs.js';
 
 /** Periods and the quality gate: daily reads combined into a billing period read. Pure. */
 
-export const QUALITIES = ['actual', 'estimated', 'incomplete'] as const;
-export type Quality = (typeof QUALITIES)[number];
 
 export interface QualityConfig {
   /** More than this share of estimated intervals makes a read `estimated`. */

@@ -1,56 +1,10 @@
 import { DateTime, IANAZone } from 'luxon';
+import { type CalendarConfig, DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES, type WeekdayName } from '../contracts/config-tariffs.js';
 
 /**
  * Time-of-use tariffs: which band (peak, flat, valley, …) an instant falls in, in the tariff's local time.
  * Pure: compiled once from config, then `bandAt` / `bandSegments` are plain arithmetic plus a cached zone offset.
  */
-
-export const DAY_KINDS = ['weekday', 'weekend', 'holiday'] as const;
-export type DayKind = (typeof DAY_KINDS)[number];
-
-export const WEEKDAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
-export type WeekdayName = (typeof WEEKDAY_NAMES)[number];
-
-/** From `from` (local HH:MM) until the next period's `from` (or midnight) the band is `band`. */
-export interface TariffPeriodConfig {
-  from: string;
-  band: string;
-}
-
-/** A day schedule that applies in `months` (1–12, default all) on `days` kinds. The first matching rule wins. */
-export interface TariffRuleConfig {
-  months?: number[];
-  days: DayKind[];
-  periods: TariffPeriodConfig[];
-}
-
-export interface TariffConfig {
-  description?: string;
-  /** IANA zone; unset: the tariffs-wide `timezone`, else the process time zone (MF_TIMEZONE, default UTC). */
-  timezone?: string;
-  /** Band names in billing order (CSV columns follow it). */
-  bands: string[];
-  /** Name of a calendar in `calendars`; its holidays use the `holiday` day kind. */
-  calendar?: string;
-  /** Days that count as weekend (default sat, sun). */
-  weekend?: WeekdayName[];
-  rules: TariffRuleConfig[];
-}
-
-export interface CalendarConfig {
-  /** Local dates YYYY-MM-DD billed as holidays. */
-  holidays: string[];
-  /** Local dates YYYY-MM-DD that fall on a weekend but are worked (e.g. China's adjusted working days). */
-  workdays?: string[];
-}
-
-export interface TariffsConfig {
-  /** Tariff used for meters whose registry tariff is unknown. */
-  default: string;
-  timezone?: string;
-  calendars: Record<string, CalendarConfig>;
-  tariffs: Record<string, TariffConfig>;
-}
 
 interface Period {
   /** Minutes after local midnight. */

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Reading } from '../contracts/reading.js';
+import { REJECT_REASONS, type Reading, type RejectReason } from '../contracts/reading.js';
 import type { Registry } from 'prom-client';
 import type { IngestConfig } from '../contracts/config-ingest.js';
 import type { LineWriter } from '../shared/influx.js';
@@ -9,7 +9,7 @@ import { Counter, Histogram, metric } from '../shared/metrics.js';
 import { keys } from '../shared/redis.js';
 import type { BrokerStats } from './broker-monitor.js';
 import { DeadLetterQueue } from './dead-letters.js';
-import { parseMessage, parseTopic, REJECT_REASONS, type ParseLimits, type RejectReason } from './parse.js';
+import { parseMessage, parseTopic, type ParseLimits } from './parse.js';
 import { StreamAppender } from './stream-appender.js';
 
 export interface IngestTotals {

@@ -1,19 +1,9 @@
 import { Compile } from 'typebox/compile';
 import {
   MAX_REGISTER_WH, METER_EVENTS, METER_ID_RE, MeterEventPayload, ReadingPayload,
-  type MeterEvent, type MeterEventName, type MeterExchangeEvent, type Reading,
+  type MeterEvent, type MeterEventName, type MeterExchangeEvent, type Reading, type RejectReason,
 } from '../contracts/reading.js';
 
-/** Stable reason codes: metric label values and the `reason` field of mf:dlq entries. */
-export const REJECT_REASONS = [
-  'payload_too_large', 'not_json', 'not_object', 'batch_too_large', 'empty_batch', 'bad_topic',
-  'missing_field', 'bad_type', 'bad_value', 'bad_meter_id', 'meter_mismatch',
-  'register_negative', 'register_not_integer', 'register_too_large',
-  'bad_timestamp', 'future_timestamp', 'too_old', 'bad_event',
-  // The message was readable, but handing it on kept failing (a defect, not bad input): kept whole for a person.
-  'handoff_failed',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export interface Rejection {
   reason: RejectReason;

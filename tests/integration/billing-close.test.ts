@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import {
-  BILLING_JOBS, DAILY_MEASUREMENT, PERIOD_MEASUREMENT, billingKeys, latestPerStart, recomputeJobOptions, type StoredRead,
-} from '../../src/contracts/billing.js';
+import { BILLING_JOBS, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../src/contracts/billing.js';
+import { billingKeys, latestPerStart, recomputeJobOptions, type StoredRead } from '../../src/shared/billing-store.js';
 import { BillingConfig } from '../../src/contracts/config-billing.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';

@@ -1,6 +1,7 @@
 import { elementText } from '../../src/ingest/dead-letters.js';
 import { describe, expect, it } from 'vitest';
-import { parseMessage, parseTimestamp, parseTopic, REJECT_REASONS, type ParseLimits, type RejectReason } from '../../src/ingest/parse.js';
+import { REJECT_REASONS, type RejectReason } from '../../src/contracts/reading.js';
+import { parseMessage, parseTimestamp, parseTopic, type ParseLimits } from '../../src/ingest/parse.js';
 
 const NOW = Date.parse('2026-11-26T03:00:00Z');
 const LIMITS: ParseLimits = { maxPayloadBytes: 1024, maxBatch: 3, maxFutureMs: 300_000, maxAgeMs: 3650 * 86_400_000 };

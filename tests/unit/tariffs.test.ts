@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';
+import { type TariffsConfig, TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';
 import { loadSection } from '../../src/shared/config.js';
 import {
   bandAt, bandSegments, compileTariffs, dayWindow, daysBetween, localDay, singleBand, tariffFor,
-  type TariffsConfig,
 } from '../../src/domain/tariffs.js';
 
 const shipped = compileTariffs(loadSection('tariffs', TariffsConfigSchema, {}), 'UTC');

@@ -1,10 +1,8 @@
 import type { FastifyReply } from 'fastify';
 import { DateTime } from 'luxon';
 import { Type } from 'typebox';
-import {
-  BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT, billingKeys, latestPerStart,
-  parseStoredRead, toBillingRead, type StoredRead,
-} from '../../contracts/billing.js';
+import { BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../contracts/billing.js';
+import { billingKeys, latestPerStart, parseStoredRead, toBillingRead, type StoredRead } from '../../shared/billing-store.js';
 import { BillingConfig } from '../../contracts/config-billing.js';
 import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { METER_ID_PATTERN } from '../../contracts/reading.js';

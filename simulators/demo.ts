@@ -4,18 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import { runSimulation, type SimProgress } from '../simulators/publish.js';
-import { loadScenario } from '../simulators/scenario.js';
-import { startRoles, ROLES } from './cli.js';
-import { RegistryConfig } from './contracts/config-registry.js';
-import { isSet, loadConfigWith, loadSection, type AppConfig } from './shared/config.js';
-import { createLogger, type Logger } from './shared/logger.js';
-import { createMetrics, type Registry } from './shared/metrics.js';
-import { closeRedis, createRedis } from './shared/redis.js';
-import { RegistryStore } from './shared/registry.js';
-import { freePort, portAnswers, startInfluxd, startMosquitto, startRedis, type LocalService } from './shared/services.js';
+import { RegistryConfig } from '../src/contracts/config-registry.js';
+import { ROLES, startRoles } from '../src/roles.js';
+import { isSet, loadConfigWith, loadSection, type AppConfig } from '../src/shared/config.js';
+import { createLogger, type Logger } from '../src/shared/logger.js';
+import { createMetrics, type Registry } from '../src/shared/metrics.js';
+import { closeRedis, createRedis } from '../src/shared/redis.js';
+import { RegistryStore } from '../src/shared/registry.js';
+import { freePort, portAnswers, startInfluxd, startMosquitto, startRedis, type LocalService } from '../src/shared/services.js';
+import { runSimulation, type SimProgress } from './publish.js';
+import { loadScenario } from './scenario.js';
 
-const DEFAULT_SCENARIO = new URL('../simulators/scenarios/demo.yaml', import.meta.url).pathname;
+const DEFAULT_SCENARIO = new URL('./scenarios/demo.yaml', import.meta.url).pathname;
 
 type Values = Array<MetricValue<string>>;
 
