@@ -4,7 +4,8 @@ import { latestPerStart, readFields, type StoredRead } from '../shared/billing-s
 import type { BillingConfig } from '../contracts/config-billing.js';
 import { computeDailyRead } from '../domain/billing.js';
 import { assessRead, combineReads, periodOf, periodWindow } from '../domain/billing-period.js';
-import { dayWindow, localDay, nextDay, previousDay, tariffFor, type Tariff, type Tariffs } from '../domain/tariffs.js';
+import { dayWindow, localDay, nextDay, previousDay } from '../domain/local-time.js';
+import { tariffFor, type Tariff, type Tariffs } from '../domain/tariffs.js';
 import { lp } from '../shared/line-protocol.js';
 import type { MeterInfo } from '../shared/registry.js';
 import type { BillingSource } from './source.js';

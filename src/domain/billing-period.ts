@@ -1,6 +1,7 @@
 import type { Quality } from '../contracts/billing.js';
 import { emptyRead, type MeterRead } from './billing.js';
-import { dayWindow, type Tariff } from './tariffs.js';
+import { dayWindow } from './local-time.js';
+import type { Tariff } from './tariffs.js';
 
 /** Periods and the quality gate: daily reads combined into a billing period read. Pure. */
 

@@ -1,5 +1,6 @@
 import { apportion } from './billing-apportion.js';
-import { bandSegments, dayWindow, nextDay, singleBand, type BandSegment, type Tariff } from './tariffs.js';
+import { dayWindow, nextDay } from './local-time.js';
+import { bandSegments, singleBand, type BandSegment, type Tariff } from './tariffs.js';
 
 /**
  * Billing determinants from interval data: per meter and local day (then per period, billing-period.ts)

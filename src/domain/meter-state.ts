@@ -12,7 +12,7 @@ import {
 } from './intervals.js';
 import type { CommonLevelSettings } from './common-level.js';
 import { holidayDays } from './holidays.js';
-import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDate, localDayEnd, localParts, MINUTE_MS } from './local-time.js';
+import { ceilGrid, DAY_MS, floorGrid, gridOffsetMs, HOUR_MS, localDay, localDayEnd, localParts, MINUTE_MS } from './local-time.js';
 
 /**
  * One meter's whole stream state and the one function that advances it by a read. State in, state out:
@@ -422,7 +422,7 @@ export function closedDays(intervals: readonly Interval[], watermark: number, zo
   const days = new Set<string>();
   for (const iv of intervals) {
     if (iv.start >= watermark) continue;
-    if (localDayEnd(zone, iv.start) <= watermark) days.add(localDate(zone, iv.start));
+    if (localDayEnd(zone, iv.start) <= watermark) days.add(localDay(zone, iv.start));
   }
   return [...days];
 }

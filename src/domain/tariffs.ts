@@ -1,4 +1,5 @@
 import { DateTime, IANAZone } from 'luxon';
+import { DAY_MS, localParts, MINUTE_MS, offsetMinutes, type LocalParts } from './local-time.js';
 import { type CalendarConfig, DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES, type WeekdayName } from '../contracts/config-tariffs.js';
 
 /**
@@ -22,7 +23,7 @@ export interface Tariff {
   /** Local dates as y*10000+m*100+d. */
   readonly holidays: ReadonlySet<number>;
   readonly workdays: ReadonlySet<number>;
-  /** JS getUTCDay() numbers (0 = Sunday) that are weekend. */
+  /** Weekdays (0 = Monday … 6 = Sunday, as localParts counts them) that are weekend. */
   readonly weekend: ReadonlySet<number>;
   /** Minutes after local midnight where the band may change (0 included: the day kind changes at midnight). */
   readonly edges: readonly number[];
@@ -48,8 +49,6 @@ export class TariffConfigError extends Error {
 const BAND_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 const HHMM_RE = /^([01]\d|2[0-3]):([0-5]\d)$/;
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const MINUTE_MS = 60_000;
-const DAY_MS = 86_400_000;
 
 function dateKey(date: string, path: string): number {
   const m = DATE_RE.exec(date);
@@ -80,7 +79,7 @@ function compileTariff(name: string, cfg: TariffConfig, all: TariffsConfig, fall
     holidays = new Set(cal.holidays.map((d, i) => dateKey(d, `calendars.${cfg.calendar}.holidays.${i}`)));
     workdays = new Set((cal.workdays ?? []).map((d, i) => dateKey(d, `calendars.${cfg.calendar}.workdays.${i}`)));
   }
-  const weekend = new Set((cfg.weekend ?? ['sat', 'sun']).map((w) => (WEEKDAY_NAMES.indexOf(w) + 1) % 7));
+  const weekend = new Set((cfg.weekend ?? ['sat', 'sun']).map((w) => WEEKDAY_NAMES.indexOf(w)));
 
   const edges = new Set<number>([0]);
   const rules = cfg.rules.map((rule, ri) => {
@@ -146,54 +145,6 @@ export function compileTariffs(cfg: TariffsConfig, fallbackTimezone = 'UTC'): Ta
 /** The tariff named in the registry, or the default one for names the config does not know. */
 export function tariffFor(tariffs: Tariffs, name: string | undefined): Tariff {
   return (name === undefined ? undefined : tariffs.byName.get(name)) ?? tariffs.default;
-}
-
-// Zone offsets change only at DST/legislative transitions; caching them per 15-minute UTC bucket makes
-// bandAt plain arithmetic for the stream worker's hot path. A bucket is cached only when its offset is
-// the same at both ends, so a transition inside a bucket is still computed exactly.
-const BUCKET_MS = 15 * MINUTE_MS;
-const offsetCaches = new Map<string, Map<number, number>>();
-const MAX_CACHED_BUCKETS = 100_000;
-
-/** Offset of `zone` from UTC at `tsMs`, in minutes (east positive). */
-export function offsetMinutes(zone: string, tsMs: number): number {
-  let cache = offsetCaches.get(zone);
-  if (cache === undefined) {
-    cache = new Map();
-    offsetCaches.set(zone, cache);
-  }
-  const bucket = Math.floor(tsMs / BUCKET_MS);
-  const hit = cache.get(bucket);
-  if (hit !== undefined) return hit;
-  const z = IANAZone.create(zone);
-  const start = z.offset(bucket * BUCKET_MS);
-  const end = z.offset(bucket * BUCKET_MS + BUCKET_MS - 1);
-  if (start !== end) return z.offset(tsMs);
-  if (cache.size >= MAX_CACHED_BUCKETS) cache.clear();
-  cache.set(bucket, start);
-  return start;
-}
-
-interface LocalParts {
-  /** y*10000+m*100+d */
-  dateKey: number;
-  month: number;
-  /** 0 = Sunday */
-  weekday: number;
-  /** Milliseconds since local midnight. */
-  msOfDay: number;
-}
-
-function localParts(zone: string, tsMs: number): LocalParts {
-  const local = tsMs + offsetMinutes(zone, tsMs) * MINUTE_MS;
-  const d = new Date(local);
-  const month = d.getUTCMonth() + 1;
-  return {
-    dateKey: d.getUTCFullYear() * 10000 + month * 100 + d.getUTCDate(),
-    month,
-    weekday: d.getUTCDay(),
-    msOfDay: ((local % DAY_MS) + DAY_MS) % DAY_MS,
-  };
 }
 
 /** Holiday beats weekend; a listed workday is a weekday even on a weekend. */
@@ -298,53 +249,3 @@ export function singleBand(tariff: Tariff, fromMs: number, toMs: number): string
   return bandOfParts(tariff, p);
 }
 
-/** Local calendar date (YYYY-MM-DD) of instant `tsMs` in `zone`. */
-export function localDay(zone: string, tsMs: number): string {
-  const k = localParts(zone, tsMs).dateKey;
-  const y = Math.floor(k / 10000);
-  const m = Math.floor(k / 100) % 100;
-  const d = k % 100;
-  return `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}`;
-}
-
-export interface DayWindow {
-  day: string;
-  /** Epoch ms of local midnight starting the day. */
-  startMs: number;
-  /** Epoch ms of the next local midnight: 23 h or 25 h later on DST days. */
-  endMs: number;
-}
-
-/** UTC window of local day `day` (YYYY-MM-DD) in `zone`; throws RangeError on a malformed date. */
-export function dayWindow(zone: string, day: string): DayWindow {
-  const start = DateTime.fromISO(day, { zone });
-  if (!DATE_RE.test(day) || !start.isValid) throw new RangeError(`not a date YYYY-MM-DD: "${day}"`);
-  return { day, startMs: start.toMillis(), endMs: start.plus({ days: 1 }).toMillis() };
-}
-
-/** Local days from `fromDay` (inclusive) to `toDay` (exclusive), in calendar order. */
-export function daysBetween(fromDay: string, toDay: string): string[] {
-  const out: string[] = [];
-  let d = DateTime.fromISO(fromDay, { zone: 'UTC' });
-  const end = DateTime.fromISO(toDay, { zone: 'UTC' });
-  if (!d.isValid || !end.isValid) throw new RangeError(`not a date range YYYY-MM-DD: "${fromDay}" to "${toDay}"`);
-  while (d < end) {
-    out.push(d.toISODate() ?? '');
-    d = d.plus({ days: 1 });
-  }
-  return out;
-}
-
-/** The next local date after `day`. */
-export function nextDay(day: string): string {
-  const d = DateTime.fromISO(day, { zone: 'UTC' });
-  if (!d.isValid) throw new RangeError(`not a date YYYY-MM-DD: "${day}"`);
-  return d.plus({ days: 1 }).toISODate() ?? '';
-}
-
-/** The local date before `day`. */
-export function previousDay(day: string): string {
-  const d = DateTime.fromISO(day, { zone: 'UTC' });
-  if (!d.isValid) throw new RangeError(`not a date YYYY-MM-DD: "${day}"`);
-  return d.minus({ days: 1 }).toISODate() ?? '';
-}

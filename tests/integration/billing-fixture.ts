@@ -1,6 +1,7 @@
 import { Compile } from 'typebox/compile';
 import { BillingReadsResponse } from '../../src/contracts/billing.js';
-import { bandAt, dayWindow, type Tariff } from '../../src/domain/tariffs.js';
+import { dayWindow } from '../../src/domain/local-time.js';
+import { bandAt, type Tariff } from '../../src/domain/tariffs.js';
 import { int, lp } from '../../src/shared/line-protocol.js';
 import { Rng } from '../../simulators/prng.js';
 import type { Interval } from '../../src/domain/intervals.js';

@@ -3,7 +3,8 @@ import { apportion } from '../../src/domain/billing-apportion.js';
 import { computeDailyRead, type BillingInterval, type MeterRead } from '../../src/domain/billing.js';
 import { assessRead, combineReads, periodOf, periodWindow, type QualityConfig } from '../../src/domain/billing-period.js';
 import type { TariffsConfig } from '../../src/contracts/config-tariffs.js';
-import { compileTariffs, dayWindow, daysBetween, type Tariff } from '../../src/domain/tariffs.js';
+import { dayWindow, daysBetween } from '../../src/domain/local-time.js';
+import { compileTariffs, type Tariff } from '../../src/domain/tariffs.js';
 import { Rng } from '../../simulators/prng.js';
 
 const M = 60_000;

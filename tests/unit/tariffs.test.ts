@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { type TariffsConfig, TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';
 import { loadSection } from '../../src/shared/config.js';
-import {
-  bandAt, bandSegments, compileTariffs, dayWindow, daysBetween, localDay, singleBand, tariffFor,
-} from '../../src/domain/tariffs.js';
+import { dayWindow, daysBetween, localDay } from '../../src/domain/local-time.js';
+import { bandAt, bandSegments, compileTariffs, singleBand, tariffFor } from '../../src/domain/tariffs.js';
 
 const shipped = compileTariffs(loadSection('tariffs', TariffsConfigSchema, {}), 'UTC');
 const cn = tariffFor(shipped, 'cn-tou');
