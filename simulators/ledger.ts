@@ -1,4 +1,5 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { csvLines, toCsv, type CsvCell } from '../src/shared/csv.js';
 import type { LedgerRow } from './engine.js';
 
 /**
@@ -6,32 +7,30 @@ import type { LedgerRow } from './engine.js';
  * Billing exactness compares period totals with it; `published` = 0 marks ends no reading was sent for
  * (silent, unpowered, clock-skewed), where a pipeline can only estimate.
  */
-export const LEDGER_HEADER = 'meterId,tsMs,importWh,exportWh,published';
+export const LEDGER_HEADER = ['meterId', 'tsMs', 'importWh', 'exportWh', 'published'] as const;
 
-export function ledgerLine(r: LedgerRow): string {
-  return `${r.meterId},${r.ts},${r.importWh},${r.exportWh},${r.published ? 1 : 0}\n`;
-}
+const ledgerCells = (r: LedgerRow): CsvCell[] => [r.meterId, r.ts, r.importWh, r.exportWh, r.published ? 1 : 0];
 
 /** Buffered synchronous writer: the generator runs synchronously, and sync writes keep the memory flat. */
 export class LedgerWriter {
   private fd: number | undefined;
-  private buf = '';
+  private buf: CsvCell[][] = [];
   rows = 0;
 
   constructor(path: string) {
     this.fd = openSync(path, 'w');
-    this.buf = `${LEDGER_HEADER}\n`;
+    writeSync(this.fd, toCsv(LEDGER_HEADER, []));
   }
 
   write(r: LedgerRow): void {
-    this.buf += ledgerLine(r);
+    this.buf.push(ledgerCells(r));
     this.rows++;
-    if (this.buf.length >= 1 << 20) this.flush();
+    if (this.buf.length >= 20_000) this.flush();
   }
 
   flush(): void {
-    if (this.fd !== undefined && this.buf.length > 0) writeSync(this.fd, this.buf);
-    this.buf = '';
+    if (this.fd !== undefined && this.buf.length > 0) writeSync(this.fd, csvLines(this.buf));
+    this.buf = [];
   }
 
   close(): void {

@@ -1,10 +1,10 @@
-import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { ANOMALY_TYPES, type AnomalyType } from '../src/contracts/events.js';
 import type { AppConfig } from '../src/shared/config.js';
+import { readCsvRows } from '../src/shared/csv.js';
 import { createInflux, qid, type Influx } from '../src/shared/influx.js';
 import type { Logger } from '../src/shared/logger.js';
 import {
@@ -66,12 +66,9 @@ export function parseTruth(text: string, source = 'truth'): TruthRecord[] {
 /** ledger.csv (`meterId,tsMs,importWh,exportWh,published`), streamed: a CI fleet has over a million rows. */
 export async function readLedger(path: string, keep?: (meterId: string, tsMs: number) => boolean): Promise<LedgerPoint[]> {
   const out: LedgerPoint[] = [];
-  const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  let n = 0;
-  for await (const line of rl) {
+  let n = 1;
+  for await (const [meterId, ts, imp, , pub] of readCsvRows(path)) {
     n++;
-    if (n === 1 || line === '') continue;
-    const [meterId, ts, imp, , pub] = line.split(',');
     const tsMs = Number(ts);
     const importWh = Number(imp);
     if (meterId === undefined || !Number.isInteger(tsMs) || !Number.isInteger(importWh)) throw new ScoreInputError(`${path}:${n}: not a ledger row`);

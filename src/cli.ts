@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RegistryConfig } from './contracts/config-registry.js';
-import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from './contracts/registry-csv.js';
+import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from './shared/registry-csv.js';
 import { ROLES, type RoleName, startRoles } from './roles.js';
 import { runCommand } from './shared/command.js';
 import { loadSection, type AppConfig } from './shared/config.js';

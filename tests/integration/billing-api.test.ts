@@ -5,6 +5,7 @@ import { buildApp, type ApiApp } from '../../src/api/app.js';
 import { BillingCloser } from '../../src/billing/closer.js';
 import { influxBillingSource } from '../../src/billing/source.js';
 import { redisBillingState } from '../../src/billing/state.js';
+import { parseCsv } from '../../src/shared/csv.js';
 import type { BillingRead } from '../../src/contracts/billing.js';
 import { BillingConfig } from '../../src/contracts/config-billing.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
@@ -39,22 +40,6 @@ const meters: FixtureMeter[] = [
 const TOKEN = 'billing-reader-token';
 const OTHER = 'alerts-writer-token';
 
-/** RFC 4180-ish parser for the API's own CSV (quoted cells, doubled quotes). */
-function parseCsv(text: string): string[][] {
-  const out: string[][] = [];
-  let row: string[] = [];
-  let cell = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (c === '"') quoted = false; else cell += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') { row.push(cell); cell = ''; } else if (c === '\r') continue;
-    else if (c === '\n') { row.push(cell); out.push(row); row = []; cell = ''; } else cell += c;
-  }
-  return out;
-}
 
 describe('billing API', () => {
   let redisSrv: LocalService;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCustomersCsv, parseTransformersCsv } from '../../src/contracts/registry-csv.js';
+import { parseCustomersCsv, parseTransformersCsv } from '../../src/shared/registry-csv.js';
 import { allocate, generateFleet } from '../../simulators/fleet.js';
 import { CalendarClock, calendarAt, clearSky, seasonalFactor, shape, type ProfileKind } from '../../simulators/profiles.js';
 import { customersCsv, transformersCsv } from '../../simulators/registry-csv.js';

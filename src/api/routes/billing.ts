@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { DateTime } from 'luxon';
+import { toCsv } from '../../shared/csv.js';
 import { Type } from 'typebox';
 import { BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../contracts/billing.js';
 import { billingKeys, latestPerStart, parseStoredRead, toBillingRead, type StoredRead } from '../../shared/billing-store.js';
@@ -118,26 +119,14 @@ function groupByMeter(reads: readonly StoredRead[]): Map<string, StoredRead[]> {
 const CSV_HEAD = ['meterId', 'customerId', 'tariff', 'timezone', 'from', 'to', 'startRegisterWh', 'startInterpolated', 'endRegisterWh', 'endInterpolated', 'totalWh', 'exportWh'] as const;
 const CSV_TAIL = ['maxDemandW', 'maxDemandAt', 'intervals', 'estimatedIntervals', 'completeness', 'quality'] as const;
 
-function csvCell(v: string | number | boolean | null | undefined): string {
-  if (v === null || v === undefined) return '';
-  const s = String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
 /** Band columns `band_<name>_wh`: every configured band in config order, then any others found. */
 export function readsToCsv(items: readonly BillingRead[], tariffs: Tariffs): string {
   const bands = [...tariffs.allBands];
   for (const it of items) for (const b of Object.keys(it.bands)) if (!bands.includes(b)) bands.push(b);
   const header = [...CSV_HEAD, ...bands.map((b) => `band_${b}_wh`), ...CSV_TAIL];
-  const lines = [header.join(',')];
-  for (const it of items) {
-    lines.push([
-      ...CSV_HEAD.map((k) => csvCell(it[k])),
-      ...bands.map((b) => csvCell(it.bands[b])),
-      ...CSV_TAIL.map((k) => csvCell(it[k])),
-    ].join(','));
-  }
-  return lines.join('\r\n') + '\r\n';
+  const rows = items.map((it) => [...CSV_HEAD.map((k) => it[k]), ...bands.map((b) => it.bands[b]), ...CSV_TAIL.map((k) => it[k])]);
+  // RFC 4180 line ends: billing systems import this.
+  return toCsv(header, rows, '\r\n');
 }
 
 const isDay = (s: string): boolean => DateTime.fromISO(s, { zone: 'UTC' }).isValid;

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { CustomerRecord, TransformerRecord } from '../../contracts/registry.js';
-import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from '../../contracts/registry-csv.js';
+import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from '../../shared/registry-csv.js';
 import { METER_ID_PATTERN } from '../../contracts/reading.js';
 import type { RoutePlugin } from '../app.js';
 

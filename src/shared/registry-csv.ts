@@ -1,53 +1,11 @@
 import { Compile } from 'typebox/compile';
-import { CUSTOMER_CSV_HEADER, CustomerRecord, TRANSFORMER_CSV_HEADER, TransformerRecord } from './registry.js';
+import { CUSTOMER_CSV_HEADER, CustomerRecord, TRANSFORMER_CSV_HEADER, TransformerRecord } from '../contracts/registry.js';
+import { parseCsv } from './csv.js';
 
 export interface CsvRowError {
   line: number;
   field?: string;
   message: string;
-}
-
-/** RFC 4180-ish: quoted fields with "" escapes, CRLF or LF. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += c;
-  }
-  if (field !== '' || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows.filter((r) => !(r.length === 1 && r[0]?.trim() === ''));
-}
-
-function csvField(v: string | number | boolean): string {
-  const s = String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-export function toCsv(header: readonly string[], rows: Array<Record<string, string | number | boolean>>): string {
-  return [header.join(','), ...rows.map((r) => header.map((h) => csvField(r[h] ?? '')).join(','))].join('\n') + '\n';
 }
 
 type Coerce = 'string' | 'number' | 'boolean' | 'integer';
@@ -95,6 +53,3 @@ export function parseCustomersCsv(text: string): { records: CustomerRecord[]; er
 export function parseTransformersCsv(text: string): { records: TransformerRecord[]; errors: CsvRowError[] } {
   return parseRecords(text, TRANSFORMER_CSV_HEADER, { ratingKva: 'number' }, transformerValidator);
 }
-
-export const customersToCsv = (rs: CustomerRecord[]): string => toCsv(CUSTOMER_CSV_HEADER, rs);
-export const transformersToCsv = (rs: TransformerRecord[]): string => toCsv(TRANSFORMER_CSV_HEADER, rs);
