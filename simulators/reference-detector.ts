@@ -1,5 +1,6 @@
 import { CalendarClock } from './profiles.js';
 import type { MarkInput } from './score-intervals.js';
+import { median } from 'simple-statistics';
 
 /**
  * The issue's yardstick, to calibrate how hard a scenario is: per meter and slot of the week (local time), the
@@ -31,8 +32,8 @@ export class ReferenceDetector {
     const slot = (cal.weekday - 1) * 1440 + Math.round(cal.hour * 60);
     const hist = m.slots.get(slot) ?? [];
     if (hist.length >= this.opts.minHistory) {
-      const med = median(hist);
-      const mad = Math.max(1, median(hist.map((v) => Math.abs(v - med))));
+      const med = hist.length === 0 ? 0 : median(hist);
+      const mad = Math.max(1, hist.length === 0 ? 0 : median(hist.map((v) => Math.abs(v - med))));
       if (Math.abs(wh - med) > this.opts.mads * mad) this.marks.push({ meterId, start, end: ts, type: 'reference' });
     }
     hist.push(wh);
@@ -41,8 +42,3 @@ export class ReferenceDetector {
   }
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? 0 : ((s[Math.floor((n - 1) / 2)] ?? 0) + (s[Math.floor(n / 2)] ?? 0)) / 2;
-}

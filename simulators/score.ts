@@ -1,5 +1,6 @@
 import type { AnomalyType } from '../src/contracts/events.js';
 import { DETECTED_BY, MAGNITUDES, TRUTH_ANOMALIES, type Magnitude, type TruthAnomaly, type TruthRecord } from './truth.js';
+import { medianSorted } from 'simple-statistics';
 
 /**
  * Pure scoring of a pipeline run against the simulator's ground truth: detection quality per injected type (an
@@ -149,11 +150,7 @@ export function percentile(sorted: readonly number[], p: number): number | null 
 }
 
 export function median(sorted: readonly number[]): number | null {
-  const n = sorted.length;
-  if (n === 0) return null;
-  const lo = sorted[Math.floor((n - 1) / 2)];
-  const hi = sorted[Math.floor(n / 2)];
-  return lo === undefined || hi === undefined ? null : (lo + hi) / 2;
+  return sorted.length === 0 ? null : medianSorted([...sorted]);
 }
 
 export const ratio = (num: number, den: number): number | null => (den === 0 ? null : num / den);
