@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { billingKeys } from '../shared/billing-store.js';
 import { keys } from '../shared/redis.js';
+import { LuaScript } from '../shared/lua.js';
 
 /** Billing progress in Redis: the closed days per time zone and the closed periods. */
 export interface BillingState {
@@ -15,10 +16,10 @@ export interface BillingState {
 }
 
 // Days are YYYY-MM-DD, so string order is date order.
-const SET_IF_LATER = `
+const SET_IF_LATER = new LuaScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (not cur) or cur < ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-return 1`;
+return 1`);
 
 export function parsePeriodState(v: string | null | undefined): 'closing' | number | undefined {
   if (v === null || v === undefined) return undefined;
@@ -42,7 +43,7 @@ export function redisBillingState(redis: Redis): BillingState {
       return (await redis.hget(billingKeys.closedDays, timezone)) ?? undefined;
     },
     async markDayClosed(timezone, day) {
-      await redis.eval(SET_IF_LATER, 1, billingKeys.closedDays, timezone, day);
+      await SET_IF_LATER.run(redis, [billingKeys.closedDays], [timezone, day]);
     },
     async periodState(timezone, period) {
       return parsePeriodState(await redis.hget(billingKeys.closedPeriods, `${timezone}|${period}`));

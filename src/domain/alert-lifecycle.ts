@@ -2,6 +2,7 @@ import type { AlertChangeKind, AlertRecord } from '../contracts/alert.js';
 import type { AnomalyType, Severity, SubjectKind } from '../contracts/events.js';
 import type { CustomerClass } from '../contracts/registry.js';
 import { maxSeverity, severityRank } from './alert-severity.js';
+import { fnv1a32 } from './shard.js';
 
 /**
  * Alert lifecycle: open → acknowledged → resolved, with hysteresis, flapping and held notifications.
@@ -67,14 +68,6 @@ export function alertKey(type: AnomalyType, subject: string): string {
   return `${type}:${subject}`;
 }
 
-function fnv1a32(s: string, seed: number): number {
-  let h = seed >>> 0;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 /**
  * Stable alert id: the episode's first event time (base 36, fixed width, so ids sort by creation) and a 64-bit

@@ -1,6 +1,6 @@
-/** FNV-1a 32-bit: stable across processes and languages, cheap for short ids. */
-export function fnv1a32(s: string): number {
-  let h = 0x811c9dc5;
+/** FNV-1a 32-bit: stable across processes and languages, cheap for short ids. `seed`: another offset basis. */
+export function fnv1a32(s: string, seed = 0x811c9dc5): number {
+  let h = seed >>> 0;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);

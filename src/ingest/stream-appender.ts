@@ -1,5 +1,6 @@
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { MeterEvent, Reading } from '../contracts/reading.js';
+import { LuaScript } from '../shared/lua.js';
 import { keys, shardOf } from '../shared/redis.js';
 
 /**
@@ -14,7 +15,7 @@ import { keys, shardOf } from '../shared/redis.js';
  * score/member/json triples. Readings are appended as `r`, events as `e`. The stats hash counts readings appended
  * (`appended`), which gives stream lag and benchmarks. Returns a string of '1' (appended) / '0' (duplicate), one per item.
  */
-const APPEND_LUA = `
+const APPEND = new LuaScript(`
 local rx, win, ttl, field = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local fresh, flags, newest = {}, {}, {}
 for i = 3, #KEYS do
@@ -39,13 +40,7 @@ if #fresh > 0 then
   if field == 'r' then redis.call('HINCRBY', KEYS[2], 'appended', #fresh) end
 end
 return table.concat(flags)
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    mfAppend(numKeys: number, ...args: Array<string | number>): Result<string, Context>;
-  }
-}
+`);
 
 /** Readings per script call. */
 const MAX_PER_CALL = 1000;
@@ -67,9 +62,7 @@ export class StreamAppender {
     private readonly redis: Redis,
     private readonly shards: number,
     private readonly dedup: DedupOptions,
-  ) {
-    if (typeof redis.mfAppend !== 'function') redis.defineCommand('mfAppend', { lua: APPEND_LUA });
-  }
+  ) {}
 
   /**
    * Appends readings grouped by shard. Calls made in the same tick are coalesced into one script call per
@@ -112,11 +105,11 @@ export class StreamAppender {
       }
       await Promise.all(
         chunks.map(async ([shard, list]) => {
-          const args: Array<string | number> = [keys.readings(shard), keys.shardStats(shard)];
-          for (const { r } of list) args.push(keys.seen(shard, r.meterId));
-          args.push(rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'r');
+          const scriptKeys = [keys.readings(shard), keys.shardStats(shard)];
+          for (const { r } of list) scriptKeys.push(keys.seen(shard, r.meterId));
+          const args: Array<string | number> = [rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'r'];
           for (const { r } of list) args.push(r.ts, r.ts, JSON.stringify(r));
-          const flags = await this.redis.mfAppend(list.length + 2, ...args);
+          const flags = String(await APPEND.run(this.redis, scriptKeys, args));
           list.forEach(({ call, idx }, i) => {
             const row = fresh[call];
             if (row) row[idx] = flags[i] === '1';
@@ -147,14 +140,14 @@ export class StreamAppender {
     }
     const fresh = await Promise.all(
       [...byShard].map(async ([shard, list]) => {
-        const args: Array<string | number> = [keys.readings(shard), keys.shardStats(shard)];
-        for (const e of list) args.push(keys.seen(shard, e.meterId));
-        args.push(rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'e');
+        const scriptKeys = [keys.readings(shard), keys.shardStats(shard)];
+        for (const e of list) scriptKeys.push(keys.seen(shard, e.meterId));
+        const args: Array<string | number> = [rxMs, this.dedup.windowMs, this.dedup.ttlSeconds, 'e'];
         for (const e of list) {
           const json = JSON.stringify(e);
           args.push(e.ts, `e${json}`, json);
         }
-        const flags = await this.redis.mfAppend(list.length + 2, ...args);
+        const flags = String(await APPEND.run(this.redis, scriptKeys, args));
         return [...flags].filter((f) => f === '1').length;
       }),
     );

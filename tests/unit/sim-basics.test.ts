@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { fnv1a32, Rng } from '../../simulators/prng.js';
+import { Rng } from '../../simulators/prng.js';
+import { fnv1a32 } from '../../src/domain/shard.js';
 import { isoSeconds, parseDuration, resolveTimePoint, TimeSpecError } from '../../simulators/time-spec.js';
 import { loadScenario, ScenarioError } from '../../simulators/scenario.js';
 import { parseSimulateArgs, SimUsageError } from '../../simulators/cli.js';

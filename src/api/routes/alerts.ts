@@ -15,8 +15,8 @@ import { AlertStore } from '../../shared/alerts/store.js';
 import { Topology } from '../../shared/alerts/topology.js';
 import { loadSection } from '../../shared/config.js';
 import type { RoutePlugin } from '../app.js';
+import { ErrorBody } from '../../contracts/http.js';
 
-const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() });
 const ID_RE = /^[0-9a-z]{9}-[0-9a-f]{16}$/;
 
 const encodeCursor = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');

@@ -13,9 +13,9 @@ import { compileTariffs, tariffFor, type Tariffs } from '../../domain/tariffs.js
 import { loadSection } from '../../shared/config.js';
 import { qid, qregexAny, qstr, rows, type Influx, type InfluxSeries } from '../../shared/influx.js';
 import type { RoutePlugin } from '../app.js';
+import { ErrorBody } from '../../contracts/http.js';
 
 const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'Local date YYYY-MM-DD in each meter\'s tariff time zone' });
-const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), field: Type.Optional(Type.String()) });
 
 /** Local midnights lie within UTC−12…UTC+14 of the UTC date: a margin that finds every zone's day. */
 const ZONE_MARGIN_MS = 15 * 3_600_000;

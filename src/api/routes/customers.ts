@@ -4,6 +4,7 @@ import { CustomerRecord, TransformerRecord } from '../../contracts/registry.js';
 import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from '../../shared/registry-csv.js';
 import { METER_ID_PATTERN } from '../../contracts/reading.js';
 import type { RoutePlugin } from '../app.js';
+import { ErrorBody } from '../../contracts/http.js';
 
 const ImportResult = Type.Object({
   imported: Type.Integer(),
@@ -56,7 +57,7 @@ export const customerRoutes: RoutePlugin = async (app, deps) => {
     schema: {
       tags: ['registry'],
       params: Type.Object({ meterId: Type.String({ pattern: METER_ID_PATTERN }) }),
-      response: { 200: CustomerRecord, 404: Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() }) },
+      response: { 200: CustomerRecord, 404: ErrorBody },
     },
   }, async (req, reply) => {
     const m = await deps.registry.getMeter(req.params.meterId);

@@ -8,8 +8,8 @@ import { loadSection, type AppConfig } from '../../shared/config.js';
 import { ServiceError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { RoutePlugin } from '../app.js';
+import { ErrorBody } from '../../contracts/http.js';
 
-const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() });
 
 const RemoteReading = Type.Object({
   meterId: Type.String(),

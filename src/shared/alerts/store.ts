@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
 import { AlertChangeRecord, AlertRecord, DeadLetter, TrackerRecord, type AlertState } from '../../contracts/alert.js';
@@ -6,6 +5,7 @@ import type { AnomalyType, Severity } from '../../contracts/events.js';
 import { dueTimes, type AlertChange, type LifecycleConfig } from '../../domain/alert-lifecycle.js';
 import type { TrackerState } from '../../domain/alert-outage.js';
 import { shardOf } from '../../domain/shard.js';
+import { LuaScript } from '../lua.js';
 
 /**
  * Alert state in Redis. Every record (alert, key → current id pointer, transformer tracker) is a field of one hash
@@ -131,13 +131,8 @@ end
 return out
 `;
 
-interface Script {
-  src: string;
-  sha: string;
-}
-const script = (src: string): Script => ({ src, sha: createHash('sha1').update(src).digest('hex') });
-const CAS_SCRIPT = script(CAS);
-const READ_SCRIPT = script(READ);
+const CAS_SCRIPT = new LuaScript(CAS);
+const READ_SCRIPT = new LuaScript(READ);
 
 
 interface DocWrite {
@@ -250,16 +245,6 @@ export class AlertStore {
     return [...Array.from({ length: this.shards }, (_, s) => String(s)), 'all'];
   }
 
-  /** EVALSHA, loading the script on first use (or after a server restart). */
-  private async run(sc: Script, keys: string[], args: Array<string | number>): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(sc.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return this.redis.eval(sc.src, keys.length, ...keys, ...args);
-    }
-  }
-
   /** Loads doc fields and their versions in one MULTI, so content and version agree. */
   private async readFields(fields: string[]): Promise<Array<{ field: string; raw: string | null; version: string }>> {
     if (fields.length === 0) return [];
@@ -278,7 +263,7 @@ export class AlertStore {
   async load(keys: readonly string[], trackerId: string | null): Promise<Snapshot> {
     const snap = new Snapshot();
     snap.trackerId = trackerId;
-    const reply = await this.run(READ_SCRIPT, [this.keys.doc, this.keys.ver], [keys.length, ...keys.map(keyField), trackerId === null ? '' : trackerField(trackerId)]);
+    const reply = await READ_SCRIPT.run(this.redis, [this.keys.doc, this.keys.ver], [keys.length, ...keys.map(keyField), trackerId === null ? '' : trackerField(trackerId)]);
     const flat = Array.isArray(reply) ? reply.map((v: unknown) => (typeof v === 'string' ? v : String(v))) : [];
     if (flat.length !== keys.length * 6 + (trackerId === null ? 0 : 2)) throw new Error('alert store read returned an unexpected reply');
     keys.forEach((key, i) => {
@@ -427,7 +412,7 @@ export class AlertStore {
     args.push(changes.length);
     for (const c of changes) args.push(JSON.stringify(c));
 
-    const res = await this.run(CAS_SCRIPT, scriptKeys, args);
+    const res = await CAS_SCRIPT.run(this.redis, scriptKeys, args);
     if (res === 'dup' || res === 'conflict') return { status: res };
     if (res !== 'ok') throw new Error(`alert commit returned ${String(res)}`);
     return { status: 'ok', alerts: [...finals.values()], changes };
