@@ -60,9 +60,8 @@ function joinNegativeValues(argv: string[]): string[] {
 
 /** Flags → runSimulation options (without the broker credentials). Throws SimUsageError naming the bad flag. */
 export function parseSimulateArgs(argv: string[]): RunSimulationOptions & { help: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const parse = () =>
+    parseArgs({
       args: joinNegativeValues(argv),
       strict: true,
       allowPositionals: false,
@@ -73,7 +72,10 @@ export function parseSimulateArgs(argv: string[]): RunSimulationOptions & { help
         'max-in-flight': { type: 'string' }, 'no-responder': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
+    });
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    ({ values } = parse());
   } catch (err) {
     // node:util names the flag in its message ("Unknown option '--metres'"); keep it, drop the error code.
     const msg = err instanceof Error ? err.message : String(err);

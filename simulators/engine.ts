@@ -86,7 +86,7 @@ function pushTo<K, V>(map: Map<K, V[]>, k: K, v: V): void {
 }
 
 function clip(x: number, lim: number): number {
-  return x > lim ? lim : x < -lim ? -lim : x;
+  return x > lim ? lim : Math.max(x , -lim);
 }
 
 /** Student-t with `df` (≥ 3) degrees of freedom, scaled to unit variance: heavier tails than normal(). */

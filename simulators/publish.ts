@@ -164,7 +164,8 @@ function writeInputs(dir: string, scenario: ResolvedScenario, sim: Simulation): 
 export async function runSimulation(opts: RunSimulationOptions): Promise<SimSummary> {
   const scenario = typeof opts.scenario === 'object' ? opts.scenario : loadScenario(opts.scenario, opts, { now: opts.now ?? Date.now() });
   const fleet = generateFleet(scenario);
-  const ledger = opts.outDir === undefined ? undefined : (mkdirSync(opts.outDir, { recursive: true }), new LedgerWriter(join(opts.outDir, 'ledger.csv')));
+  if (opts.outDir !== undefined) mkdirSync(opts.outDir, { recursive: true });
+  const ledger = opts.outDir === undefined ? undefined : new LedgerWriter(join(opts.outDir, 'ledger.csv'));
   const sim = new Simulation(fleet, scenario, { batch: typeof opts.scenario === 'object' ? opts.batch : undefined, onLedger: ledger ? (r) => ledger.write(r) : undefined });
   if (opts.outDir !== undefined) writeInputs(opts.outDir, sim.scenario, sim);
   await opts.onFleet?.(fleet, sim.plan);

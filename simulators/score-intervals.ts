@@ -139,7 +139,10 @@ function meterData(truth: readonly TruthRecord[], marks: readonly MarkInput[], o
   const byMeter = new Map<string, MeterData>();
   const get = (meterId: string, iv?: number): MeterData => {
     let d = byMeter.get(meterId);
-    if (d === undefined) byMeter.set(meterId, (d = { labels: [], spans: [], excused: [], flags: [], iv: opts.defaultIntervalMinutes * 60_000 }));
+    if (d === undefined) {
+      d = { labels: [], spans: [], excused: [], flags: [], iv: opts.defaultIntervalMinutes * 60_000 };
+      byMeter.set(meterId, d);
+    }
     if (iv !== undefined) d.iv = iv;
     return d;
   };

@@ -185,9 +185,9 @@ export function closeByOperator(t: TrackerState, endedAt: number): TrackerState 
 /** Whether a per-meter alert of event time `ts` is covered by an outage on its transformer. */
 export function suppressionOf(t: TrackerState | undefined, meterId: string, ts: number, windowMs: number): Suppression {
   if (t === undefined) return NO_SUPPRESSION;
-  if (t.active !== null && t.active.affected.includes(meterId)) return { kind: 'active', outageId: t.active.alertId };
+  if (t.active?.affected.includes(meterId)) return { kind: 'active', outageId: t.active.alertId };
   const last = t.last;
-  if (last !== null && last.affected.includes(meterId)) {
+  if (last?.affected.includes(meterId)) {
     if (last.stillDown.includes(meterId)) return { kind: 'stillDown', outageId: last.alertId, since: last.endedAt };
     // Stragglers of the outage (a silent verdict for the interval the power came back in) belong to it too.
     if (ts <= last.endedAt + windowMs) return { kind: 'absorbed', outageId: last.alertId };

@@ -46,7 +46,10 @@ export function commonFactor(c: CommonLevel): number {
 export function addSample(c: CommonLevel, hour: number, hourOfDay: number, logRatio: number): void {
   if (hour < c.closedUntil || !Number.isFinite(logRatio)) return;
   let p = c.pending.get(hour);
-  if (p === undefined) c.pending.set(hour, (p = { hourOfDay: ((hourOfDay % 24) + 24) % 24, ratios: [] }));
+  if (p === undefined) {
+    p = { hourOfDay: ((hourOfDay % 24) + 24) % 24, ratios: [] };
+    c.pending.set(hour, p);
+  }
   p.ratios.push(Math.max(-1, Math.min(1, logRatio)));
 }
 

@@ -1,6 +1,6 @@
-import { DateTime, IANAZone } from 'luxon';
+import { IANAZone } from 'luxon';
 import { DAY_MS, localParts, MINUTE_MS, offsetMinutes, type LocalParts } from './local-time.js';
-import { type CalendarConfig, DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES, type WeekdayName } from '../contracts/config-tariffs.js';
+import { DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES, } from '../contracts/config-tariffs.js';
 
 /**
  * Time-of-use tariffs: which band (peak, flat, valley, …) an instant falls in, in the tariff's local time.

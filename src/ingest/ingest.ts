@@ -6,7 +6,6 @@ import type { LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
-import { keys } from '../shared/redis.js';
 import type { BrokerStats } from './broker-monitor.js';
 import { DeadLetterQueue } from './dead-letters.js';
 import { parseMessage, parseTopic, type ParseLimits } from './parse.js';

@@ -88,14 +88,14 @@ export class StreamAppender {
     const rxMs = Math.max(...calls.map((c) => c.rxMs));
     // Per shard: the readings in arrival order, and where each came from.
     const byShard = new Map<number, Array<{ r: Reading; call: number; idx: number }>>();
-    calls.forEach((c, call) =>
+    calls.forEach((c, call) => {
       c.readings.forEach((r, idx) => {
         const s = shardOf(r.meterId, this.shards);
         const list = byShard.get(s);
         if (list) list.push({ r, call, idx });
         else byShard.set(s, [{ r, call, idx }]);
-      }),
-    );
+      });
+    });
     const fresh = calls.map((c) => new Array<boolean>(c.readings.length).fill(false));
     try {
       // Bounded script calls: a long script blocks Redis for everyone else.

@@ -243,7 +243,7 @@ export function loadSection<S extends TSchema>(name: string, schema: S, env: Env
     const first = validator.Errors(merged)[0];
     const at = first ? first.instancePath.replace(/^\//, '').replaceAll('/', '.') : '';
     const source = optional(env, 'MF_CONFIG') === undefined ? `config/${name}.yaml` : `config/${name}.yaml + MF_CONFIG`;
-    throw new ConfigError(`${source}: ${name}${at ? '.' + at : ''}`, first?.message ?? 'a value matching the schema');
+    throw new ConfigError(`${source}: ${name}${at ? `.${at}` : ''}`, first?.message ?? 'a value matching the schema');
   }
   return deepFreeze(merged);
 }

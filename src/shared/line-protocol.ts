@@ -6,9 +6,9 @@ import type { Reading } from '../contracts/reading.js';
 
 export type FieldValue = number | boolean | string | { int: number } | undefined;
 
-export const escTag = (s: string): string => s.replace(/[,= \\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
-const escMeasurement = (s: string): string => s.replace(/[, \\]/g, (c) => '\\' + c);
-const escString = (s: string): string => s.replace(/["\\]/g, (c) => '\\' + c).replace(/\n/g, '\\n');
+export const escTag = (s: string): string => s.replace(/[,= \\]/g, (c) => `\\${c}`).replace(/\n/g, '\\n');
+const escMeasurement = (s: string): string => s.replace(/[, \\]/g, (c) => `\\${c}`);
+const escString = (s: string): string => s.replace(/["\\]/g, (c) => `\\${c}`).replace(/\n/g, '\\n');
 
 /** Integer field (`i` suffix); plain numbers are floats. */
 export const int = (n: number): { int: number } => ({ int: Math.trunc(n) });

@@ -21,7 +21,8 @@ describe('fault suite: chaos', () => {
   it('5 minutes of random faults under load: nothing acknowledged lost, nothing counted twice', async () => {
     const seed = Number(process.env.MF_CHAOS_SEED ?? Date.now() % 100_000);
     const rng = new Rng(seed, 'chaos');
-    const r = rig = await FaultRig.start();
+    rig = await FaultRig.start();
+    const r = rig;
     // 5+ minutes at one interval per 150 ms is ~22 days of event time: start 60 days back.
     const flow = await r.startPipeline(40, 150, 60);
     const faults: Array<[string, () => Promise<void>]> = [

@@ -261,7 +261,10 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     let hold: () => void = () => undefined;
     const held = new Promise<void>((r) => (hold = r));
     // The first delivery is held while the rest queue up behind it; the single notify slot then picks by priority.
-    const h = await harness({ notifyConcurrency: 1, responder: async (n) => (n === 1 ? (await held, 200) : 200) });
+    const h = await harness({ notifyConcurrency: 1, responder: async (n) => {
+      if (n === 1) await held;
+      return 200;
+    } });
     await h.send([event('spike', 'M-P0', T0)]);
     await waitFor('first request', () => h.receiver.requests.length === 1);
     await h.send([

@@ -94,7 +94,9 @@ const meters = Array.from({ length: 60 }, (_, i) => `M-${i}`);
 describe('outage storm', () => {
   it('60 meters gasp and fall silent: exactly one outage notice, no per-meter notice; restored with its figures', () => {
     const s = new MemAlerts();
-    meters.forEach((m, i) => s.event(ev('lastGasp', m, T0 + i * 200)));
+    meters.forEach((m, i) => {
+      s.event(ev('lastGasp', m, T0 + i * 200));
+    });
     expect(s.notices).toEqual(['opened outage:T-9']);
     s.sweep(T0 + IV); // held last-gasp notices come due: all parked under the outage
     // Silence detected 3 intervals later, per meter.
@@ -130,7 +132,9 @@ describe('outage storm', () => {
   it('a meter still dead after the outage gets its own notice after a fresh hold', () => {
     const s = new MemAlerts();
     const twenty = meters.slice(0, 20);
-    twenty.forEach((m, i) => s.event(ev('lastGasp', m, T0 + i * 100)));
+    twenty.forEach((m, i) => {
+      s.event(ev('lastGasp', m, T0 + i * 100));
+    });
     for (const m of twenty) s.event(ev('silent', m, T0 + 2 * IV));
     expect(s.notices).toEqual(['opened outage:T-9']);
     const back = T0 + 60 * MIN;
@@ -159,7 +163,7 @@ describe('outage storm', () => {
 
   it('an operator closing an outage takes its meters with it', () => {
     const s = new MemAlerts();
-    meters.slice(0, 30).forEach((m) => s.event(ev('lastGasp', m, T0)));
+    for (const m of meters.slice(0, 30)) s.event(ev('lastGasp', m, T0));
     const outage = s.get('outage:T-9');
     expect(outage?.state).toBe('open');
     if (!outage) return;
@@ -200,7 +204,9 @@ describe('events applied out of order (concurrent workers)', () => {
   it('restores applied before their gasps (a replay): the outage is still seen in event time, opened and over at once', () => {
     const s = new MemAlerts();
     for (const m of meters) s.event(ev('powerRestored', m, T0 + 5 * MIN));
-    meters.forEach((m, i) => s.event(ev('lastGasp', m, T0 + i * 100)));
+    meters.forEach((m, i) => {
+      s.event(ev('lastGasp', m, T0 + i * 100));
+    });
     s.sweep(T0 + 4 * IV, NOW + 3_600_000);
     expect(s.get('outage:T-9')).toMatchObject({
       state: 'resolved',

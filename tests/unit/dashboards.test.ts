@@ -236,6 +236,7 @@ describe('query expansion', () => {
     ['WHERE $timeFilter', undefined, '30d', {}, 'WHERE time >= 1765238400000ms and time <= 1767830400000ms'],
     ['"meter" =~ /^$meter$/', undefined, undefined, { meter: { values: ['M-1.2'] } }, '"meter" =~ /^M-1\\.2$/'],
     ['"feeder" =~ /^$feeder$/', undefined, undefined, { feeder: { values: ['F/1', 'F(2)'] } }, '"feeder" =~ /^(F\\/1|F\\(2\\))$/'],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a Grafana variable, not a template literal
     ['"feeder" =~ /^${feeder}$/', undefined, undefined, { feeder: { all: true } }, '"feeder" =~ /^.*$/'],
     ["tz('$tz')", undefined, undefined, { tz: { values: ['Europe/Madrid'] } }, "tz('Europe/Madrid')"],
   ] as const)('%s (min %s, from %s)', (query, minInterval, timeFrom, values, expected) => {

@@ -67,13 +67,13 @@ describe('spike, scale-free (minExcessShare instead of an absolute demand floor)
     { name: 'a 500 kW building', meanWh: 125_000 },
   ])('$name: 2.4× the mean fires (excess 2.2× the mean), 2.1× the mean (10.5× the quiet slot, excess 1.9×) does not', ({ meanWh }) => {
     const m = testMeter({ contractKw: 0 });
-    const fire = run([quiet(meanWh, 2.4 * meanWh)], m, initialDetectors()).events.map((e) => `${e.type} ${e.status}`);
-    const none = run([quiet(meanWh, 2.1 * meanWh)], m, initialDetectors()).events;
+    const fire = runFree([quiet(meanWh, 2.4 * meanWh)], m, initialDetectors()).events.map((e) => `${e.type} ${e.status}`);
+    const none = runFree([quiet(meanWh, 2.1 * meanWh)], m, initialDetectors()).events;
     expect(fire).toEqual(['spike firing']);
     expect(none).toEqual([]);
   });
 
-  function run(series: IntervalFacts[], m: typeof meter, det: DetectorState) {
+  function runFree(series: IntervalFacts[], m: typeof meter, det: DetectorState) {
     const events: DetectionEvent[] = [];
     for (const iv of series) events.push(...evaluateInterval(det, iv, m, free).events);
     return { events };

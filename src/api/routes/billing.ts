@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify';
 import { DateTime } from 'luxon';
 import { toCsv } from '../../shared/csv.js';
 import { Type } from 'typebox';
-import { BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../contracts/billing.js';
+import { type BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../contracts/billing.js';
 import { billingKeys, latestPerStart, parseStoredRead, toBillingRead, type StoredRead } from '../../shared/billing-store.js';
 import { BillingConfig } from '../../contracts/config-billing.js';
 import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
@@ -158,7 +158,7 @@ export const billingRoutes: RoutePlugin = async (app, deps) => {
     503: ErrorBody,
   };
 
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler((err, _req, reply) => {
     if (err instanceof BadField) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message, field: err.field });
     throw err; // the app's handler (validation 400, ServiceError 503, …)
   });

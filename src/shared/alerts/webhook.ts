@@ -11,7 +11,7 @@ export const HEADER_SIGNATURE = 'x-meterflow-signature';
 export const HEADER_IDEMPOTENCY = 'idempotency-key';
 
 export function signWebhook(secret: string, timestampSec: number, body: string): string {
-  return 'sha256=' + createHmac('sha256', secret).update(`${timestampSec}.${body}`).digest('hex');
+  return `sha256=${createHmac('sha256', secret).update(`${timestampSec}.${body}`).digest('hex')}`;
 }
 
 export type VerifyResult = { ok: true } | { ok: false; reason: 'missing' | 'stale' | 'mismatch' };
