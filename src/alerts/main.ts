@@ -12,10 +12,9 @@ import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher, notifyBackoff } from './dispatcher.js';
 import { notifyProcessor } from './notifier.js';
-import { AlertService, CaughtUpWatermarks, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
-import { engineConfig, routingConfig, webhookTargets } from '../shared/alerts/settings.js';
-import { AlertStore } from '../shared/alerts/store.js';
-import { Topology } from '../shared/alerts/topology.js';
+import { type AlertService, CaughtUpWatermarks, createAlertService, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
+import { routingConfig, webhookTargets } from '../shared/alerts/settings.js';
+import type { AlertStore } from '../shared/alerts/store.js';
 
 export interface AlertsOptions {
   /** Section already loaded (tests tune it); default config/alerts.yaml (+ MF_CONFIG). */
@@ -48,7 +47,6 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   const cfg = opts.alerts ?? loadSection('alerts', AlertsConfig);
   const registryCfg = loadSection('registry', RegistryConfig);
   const targets = webhookTargets(cfg, opts.env ?? secretEnv());
-  const engine = engineConfig(cfg);
   const keyPrefix = opts.keyPrefix ?? 'mf';
   const watermarkKey = opts.keyPrefix === undefined ? sharedKeys.watermark : `${keyPrefix}:watermark`;
   const bull = opts.queuePrefix === undefined ? {} : { prefix: opts.queuePrefix };
@@ -79,11 +77,8 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     writer = influx.writer({ batchSize: 1000, flushMs: 1000, quarantine: influxQuarantine(redis, `alerts:${config.instance}`, 100_000) });
   }
 
-  const store = new AlertStore(redis, engine.lifecycle, config.streamShards, keyPrefix, engine.outage.suppressTypes);
-  const topology = new Topology(new RegistryStore(redis, registryCfg.defaults));
-  const service = new AlertService(store, topology, engine, log, {
-    dedupSeconds: cfg.worker.dedupHours * 3600,
-    retentionMs: cfg.lifecycle.retentionDays * 86_400_000,
+  const { store, service } = createAlertService(redis, new RegistryStore(redis, registryCfg.defaults), cfg, config.streamShards, log, {
+    keyPrefix,
     onConflict: () => m.conflicts.inc(),
   });
 

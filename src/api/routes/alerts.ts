@@ -9,10 +9,7 @@ import {
   toAlertView,
 } from '../../contracts/alert.js';
 import { AlertsConfig } from '../../contracts/config-alerts.js';
-import { AlertService } from '../../shared/alerts/service.js';
-import { engineConfig } from '../../shared/alerts/settings.js';
-import { AlertStore } from '../../shared/alerts/store.js';
-import { Topology } from '../../shared/alerts/topology.js';
+import { createAlertService } from '../../shared/alerts/service.js';
 import { loadSection } from '../../shared/config.js';
 import type { RoutePlugin } from '../app.js';
 import { ErrorBody } from '../../contracts/http.js';
@@ -41,12 +38,7 @@ const notFound = (id: string) => ({ statusCode: 404, error: 'Not Found', message
  */
 export const alertRoutes: RoutePlugin = async (app, deps) => {
   const cfg = loadSection('alerts', AlertsConfig);
-  const engine = engineConfig(cfg);
-  const store = new AlertStore(deps.redis, engine.lifecycle, deps.config.streamShards, 'mf', engine.outage.suppressTypes);
-  const service = new AlertService(store, new Topology(deps.registry), engine, deps.log.child({ component: 'api-alerts' }), {
-    dedupSeconds: cfg.worker.dedupHours * 3600,
-    retentionMs: cfg.lifecycle.retentionDays * 86_400_000,
-  });
+  const { store, service } = createAlertService(deps.redis, deps.registry, cfg, deps.config.streamShards, deps.log.child({ component: 'api-alerts' }));
 
   app.get('/api/v1/alerts', {
     preHandler: deps.auth(),

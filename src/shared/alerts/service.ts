@@ -12,10 +12,14 @@ import {
   type OperatorAction,
 } from '../../domain/alert-engine.js';
 import { dueTimes } from '../../domain/alert-lifecycle.js';
+import type { Redis } from 'ioredis';
+import type { AlertsConfig } from '../../contracts/config-alerts.js';
 import type { Logger } from '../logger.js';
+import type { RegistryStore } from '../registry.js';
+import { engineConfig } from './settings.js';
 import { KeyedLock } from './keyed-lock.js';
-import type { AlertStore, Snapshot } from './store.js';
-import type { Topology } from './topology.js';
+import { AlertStore, type Snapshot } from './store.js';
+import { Topology } from './topology.js';
 
 /** Event-time watermarks per stream shard (hash `mf:watermark`). */
 export interface Watermarks {
@@ -265,3 +269,26 @@ export class AlertService {
     return deleted;
   }
 }
+
+/**
+ * The alert store and service as the alerts role and the API both use them (one wiring): alert records under
+ * `keyPrefix`, the transformer topology from the registry, the engine settings and retention from config/alerts.yaml.
+ */
+export function createAlertService(
+  redis: Redis,
+  registry: RegistryStore,
+  cfg: AlertsConfig,
+  shards: number,
+  log: Logger,
+  opts: { keyPrefix?: string; onConflict?: () => void } = {},
+): { store: AlertStore; service: AlertService } {
+  const engine = engineConfig(cfg);
+  const store = new AlertStore(redis, engine.lifecycle, shards, opts.keyPrefix ?? 'mf', engine.outage.suppressTypes);
+  const service = new AlertService(store, new Topology(registry), engine, log, {
+    dedupSeconds: cfg.worker.dedupHours * 3600,
+    retentionMs: cfg.lifecycle.retentionDays * 86_400_000,
+    ...(opts.onConflict === undefined ? {} : { onConflict: opts.onConflict }),
+  });
+  return { store, service };
+}
+
