@@ -15,6 +15,7 @@ import { notifyProcessor } from './notifier.js';
 import { type AlertService, CaughtUpWatermarks, createAlertService, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
 import { routingConfig, webhookTargets } from '../shared/alerts/settings.js';
 import type { AlertStore } from '../shared/alerts/store.js';
+import { statsLoop } from '../shared/stats.js';
 
 export interface AlertsOptions {
   /** Section already loaded (tests tune it); default config/alerts.yaml (+ MF_CONFIG). */
@@ -173,8 +174,8 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
 
   // Pipeline-health points for the dashboard, every 10 s.
   let prev = { ...totals };
-  const statsTimer = writer === null ? undefined : setInterval(() => {
-    writer?.write([
+  const stats = writer === null ? undefined : statsLoop(10, log, () => {
+    const lines = [
       lp('pipeline', { role: 'alerts', instance: config.instance }, {
         events: int(totals.events - prev.events),
         alert_changes: int(totals.changes - prev.changes),
@@ -182,17 +183,17 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
         notify_retries: int(totals.retries - prev.retries),
         notify_dead: int(totals.dead - prev.dead),
       }, Date.now()),
-    ]);
+    ];
     prev = { ...totals };
-  }, 10_000);
-  statsTimer?.unref();
+    return lines;
+  }, (lines) => writer?.write(lines));
 
   log.info({ webhooks: [...targets.keys()], routes: cfg.routes.length, keyPrefix }, 'alerts started');
 
   const close = once(async () => {
     stopped = true;
     if (timer) clearTimeout(timer);
-    if (statsTimer) clearInterval(statsTimer);
+    stats?.stop();
     // Stop taking work; in-flight jobs finish (BullMQ waits for them).
     await Promise.all([eventsWorker.close(), notifyWorker.close()]);
     await sweeping?.catch(() => undefined);

@@ -6,6 +6,7 @@ import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { startBrokerMonitor } from './broker-monitor.js';
 import { Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
+import { statsLoop } from '../shared/stats.js';
 
 export interface IngestHandle extends RoleHandle {
   readonly ingestor: Ingestor;
@@ -34,16 +35,15 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
 
   const broker = await startBrokerMonitor(config.mqtt, `${config.mqtt.clientId}-sys`, log);
   let prev = ingestor.snapshot();
-  const stats = setInterval(() => {
-    const now = Date.now();
-    writer.write(ingestor.statsLines(prev, now, broker.stats));
+  const stats = statsLoop(cfg.statsIntervalSeconds, log, () => {
+    const lines = ingestor.statsLines(prev, Date.now(), broker.stats);
     prev = ingestor.snapshot();
-  }, cfg.statsIntervalSeconds * 1000);
-  stats.unref();
+    return lines;
+  }, (lines) => writer.write(lines));
   log.info({ shards: config.streamShards, connections: cfg.connections, influxApi: influx.api }, 'ingest started');
 
   const close = once(async () => {
-    clearInterval(stats);
+    stats.stop();
     await Promise.all(sources.map((s) => s.close()));
     await broker.close();
     writer.write(ingestor.statsLines(prev, Date.now(), broker.stats));

@@ -18,6 +18,7 @@ import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { LoadAggregator } from './load-aggregator.js';
 import { addCounts, type BatchCounts, emptyCounts, type MeterRecord, type Recompute } from './shard-work.js';
 import { StreamWorker } from './worker.js';
+import { statsLoop } from '../shared/stats.js';
 
 export interface StreamHandle extends RoleHandle {
   readonly worker: StreamWorker;
@@ -186,20 +187,18 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     deadByReason.clear();
     return lines;
   }
-  const stats = setInterval(() => {
-    void (async () => {
-      const lens = await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))));
-      writer.write(statsLines(Date.now(), period, lens.reduce((a, b) => a + b, 0)));
-      Object.assign(period, emptyCounts());
-    })().catch((err: unknown) => log.warn({ err }, 'stats failed'));
-  }, det.worker.statsSeconds * 1000);
-  stats.unref();
+  const stats = statsLoop(det.worker.statsSeconds, log, async () => {
+    const lens = await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))));
+    const lines = statsLines(Date.now(), period, lens.reduce((a, b) => a + b, 0));
+    Object.assign(period, emptyCounts());
+    return lines;
+  }, (lines) => writer.write(lines));
 
   await worker.start();
   log.info({ shards, consumer: `stream-${config.workerIndex}`, influxApi: influx.api, timezone: config.timezone }, 'stream worker started');
 
   const close = once(async () => {
-    clearInterval(stats);
+    stats.stop();
     await worker.stop();
     writer.write(statsLines(Date.now(), period, 0));
     await writer.close();
