@@ -11,7 +11,9 @@ import { keys } from '../shared/redis.js';
  * Transformer and fleet load across shards and workers. Each meter interval is one hash field
  * (`meterId@start` → net W) of its transformer's aggregation interval, so re-processing a read
  * overwrites instead of adding. An interval is judged once every shard's watermark has passed its
- * end; a late contribution re-queues it. Judging twice is harmless: same points, same event ids.
+ * end; a late contribution re-queues it. Judging twice is harmless: same points, same event ids. An interval
+ * leaves the queue only after its points are in InfluxDB and its events enqueued (`emit`), so a crash in between
+ * judges it again instead of losing it.
  */
 
 export interface LoadDeps {
@@ -20,7 +22,8 @@ export interface LoadDeps {
   aggMs: number;
   retainMs: number;
   transformer(id: string): Promise<TransformerRecord | undefined>;
-  write(lines: string[]): void;
+  /** Writes the lines to InfluxDB and enqueues the events; resolves once both are durable. */
+  emit(lines: string[], events: DetectionEvent[]): Promise<void>;
 }
 
 const sumValues = (vals: string[]): number => vals.reduce((a, v) => a + (Number.isFinite(Number(v)) ? Number(v) : 0), 0);
@@ -62,10 +65,12 @@ export class LoadAggregator {
     return wms.length === 0 ? undefined : Math.min(...wms);
   }
 
-  /** Judges every transformer and fleet interval the watermark has closed; returns the events to enqueue. */
-  async judgeDue(maxItems = 5000): Promise<DetectionEvent[]> {
+  /** Judges every transformer and fleet interval the watermark has closed, emits the points and events, then dequeues them. */
+  async judgeDue(maxItems = 5000): Promise<void> {
     const wm = await this.fleetWatermark();
-    if (wm === undefined) return [];
+    if (wm === undefined) return;
+    // Applied once the outputs are emitted: the dequeues and the judged state.
+    const after = this.d.redis.multi();
     const r = this.d.redis;
     const events: DetectionEvent[] = [];
     const lines: string[] = [];
@@ -104,10 +109,10 @@ export class LoadAggregator {
         write
           .hset(streamKeys.systemLoad(d.slot), d.tid, String(netW))
           .zadd(streamKeys.systemDue, d.slot + this.d.aggMs, String(d.slot))
-          .zadd(streamKeys.loadGc, d.slot + this.d.aggMs + this.d.retainMs, streamKeys.load(d.tid, d.slot))
-          .zrem(streamKeys.loadDue, d.member);
+          .zadd(streamKeys.loadGc, d.slot + this.d.aggMs + this.d.retainMs, streamKeys.load(d.tid, d.slot));
+        after.zrem(streamKeys.loadDue, d.member);
       });
-      for (const [tid, st] of state) if (Number.isFinite(st.slot)) write.hset(streamKeys.loadActive, tid, `${st.slot}|${st.active ? 1 : 0}`);
+      for (const [tid, st] of state) if (Number.isFinite(st.slot)) after.hset(streamKeys.loadActive, tid, `${st.slot}|${st.active ? 1 : 0}`);
       await write.exec();
     }
 
@@ -124,17 +129,17 @@ export class LoadAggregator {
       const inOrder = slot >= sys.slot;
       if (j.event !== undefined && (j.event.status === 'firing' || inOrder)) events.push(j.event);
       if (inOrder) sys = { slot, active: j.active };
-      const m = r.multi();
-      if (inOrder) m.hset(streamKeys.loadActive, 'system', `${slot}|${j.active ? 1 : 0}`);
-      await m.zadd(streamKeys.loadGc, slot + this.d.aggMs + this.d.retainMs, key).zrem(streamKeys.systemDue, member).exec();
+      await r.zadd(streamKeys.loadGc, slot + this.d.aggMs + this.d.retainMs, key);
+      after.zrem(streamKeys.systemDue, member);
     }
+    if (sysDue.length > 0 && Number.isFinite(sys.slot)) after.hset(streamKeys.loadActive, 'system', `${sys.slot}|${sys.active ? 1 : 0}`);
 
     const old = await r.zrangebyscore(streamKeys.loadGc, '-inf', wm, 'LIMIT', 0, maxItems);
     if (old.length > 0) await r.multi().del(...old).zrem(streamKeys.loadGc, ...old).exec();
     // Transformer and system events are anomalies too (Grafana annotates them); the subject goes in the `meter` tag.
     for (const e of events) lines.push(anomalyLine(e));
-    this.d.write(lines);
-    return events;
+    await this.d.emit(lines, events);
+    await after.exec();
   }
 }
 

@@ -126,7 +126,11 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     aggMs,
     retainMs: det.feederOverload.retainHours * 3_600_000,
     transformer: (id) => cache.transformer(id),
-    write: (lines) => writer.write(lines),
+    emit: async (lines, events) => {
+      writer.write(lines);
+      await writer.flush();
+      await enqueueEvents(events);
+    },
   });
   let lastJudge = 0;
   const period = emptyCounts();
@@ -155,7 +159,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     idle: async () => {
       if (Date.now() - lastJudge < 1000) return;
       lastJudge = Date.now();
-      await enqueueEvents(await load.judgeDue());
+      await load.judgeDue();
     },
     onBatch: (shard, out, ms) => {
       batchSeconds.observe(ms / 1000);
@@ -200,6 +204,13 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const close = once(async () => {
     stats.stop();
     await worker.stop();
+    // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
+    // leaving it to a later start (a replay then judges the same intervals the same way).
+    try {
+      await load.judgeDue(Number.MAX_SAFE_INTEGER);
+    } catch (err) {
+      log.warn({ err }, 'final load judging failed; the next start judges those intervals');
+    }
     writer.write(statsLines(Date.now(), period, 0));
     await writer.close();
     await influx.close();
