@@ -65,7 +65,13 @@ export interface DemoView {
 }
 
 /** The live status block (pure: metrics and progress in, lines out). */
-export function renderDemo(view: DemoView, values: Map<string, Values>, prevIngested: number, dtSec: number, now: number): { lines: string[]; ingested: number } {
+export function renderDemo(
+  view: DemoView,
+  values: Map<string, Values>,
+  prevIngested: number,
+  dtSec: number,
+  now: number,
+): { lines: string[]; ingested: number } {
   const ingested = total(values, 'meterflow_ingest_readings_total', { result: 'accepted' });
   const rate = dtSec > 0 ? Math.max(0, ingested - prevIngested) / dtSec : 0;
   const sim = view.sim;
@@ -77,10 +83,16 @@ export function renderDemo(view: DemoView, values: Map<string, Values>, prevInge
     `simulated time  ${sim ? new Date(sim.simTime).toISOString().slice(0, 16).replace('T', ' ') : '…'} UTC ${bar(simFrac)}${sim?.done ? '  (fleet done)' : ''}`,
     `published       ${n(sim?.readings ?? 0)} readings, ${n(sim?.duplicates ?? 0)} duplicates, ${n(sim?.malformed ?? 0)} malformed, ${n(sim?.events ?? 0)} meter events`,
     `ingest          ${n(rate).padStart(7)} readings/s   accepted ${n(ingested)}   duplicates ${n(total(values, 'meterflow_ingest_readings_total', { result: 'duplicate' }))}   rejected ${n(total(values, 'meterflow_ingest_rejected_total'))} (dead-lettered)`,
-    `stream worker   processed ${n(total(values, 'meterflow_stream_readings_total'))} readings   ${byLabel(values, 'meterflow_stream_readings_total', 'outcome').map(([k, v]) => `${k} ${n(v)}`).join(', ')}`,
+    `stream worker   processed ${n(total(values, 'meterflow_stream_readings_total'))} readings   ${byLabel(values, 'meterflow_stream_readings_total', 'outcome')
+      .map(([k, v]) => `${k} ${n(v)}`)
+      .join(', ')}`,
     `anomalies       ${anomalies.length ? anomalies.map(([k, v]) => `${k} ${n(v)}`).join(', ') : 'none yet'}`,
     `alerts          active ${n(total(values, 'meterflow_alerts_active'))}   events handled ${n(total(values, 'meterflow_alert_events_total'))}   notifications ${notes.length ? notes.map(([k, v]) => `${k} ${n(v)}`).join(', ') : '0'}`,
-    `billing reads   ${byLabel(values, 'meterflow_billing_reads_written_total', 'job').map(([k, v]) => `${k} ${n(v)}`).join(', ') || 'none yet (days close as the watermark passes them)'}`,
+    `billing reads   ${
+      byLabel(values, 'meterflow_billing_reads_written_total', 'job')
+        .map(([k, v]) => `${k} ${n(v)}`)
+        .join(', ') || 'none yet (days close as the watermark passes them)'
+    }`,
     ...view.links,
   ];
   return { lines, ingested };
@@ -135,7 +147,10 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
     started.push(mqtt);
     let influxUrl = baseConfig.influx.url;
     let influxNote = `InfluxDB ${influxUrl} (database/bucket ${baseConfig.influx.bucket})`;
-    const answers = await fetch(`${influxUrl}/ping`).then((r) => r.status === 204, () => false);
+    const answers = await fetch(`${influxUrl}/ping`).then(
+      (r) => r.status === 204,
+      () => false,
+    );
     if (!answers) {
       const influx = await startInfluxd({ log: say });
       started.push(influx);
@@ -145,7 +160,8 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
     say(`  redis ${redis.url}   mosquitto ${mqtt.url}   influxdb ${influxUrl}`);
 
     const token = isSet('API_TOKENS') ? undefined : `demo-${randomBytes(12).toString('hex')}`;
-    const apiPort = baseConfig.api.port !== 0 && (isSet('API_PORT') || !(await portAnswers('127.0.0.1', baseConfig.api.port))) ? baseConfig.api.port : await freePort();
+    const apiPort =
+      baseConfig.api.port !== 0 && (isSet('API_PORT') || !(await portAnswers('127.0.0.1', baseConfig.api.port))) ? baseConfig.api.port : await freePort();
     const config = loadConfigWith({
       REDIS_URL: redis.url,
       MQTT_URL: mqtt.url,

@@ -86,7 +86,7 @@ function pushTo<K, V>(map: Map<K, V[]>, k: K, v: V): void {
 }
 
 function clip(x: number, lim: number): number {
-  return x > lim ? lim : Math.max(x , -lim);
+  return x > lim ? lim : Math.max(x, -lim);
 }
 
 /** Student-t with `df` (≥ 3) degrees of freedom, scaled to unit variance: heavier tails than normal(). */
@@ -146,10 +146,24 @@ export class Simulation {
     this.states = fleet.meters.map((m) => {
       const rng = new Rng(s.seed, `meter:${m.meterId}`);
       return {
-        importWh: m.startImportWh, exportWh: m.startExportWh, importFrac: 0, exportFrac: 0, seq: 0,
-        noise: p.noise * clip(rng.normal(), 3), dayKey: -1, dayFactor: 1, powerW: 0, frozen: undefined,
-        latest: undefined, reachable: true, rng, vrng: new Rng(s.seed, `volt:${m.meterId}`),
-        xrng: new Rng(s.seed, `traits:${m.meterId}`), occ: 1, burstLeft: 0, burstFactor: 1,
+        importWh: m.startImportWh,
+        exportWh: m.startExportWh,
+        importFrac: 0,
+        exportFrac: 0,
+        seq: 0,
+        noise: p.noise * clip(rng.normal(), 3),
+        dayKey: -1,
+        dayFactor: 1,
+        powerW: 0,
+        frozen: undefined,
+        latest: undefined,
+        reachable: true,
+        rng,
+        vrng: new Rng(s.seed, `volt:${m.meterId}`),
+        xrng: new Rng(s.seed, `traits:${m.meterId}`),
+        occ: 1,
+        burstLeft: 0,
+        burstFactor: 1,
       };
     });
     this.byId = new Map(fleet.meters.map((m) => [m.meterId, m.index]));
@@ -161,7 +175,11 @@ export class Simulation {
     this.temperature = new WeatherSeries(s.seed, s.fromMs, s.toMs, p.weather);
     this.holidays = holidayKeys(s.calendar.holidays);
     this.clock = new CalendarClock(s.timezone);
-    this.scratch = fleet.groups.map((g) => ({ load: new Float64Array(g.meters.length), pv: new Float64Array(g.meters.length), exportW: new Float64Array(g.meters.length) }));
+    this.scratch = fleet.groups.map((g) => ({
+      load: new Float64Array(g.meters.length),
+      pv: new Float64Array(g.meters.length),
+      exportW: new Float64Array(g.meters.length),
+    }));
     for (const inj of this.plan.injections) this.index(inj);
   }
 
@@ -227,8 +245,14 @@ export class Simulation {
       const m = this.fleet.meters[e.meter];
       if (m === undefined) continue;
       out.push({
-        topic: `meters/${m.meterId}/events`, payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.ts)}","event":"${e.event}"}`,
-        meterId: m.meterId, ts: e.ts, at: e.ts, kind: 'event', readings: 0, rejects: 0,
+        topic: `meters/${m.meterId}/events`,
+        payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.ts)}","event":"${e.event}"}`,
+        meterId: m.meterId,
+        ts: e.ts,
+        at: e.ts,
+        kind: 'event',
+        readings: 0,
+        rejects: 0,
       });
     }
 
@@ -379,7 +403,8 @@ export class Simulation {
         if (t % iv !== 0 || st === undefined) return;
         const vNoise = st.vrng.normal();
         const pvRise = m.pvKwp > 0 ? (0.02 * (exports[k] ?? 0)) / (m.pvKwp * 1000) : 0;
-        let voltageV = nominal * Math.min(1.07, Math.max(0.93, 1 + (this.groupOffset[gi] ?? 0) - 0.04 * utilization + pvRise)) + p.voltage.noise * clip(vNoise, 3);
+        let voltageV =
+          nominal * Math.min(1.07, Math.max(0.93, 1 + (this.groupOffset[gi] ?? 0) - 0.04 * utilization + pvRise)) + p.voltage.noise * clip(vNoise, 3);
         let skewMs = 0;
         let suppressed = outageRead !== undefined;
         let flat = false;
@@ -391,7 +416,11 @@ export class Simulation {
         }
         st.seq++;
         const powerW = Math.round(st.powerW);
-        let values = { powerW, voltageV: Math.round(voltageV * 10) / 10, currentA: Math.round((Math.abs(powerW) / (m.threePhase ? 3 * voltageV : voltageV)) * 100) / 100 };
+        let values = {
+          powerW,
+          voltageV: Math.round(voltageV * 10) / 10,
+          currentA: Math.round((Math.abs(powerW) / (m.threePhase ? 3 * voltageV : voltageV)) * 100) / 100,
+        };
         // A stuck meter repeats its last values, not only its register.
         if (flat && st.frozen) values = st.frozen;
         else st.frozen = values;
@@ -406,7 +435,16 @@ export class Simulation {
         }
         const ooo = this.oooByKey.get(key(m.index, t));
         if (ooo) {
-          pushTo(this.held, t + ooo.delayIntervals * iv, { topic: `meters/${m.meterId}/readings`, payload, meterId: m.meterId, ts: t, at: t, kind: 'late', readings: 1, rejects: 0 });
+          pushTo(this.held, t + ooo.delayIntervals * iv, {
+            topic: `meters/${m.meterId}/readings`,
+            payload,
+            meterId: m.meterId,
+            ts: t,
+            at: t,
+            kind: 'late',
+            readings: 1,
+            rejects: 0,
+          });
           return;
         }
         normal.push({ meter: m, payload });
@@ -443,7 +481,12 @@ export class Simulation {
       out.push({
         topic: `meters/${m.meterId}/events`,
         payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.startMs)}","event":"meterExchange","installWh":${e.newStartWh},"removalWh":${st.importWh},"installExportWh":0}`,
-        meterId: m.meterId, ts: e.startMs, at: e.startMs, kind: 'event', readings: 0, rejects: 0,
+        meterId: m.meterId,
+        ts: e.startMs,
+        at: e.startMs,
+        kind: 'event',
+        readings: 0,
+        rejects: 0,
       });
     }
   }
@@ -468,7 +511,16 @@ export class Simulation {
             else this.scheduleDuplicate(r.meter, r.payload, t, d);
           }
         }
-        const msg: SimMessage = { topic: `concentrators/${concentrator}/readings`, payload: `[${parts.join(',')}]`, meterId: concentrator, ts: t, at: t, kind: 'batch', readings: chunk.length, rejects };
+        const msg: SimMessage = {
+          topic: `concentrators/${concentrator}/readings`,
+          payload: `[${parts.join(',')}]`,
+          meterId: concentrator,
+          ts: t,
+          at: t,
+          kind: 'batch',
+          readings: chunk.length,
+          rejects,
+        };
         out.push(msg);
         if (dup) {
           // The concentrator re-sends the whole array (its good readings) after a lost acknowledgement.
@@ -481,7 +533,16 @@ export class Simulation {
     for (const r of readings) {
       const topic = `meters/${r.meter.meterId}/readings`;
       const bad = this.badByKey.has(key(r.meter.index, t));
-      out.push({ topic, payload: bad ? `[${r.payload},${badElement(r.meter.meterId, t)}]` : r.payload, meterId: r.meter.meterId, ts: t, at: t, kind: 'reading', readings: 1, rejects: bad ? 1 : 0 });
+      out.push({
+        topic,
+        payload: bad ? `[${r.payload},${badElement(r.meter.meterId, t)}]` : r.payload,
+        meterId: r.meter.meterId,
+        ts: t,
+        at: t,
+        kind: 'reading',
+        readings: 1,
+        rejects: bad ? 1 : 0,
+      });
       const d = this.dupByKey.get(key(r.meter.index, t));
       if (d) this.scheduleDuplicate(r.meter, r.payload, t, d);
     }
@@ -492,7 +553,16 @@ export class Simulation {
   }
 
   private scheduleDuplicate(m: MeterModel, payload: string, t: number, d: Extract<Injection, { type: 'duplicate' }>): void {
-    pushTo(this.held, t + d.delayIntervals * m.intervalMinutes * 60_000, { topic: `meters/${m.meterId}/readings`, payload, meterId: m.meterId, ts: t, at: t, kind: 'duplicate', readings: 1, rejects: 0 });
+    pushTo(this.held, t + d.delayIntervals * m.intervalMinutes * 60_000, {
+      topic: `meters/${m.meterId}/readings`,
+      payload,
+      meterId: m.meterId,
+      ts: t,
+      at: t,
+      kind: 'duplicate',
+      readings: 1,
+      rejects: 0,
+    });
   }
 
   /** A concentrator back online: its backlog, oldest first, as concentrator arrays or per-meter arrays. */
@@ -502,7 +572,16 @@ export class Simulation {
     if (this.batch > 1) {
       for (let at = 0; at < held.length; at += this.batch) {
         const chunk = held.slice(at, at + this.batch);
-        out.push({ topic: `concentrators/${concentrator}/readings`, payload: `[${chunk.map((r) => r.payload).join(',')}]`, meterId: concentrator, ts: chunk[chunk.length - 1]?.ts ?? t, at: t, kind: 'backlog', readings: chunk.length, rejects: 0 });
+        out.push({
+          topic: `concentrators/${concentrator}/readings`,
+          payload: `[${chunk.map((r) => r.payload).join(',')}]`,
+          meterId: concentrator,
+          ts: chunk[chunk.length - 1]?.ts ?? t,
+          at: t,
+          kind: 'backlog',
+          readings: chunk.length,
+          rejects: 0,
+        });
       }
       return;
     }
@@ -513,7 +592,16 @@ export class Simulation {
         const chunk = list.slice(at, at + this.scenario.backlogChunk);
         const first = chunk[0];
         if (!first) continue;
-        out.push({ topic: `meters/${first.meter.meterId}/readings`, payload: `[${chunk.map((r) => r.payload).join(',')}]`, meterId: first.meter.meterId, ts: chunk[chunk.length - 1]?.ts ?? t, at: t, kind: 'backlog', readings: chunk.length, rejects: 0 });
+        out.push({
+          topic: `meters/${first.meter.meterId}/readings`,
+          payload: `[${chunk.map((r) => r.payload).join(',')}]`,
+          meterId: first.meter.meterId,
+          ts: chunk[chunk.length - 1]?.ts ?? t,
+          at: t,
+          kind: 'backlog',
+          readings: chunk.length,
+          rejects: 0,
+        });
       }
     }
   }

@@ -56,9 +56,7 @@ const CONTRACT_STEPS_KW: Record<CustomerClass, readonly number[]> = {
   industrial: [50, 80, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500],
   critical: [50, 80, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500],
 };
-const STANDARD_KVA: readonly number[] = [
-  25, 50, 63, 75, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500, 3150, 4000, 5000,
-];
+const STANDARD_KVA: readonly number[] = [25, 50, 63, 75, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500, 3150, 4000, 5000];
 
 function stepAtLeast(steps: readonly number[], value: number, beyond: number): number {
   for (const s of steps) if (s >= value) return s;
@@ -100,9 +98,15 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
   const n = f.meters;
   const pad = (i: number, width: number) => String(i).padStart(width, '0');
 
-  const classCounts = allocate(CUSTOMER_CLASSES.map((c) => [c, f.classMix[c]]), n);
+  const classCounts = allocate(
+    CUSTOMER_CLASSES.map((c) => [c, f.classMix[c]]),
+    n,
+  );
   const classes = rng.shuffle(CUSTOMER_CLASSES.flatMap((c) => Array<CustomerClass>(classCounts.get(c) ?? 0).fill(c)));
-  const intervalCounts = allocate(scenario.intervals.map((m) => [String(m), intervalShare(scenario, m)]), n);
+  const intervalCounts = allocate(
+    scenario.intervals.map((m) => [String(m), intervalShare(scenario, m)]),
+    n,
+  );
   const intervals = rng.shuffle(scenario.intervals.flatMap((m) => Array<IntervalMinutes>(intervalCounts.get(String(m)) ?? 0).fill(m)));
 
   const pvEligible = classes.flatMap((c, i) => (c === 'residential' || c === 'commercial' ? [i] : []));
@@ -141,7 +145,10 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
   const large = rng.shuffle(drafts.flatMap((d, i) => (d.cls === 'industrial' || d.cls === 'critical' ? [i] : [])));
   const small = rng.shuffle(drafts.flatMap((d, i) => (d.cls === 'industrial' || d.cls === 'critical' ? [] : [i])));
   const chunks: number[][] = [];
-  for (const [list, sizes] of [[small, f.metersPerTransformer], [large, f.metersPerIndustrialTransformer]] as const) {
+  for (const [list, sizes] of [
+    [small, f.metersPerTransformer],
+    [large, f.metersPerIndustrialTransformer],
+  ] as const) {
     const min = Math.max(1, Math.round(sizes[0]));
     for (let at = 0; at < list.length; ) {
       let size = Math.max(min, rng.int(min, Math.max(min, Math.round(sizes[1]))));
@@ -191,7 +198,10 @@ export function generateFleet(scenario: ResolvedScenario): Fleet {
   // The engine clips noise at 3 sigma, so one customer's load never exceeds `worst` times its noise-free value.
   const worst = Math.exp(3 * (p.noise + p.dailyNoise + p.occupancy)) * burstHeadroom;
   const groups: TransformerGroup[] = chunks.map((chunk, t) => {
-    const members = chunk.map((i) => meters[i]).filter((m): m is MeterModel => m !== undefined).sort((a, b) => a.index - b.index);
+    const members = chunk
+      .map((i) => meters[i])
+      .filter((m): m is MeterModel => m !== undefined)
+      .sort((a, b) => a.index - b.index);
     let peakW = 0;
     for (const off of tempOffsets) {
       for (const sp of SIZING_POINTS) {

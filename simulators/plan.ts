@@ -129,7 +129,9 @@ class Planner {
     const earliest = Math.ceil(lo / align) * align;
     const latest = Math.floor((hi - durationMs) / align) * align;
     if (latest < earliest) {
-      throw new ScenarioError(`${what}: an injection of ${(durationMs / HOUR).toFixed(2)} h does not fit between ${isoSeconds(lo)} and ${isoSeconds(hi)}; widen the window or the date range`);
+      throw new ScenarioError(
+        `${what}: an injection of ${(durationMs / HOUR).toFixed(2)} h does not fit between ${isoSeconds(lo)} and ${isoSeconds(hi)}; widen the window or the date range`,
+      );
     }
     return earliest + align * this.rng.int(0, Math.round((latest - earliest) / align));
   }
@@ -205,14 +207,23 @@ class Planner {
       for (const magnitude of this.magnitudes(c.count, c.subtleShare)) {
         const p = c[magnitude];
         // A coincident residential evening peak needs a street transformer with a few households on it.
-        const group = this.takeGroup('anomalies.feederOverload', (g) => g.meters.length >= 5 && g.meters.filter((m) => m.class === 'residential').length * 2 >= g.meters.length);
+        const group = this.takeGroup(
+          'anomalies.feederOverload',
+          (g) => g.meters.length >= 5 && g.meters.filter((m) => m.class === 'residential').length * 2 >= g.meters.length,
+        );
         const g = this.fleet.groups[group];
         const hours = Math.max(1, Math.round(draw(this.rng, p.hours)));
         const startMs = this.eveningStart(win, hours * HOUR, c.startLocalHour);
         const factor = draw(this.rng, p.factor);
         this.add({
-          type: 'feederOverload', id: this.nextId('feederOverload'), magnitude, startMs, endMs: startMs + hours * HOUR, group,
-          factor, targetW: (g?.transformer.ratingKva ?? 0) * 1000 * factor,
+          type: 'feederOverload',
+          id: this.nextId('feederOverload'),
+          magnitude,
+          startMs,
+          endMs: startMs + hours * HOUR,
+          group,
+          factor,
+          targetW: (g?.transformer.ratingKva ?? 0) * 1000 * factor,
         });
       }
     }
@@ -256,30 +267,50 @@ class Planner {
       const moderate = Math.round(c.count * c.moderateShare);
       const list: Magnitude[] = this.magnitudes(c.count - moderate, c.subtleShare);
       list.splice(list.filter((x) => x === 'clear').length, 0, ...Array<Magnitude>(moderate).fill('moderate'));
-      this.meterAnomaly('drop', (m, magnitude) => (magnitude === 'moderate' ? noPv(m) : smallCustomer(m)), list, (m, magnitude, win) => {
-        const p = c[magnitude];
-        return this.span(m, win, 'anomalies.drop', draw(this.rng, p.hours), { bypass: draw(this.rng, p.bypass) });
-      });
+      this.meterAnomaly(
+        'drop',
+        (m, magnitude) => (magnitude === 'moderate' ? noPv(m) : smallCustomer(m)),
+        list,
+        (m, magnitude, win) => {
+          const p = c[magnitude];
+          return this.span(m, win, 'anomalies.drop', draw(this.rng, p.hours), { bypass: draw(this.rng, p.bypass) });
+        },
+      );
     }
     // A stuck register only shows where the meter would have moved: skip the quietest customers.
-    this.meterAnomaly('flatline', (m) => noPv(m) && m.meanW >= 300, this.mags('flatline'), (m, magnitude, win) => {
-      const p = a.flatline[magnitude];
-      return this.span(m, win, 'anomalies.flatline', draw(this.rng, p.hours), {});
-    });
+    this.meterAnomaly(
+      'flatline',
+      (m) => noPv(m) && m.meanW >= 300,
+      this.mags('flatline'),
+      (m, magnitude, win) => {
+        const p = a.flatline[magnitude];
+        return this.span(m, win, 'anomalies.flatline', draw(this.rng, p.hours), {});
+      },
+    );
     this.meterAnomaly('reverseFlow', noPv, this.mags('reverseFlow'), (m, magnitude, win) => {
       const p = a.reverseFlow[magnitude];
       return this.span(m, win, 'anomalies.reverseFlow', draw(this.rng, p.hours), { fraction: draw(this.rng, p.fraction) });
     });
-    this.meterAnomaly('voltage', () => true, this.mags('voltage'), (m, magnitude, win) => {
-      const c = a.voltage;
-      const p = c[magnitude];
-      const variant = this.rng.chance(c.swellShare) ? 'swell' : 'sag';
-      return this.spanIntervals(m, win, 'anomalies.voltage', draw(this.rng, p.intervals), { variant, level: draw(this.rng, p[variant]) });
-    });
-    this.meterAnomaly('silent', () => true, this.mags('silent'), (m, magnitude, win) => {
-      const p = a.silent[magnitude];
-      return this.spanIntervals(m, win, 'anomalies.silent', draw(this.rng, p.intervals), {});
-    });
+    this.meterAnomaly(
+      'voltage',
+      () => true,
+      this.mags('voltage'),
+      (m, magnitude, win) => {
+        const c = a.voltage;
+        const p = c[magnitude];
+        const variant = this.rng.chance(c.swellShare) ? 'swell' : 'sag';
+        return this.spanIntervals(m, win, 'anomalies.voltage', draw(this.rng, p.intervals), { variant, level: draw(this.rng, p[variant]) });
+      },
+    );
+    this.meterAnomaly(
+      'silent',
+      () => true,
+      this.mags('silent'),
+      (m, magnitude, win) => {
+        const p = a.silent[magnitude];
+        return this.spanIntervals(m, win, 'anomalies.silent', draw(this.rng, p.intervals), {});
+      },
+    );
     this.meterAnomaly('customerPeak', noPv, this.mags('customerPeak'), (m, magnitude, win) => {
       const p = a.customerPeak[magnitude];
       const iv = m.intervalMinutes * 60_000;
@@ -288,11 +319,16 @@ class Planner {
       const startMs = this.start('anomalies.customerPeak', win, n * iv, iv);
       return { startMs, endMs: startMs + n * iv, extra: { factor, powerW: m.contractKw * 1000 * factor } };
     });
-    this.meterAnomaly('registerReset', () => true, this.mags('registerReset'), (m, magnitude, win) => {
-      const iv = m.intervalMinutes * 60_000;
-      const startMs = this.start('anomalies.registerReset', win, iv, iv);
-      return { startMs, endMs: startMs + iv, extra: { newStartWh: Math.round(draw(this.rng, a.registerReset[magnitude].newStartWh)) } };
-    });
+    this.meterAnomaly(
+      'registerReset',
+      () => true,
+      this.mags('registerReset'),
+      (m, magnitude, win) => {
+        const iv = m.intervalMinutes * 60_000;
+        const startMs = this.start('anomalies.registerReset', win, iv, iv);
+        return { startMs, endMs: startMs + iv, extra: { newStartWh: Math.round(draw(this.rng, a.registerReset[magnitude].newStartWh)) } };
+      },
+    );
 
     this.moderateAnomalies(noPv);
 
@@ -333,9 +369,21 @@ class Planner {
       // Round-robin over the variants, so a handful of malformed messages already covers every rejection reason.
       const variant = variants[i % variants.length] ?? 'notJson';
       const m = cleanPick('transport.malformed');
-      const ts = variant === 'badElementInBatch' ? this.readingTime('transport.malformed', m, whole, 0) : this.start('transport.malformed', [this.s.fromMs + 900_000, this.s.toMs], 0, 900_000);
+      const ts =
+        variant === 'badElementInBatch'
+          ? this.readingTime('transport.malformed', m, whole, 0)
+          : this.start('transport.malformed', [this.s.fromMs + 900_000, this.s.toMs], 0, 900_000);
       const other = this.rng.pick(this.fleet.meters.filter((o) => o.index !== m.index).concat(this.fleet.meters.length === 1 ? [m] : []));
-      this.add({ type: 'malformed', id: this.nextId('malformed'), magnitude: 'clear', meter: m.index, startMs: ts, endMs: ts, variant, otherMeter: other.index });
+      this.add({
+        type: 'malformed',
+        id: this.nextId('malformed'),
+        magnitude: 'clear',
+        meter: m.index,
+        startMs: ts,
+        endMs: ts,
+        variant,
+        otherMeter: other.index,
+      });
     }
   }
 
@@ -346,7 +394,11 @@ class Planner {
    * A meter for a moderate injection and the injection's span: meters with no clear injection, each taking up to
    * `moderatePerMeter` moderate ones (as real buildings show several labelled runs), two days apart at least.
    */
-  private placeModerate<T extends { startMs: number; endMs: number }>(what: string, eligible: (m: MeterModel) => boolean, make: (m: MeterModel) => T): { m: MeterModel; v: T } {
+  private placeModerate<T extends { startMs: number; endMs: number }>(
+    what: string,
+    eligible: (m: MeterModel) => boolean,
+    make: (m: MeterModel) => T,
+  ): { m: MeterModel; v: T } {
     const per = this.s.anomalies.moderatePerMeter;
     const gap = 2 * 86_400_000;
     for (let attempt = 0; attempt < 50; attempt++) {
@@ -366,7 +418,13 @@ class Planner {
   /** Moderate and collective anomalies (magnitude `moderate`), after the clear ones so their draws stay as they were. */
   private moderateAnomalies(noPv: (m: MeterModel) => boolean): void {
     const a = this.s.anomalies;
-    const base = (type: string, m: MeterModel, startMs: number, endMs: number) => ({ id: this.nextId(type), magnitude: 'moderate' as const, startMs, endMs, meter: m.index });
+    const base = (type: string, m: MeterModel, startMs: number, endMs: number) => ({
+      id: this.nextId(type),
+      magnitude: 'moderate' as const,
+      startMs,
+      endMs,
+      meter: m.index,
+    });
     const iv = (m: MeterModel) => m.intervalMinutes * 60_000;
     const hasDayShape = (m: MeterModel) => m.profile === 'commercial' || m.profile === 'industrialTwoShift' || m.profile === 'residential';
     {
@@ -419,7 +477,11 @@ class Planner {
       for (let i = 0; i < c.count; i++) {
         const hours = draw(this.rng, c.hours);
         // A stuck value only shows where the meter would have moved: skip the quietest customers.
-        const { m, v: sp } = this.placeModerate('anomalies.stuck', (x) => noPv(x) && x.meanW >= 300, (m) => this.span(m, win, 'anomalies.stuck', hours, {}));
+        const { m, v: sp } = this.placeModerate(
+          'anomalies.stuck',
+          (x) => noPv(x) && x.meanW >= 300,
+          (m) => this.span(m, win, 'anomalies.stuck', hours, {}),
+        );
         const c2 = this.cal(sp.startMs - iv(m) / 2);
         const wh = Math.max(1, Math.round((expectedLoadW(m, { ...c2, weekday: c2.holiday ? 7 : c2.weekday }, this.s.profile.seasonal) * iv(m)) / HOUR));
         this.add({ ...base('stuck', m, sp.startMs, sp.endMs), type: 'stuck', wh });
@@ -432,7 +494,12 @@ class Planner {
         const whPerHour = this.rng.pick(c.whPerHour);
         const hours = draw(this.rng, c.hours);
         const { m, v: sp } = this.placeModerate('anomalies.placeholder', noPv, (m) => this.span(m, win, 'anomalies.placeholder', hours, {}));
-        this.add({ ...base('placeholder', m, sp.startMs, sp.endMs), type: 'placeholder', whPerHour, wh: Math.max(1, Math.round((whPerHour * m.intervalMinutes) / 60)) });
+        this.add({
+          ...base('placeholder', m, sp.startMs, sp.endMs),
+          type: 'placeholder',
+          whPerHour,
+          wh: Math.max(1, Math.round((whPerHour * m.intervalMinutes) / 60)),
+        });
       }
     }
     {
@@ -440,10 +507,14 @@ class Planner {
       const win = this.window(c.window);
       for (let i = 0; i < c.count; i++) {
         const share = draw(this.rng, c.share);
-        const { m, v } = this.placeModerate('anomalies.lowDay', (x) => noPv(x) && x.class !== 'residential', () => {
-          const [startMs, endMs] = this.localDays('anomalies.lowDay', win, 1, true);
-          return { startMs, endMs };
-        });
+        const { m, v } = this.placeModerate(
+          'anomalies.lowDay',
+          (x) => noPv(x) && x.class !== 'residential',
+          () => {
+            const [startMs, endMs] = this.localDays('anomalies.lowDay', win, 1, true);
+            return { startMs, endMs };
+          },
+        );
         this.add({ ...base('lowDay', m, v.startMs, v.endMs), type: 'lowDay', share });
       }
     }
@@ -454,10 +525,14 @@ class Planner {
         const days = Math.max(1, Math.round(draw(this.rng, c.days)));
         // Whole hours, so every interval length sees the same shifted profile.
         const shiftH = (this.rng.chance(0.5) ? 1 : -1) * Math.round(draw(this.rng, c.shiftHours));
-        const { m, v } = this.placeModerate('anomalies.shape', (x) => noPv(x) && hasDayShape(x), () => {
-          const [startMs, endMs] = this.localDays('anomalies.shape', win, days, true);
-          return { startMs, endMs };
-        });
+        const { m, v } = this.placeModerate(
+          'anomalies.shape',
+          (x) => noPv(x) && hasDayShape(x),
+          () => {
+            const [startMs, endMs] = this.localDays('anomalies.shape', win, days, true);
+            return { startMs, endMs };
+          },
+        );
         this.add({ ...base('shape', m, v.startMs, v.endMs), type: 'shape', shiftH });
       }
     }
@@ -563,8 +638,14 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
   const kind = ANOMALY_TYPES.has(inj.type) ? 'anomaly' : 'transport';
   const hours = round((inj.endMs - inj.startMs) / HOUR, 2);
   const common = {
-    id: inj.id, kind, type: inj.type, magnitude: inj.magnitude,
-    start: isoSeconds(inj.startMs), end: isoSeconds(inj.endMs), startMs: inj.startMs, endMs: inj.endMs,
+    id: inj.id,
+    kind,
+    type: inj.type,
+    magnitude: inj.magnitude,
+    start: isoSeconds(inj.startMs),
+    end: isoSeconds(inj.endMs),
+    startMs: inj.startMs,
+    endMs: inj.endMs,
     expectedAlso: EXPECTED_ALSO[inj.type],
   } as const;
   if ('group' in inj) {
@@ -582,7 +663,15 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
     } else if (inj.type === 'lateBatch') {
       params.heldReadings = (g?.meters ?? []).reduce((n, m) => n + readingsIn(m, inj.startMs, inj.endMs), 0);
     }
-    return { ...common, subjectKind: 'transformer', subject: tr?.transformerId ?? '', transformerId: tr?.transformerId ?? '', feederId: tr?.feederId ?? '', meters, params };
+    return {
+      ...common,
+      subjectKind: 'transformer',
+      subject: tr?.transformerId ?? '',
+      transformerId: tr?.transformerId ?? '',
+      feederId: tr?.feederId ?? '',
+      meters,
+      params,
+    };
   }
   const m = fleet.meters[inj.meter];
   if (m === undefined) throw new ScenarioError(`internal: injection ${inj.id} names meter #${inj.meter}`);
@@ -590,7 +679,15 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
   let variant: string | undefined;
   switch (inj.type) {
     case 'spike':
-      Object.assign(params, { intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000), factor: round(inj.factor, 2), floorW: Math.round(inj.floorW), expectedW: Math.round(inj.expectedW), powerW: Math.round(inj.powerW), ratio: round(inj.powerW / inj.expectedW, 2), contractKw: m.contractKw });
+      Object.assign(params, {
+        intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000),
+        factor: round(inj.factor, 2),
+        floorW: Math.round(inj.floorW),
+        expectedW: Math.round(inj.expectedW),
+        powerW: Math.round(inj.powerW),
+        ratio: round(inj.powerW / inj.expectedW, 2),
+        contractKw: m.contractKw,
+      });
       break;
     case 'drop':
       Object.assign(params, { hours, bypass: round(inj.bypass, 3) });
@@ -603,13 +700,23 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
       break;
     case 'voltage':
       variant = inj.variant;
-      Object.assign(params, { intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000), hours, level: round(inj.level, 3), voltageV: round(s.profile.voltage.nominal * inj.level, 1) });
+      Object.assign(params, {
+        intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000),
+        hours,
+        level: round(inj.level, 3),
+        voltageV: round(s.profile.voltage.nominal * inj.level, 1),
+      });
       break;
     case 'silent':
       Object.assign(params, { hours, intervalMinutes: m.intervalMinutes, missedReadings: readingsIn(m, inj.startMs, inj.endMs) });
       break;
     case 'customerPeak':
-      Object.assign(params, { intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000), factor: round(inj.factor, 3), contractKw: m.contractKw, powerW: Math.round(inj.powerW) });
+      Object.assign(params, {
+        intervals: (inj.endMs - inj.startMs) / (m.intervalMinutes * 60_000),
+        factor: round(inj.factor, 3),
+        contractKw: m.contractKw,
+        powerW: Math.round(inj.powerW),
+      });
       break;
     case 'registerReset':
       Object.assign(params, { newStartWh: inj.newStartWh });
@@ -652,9 +759,15 @@ function truthOf(inj: Injection, fleet: Fleet, s: ResolvedScenario): TruthRecord
   return {
     ...common,
     ...(variant === undefined ? {} : { variant }),
-    subjectKind: 'meter', subject: m.meterId, meterId: m.meterId, customerId: m.customerId, customerClass: m.class,
+    subjectKind: 'meter',
+    subject: m.meterId,
+    meterId: m.meterId,
+    customerId: m.customerId,
+    customerClass: m.class,
     ...(kind === 'anomaly' ? { intervalMinutes: m.intervalMinutes } : {}),
-    transformerId: m.transformerId, feederId: m.feederId, meters: [m.meterId],
+    transformerId: m.transformerId,
+    feederId: m.feederId,
+    meters: [m.meterId],
     ...(inj.type === 'highUsage' && inj.variant !== 'allDay' ? { spans: inj.spans.map(([a, b]): [number, number] => [a, b]) } : {}),
     params,
   };

@@ -5,7 +5,6 @@
 
 import { fnv1a32 } from '../src/domain/shard.js';
 
-
 function splitmix32(seed: number): () => number {
   let s = seed >>> 0;
   return () => {

@@ -217,6 +217,10 @@ export function weekendScale(m: LoadTraits, weekday: number): number {
  * `tempOffsetC`: the weather's departure from the seasonal normal.
  */
 export function expectedLoadW(m: LoadTraits, cal: Pick<CalendarPoint, 'hour' | 'weekday' | 'dayOfYear'>, seasonalScale: number, tempOffsetC = 0): number {
-  return m.meanW * shape(m.profile, cal.hour, cal.weekday, m.hourShift) * weekendScale(m, cal.weekday) *
-    hvacFactor(m.class, normalTempC(cal.dayOfYear) + tempOffsetC, seasonalScale, m.hvac ?? 1);
+  return (
+    m.meanW *
+    shape(m.profile, cal.hour, cal.weekday, m.hourShift) *
+    weekendScale(m, cal.weekday) *
+    hvacFactor(m.class, normalTempC(cal.dayOfYear) + tempOffsetC, seasonalScale, m.hvac ?? 1)
+  );
 }

@@ -166,7 +166,10 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
   const fleet = generateFleet(scenario);
   if (opts.outDir !== undefined) mkdirSync(opts.outDir, { recursive: true });
   const ledger = opts.outDir === undefined ? undefined : new LedgerWriter(join(opts.outDir, 'ledger.csv'));
-  const sim = new Simulation(fleet, scenario, { batch: typeof opts.scenario === 'object' ? opts.batch : undefined, onLedger: ledger ? (r) => ledger.write(r) : undefined });
+  const sim = new Simulation(fleet, scenario, {
+    batch: typeof opts.scenario === 'object' ? opts.batch : undefined,
+    onLedger: ledger ? (r) => ledger.write(r) : undefined,
+  });
   if (opts.outDir !== undefined) writeInputs(opts.outDir, sim.scenario, sim);
   await opts.onFleet?.(fleet, sim.plan);
 
@@ -190,7 +193,19 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
   const publisher = client ? new Publisher(client, Math.max(1, opts.maxInFlight ?? 1000)) : undefined;
 
   const hash = createHash('sha256');
-  const p: SimProgress = { messages: 0, readings: 0, duplicates: 0, events: 0, malformed: 0, rejects: 0, bytes: 0, simTime: scenario.fromMs, elapsedMs: 0, readingsPerSec: 0, done: false };
+  const p: SimProgress = {
+    messages: 0,
+    readings: 0,
+    duplicates: 0,
+    events: 0,
+    malformed: 0,
+    rejects: 0,
+    bytes: 0,
+    simTime: scenario.fromMs,
+    elapsedMs: 0,
+    readingsPerSec: 0,
+    done: false,
+  };
   const started = performance.now();
   const wallStart = Date.now();
   const RATE_WINDOW_MS = 5000;
@@ -240,8 +255,7 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
       if (publisher) {
         if (publisher.full) await publisher.slot();
         publisher.send(m);
-      }
-      else if (p.messages % 4096 === 0) await new Promise<void>((r) => setImmediate(r)); // let progress timers run
+      } else if (p.messages % 4096 === 0) await new Promise<void>((r) => setImmediate(r)); // let progress timers run
     }
     drained = (await publisher?.drain(opts.signal, 5000)) ?? true;
     if (publisher && publisher.failed > 0) {

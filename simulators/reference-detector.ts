@@ -13,7 +13,10 @@ export class ReferenceDetector {
   private readonly meters = new Map<string, { lastTs: number; lastWh: number; slots: Map<number, number[]> }>();
   private readonly clock: CalendarClock;
 
-  constructor(zone: string, private readonly opts = { weeks: 8, mads: 8, minHistory: 8 }) {
+  constructor(
+    zone: string,
+    private readonly opts = { weeks: 8, mads: 8, minHistory: 8 },
+  ) {
     this.clock = new CalendarClock(zone);
   }
 
@@ -41,4 +44,3 @@ export class ReferenceDetector {
     m.slots.set(slot, hist);
   }
 }
-

@@ -18,8 +18,7 @@ const Share = Type.Number({ minimum: 0, maximum: 1 });
 const Count = Type.Integer({ minimum: 0, maximum: 100_000 });
 /** When injections may start and end: `start` after the scenario's start; `end` before its end, or `+6h` after its start. */
 const Window = Type.Object({ start: Type.String(), end: Type.String() }, strict);
-const PerClass = <T extends Parameters<typeof Type.Optional>[0]>(t: T) =>
-  Type.Object({ residential: t, commercial: t, industrial: t, critical: t }, strict);
+const PerClass = <T extends Parameters<typeof Type.Optional>[0]>(t: T) => Type.Object({ residential: t, commercial: t, industrial: t, critical: t }, strict);
 
 function anomalyConfig<P extends TProperties, X extends TProperties>(params: P, extra: X) {
   const Params = Type.Object(params, strict);
@@ -32,114 +31,144 @@ function moderateConfig<P extends TProperties>(params: P) {
 }
 
 export const MALFORMED_VARIANTS = [
-  'notJson', 'notObject', 'missingField', 'wrongType', 'negativeRegister', 'fractionalRegister', 'hugeRegister',
-  'badTimestamp', 'futureTimestamp', 'badMeterId', 'topicMismatch', 'badElementInBatch', 'oversize', 'tooManyElements',
+  'notJson',
+  'notObject',
+  'missingField',
+  'wrongType',
+  'negativeRegister',
+  'fractionalRegister',
+  'hugeRegister',
+  'badTimestamp',
+  'futureTimestamp',
+  'badMeterId',
+  'topicMismatch',
+  'badElementInBatch',
+  'oversize',
+  'tooManyElements',
 ] as const;
 export type MalformedVariant = (typeof MALFORMED_VARIANTS)[number];
 
-export const ScenarioSchema = Type.Object({
-  name: Type.String({ minLength: 1 }),
-  seed: Type.Union([Type.Integer(), Type.String({ minLength: 1 })]),
-  timezone: Type.String(),
-  from: Type.String(),
-  to: Type.String(),
-  /** When set, runs are live at this speed (simulated seconds per real second) unless told to backfill. */
-  speed: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-  /** Concentrator batch size; 0 or 1 = each reading alone on its meter's topic. */
-  batch: Type.Integer({ minimum: 0, maximum: 10_000 }),
-  /** Backlog arrays (late batches without concentrator batching) hold at most this many readings of one meter. */
-  backlogChunk: Type.Integer({ minimum: 1, maximum: 10_000 }),
-  fleet: Type.Object({
-    meters: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
-    idDigits: Type.Integer({ minimum: 1, maximum: 12 }),
-    prefixes: Type.Object({ meter: Type.String(), customer: Type.String(), transformer: Type.String(), feeder: Type.String() }, strict),
-    classMix: PerClass(Share),
-    /** Share of residential and commercial customers with rooftop PV. */
-    pvShare: Share,
-    intervalMix: Type.Object({ '15': Type.Optional(Share), '30': Type.Optional(Share), '60': Type.Optional(Share) }, strict),
-    feeders: Type.Integer({ minimum: 1, maximum: 100_000 }),
-    metersPerTransformer: Range,
-    metersPerIndustrialTransformer: Range,
-    /** Normal coincident peak over rating, before rounding up to a standard size. */
-    peakUtilization: Range,
-    /** Contracted kW over the customer's noise-free peak. */
-    contractMargin: Range,
-    tariffs: PerClass(Type.String({ minLength: 1, maxLength: 64 })),
-    dailyKwh: PerClass(Range),
-    pvKwp: Type.Object({ residential: Range, commercial: Range }, strict),
-  }, strict),
-  profile: Type.Object({
-    /** Log-normal sigma of the per-interval noise. */
-    noise: Type.Number({ minimum: 0, maximum: 1 }),
-    /** AR(1) coefficient of that noise between consecutive intervals. */
-    noiseCorrelation: Type.Number({ minimum: 0, maximum: 0.99 }),
-    /** Log-normal sigma of a per-meter, per-day factor. */
-    dailyNoise: Type.Number({ minimum: 0, maximum: 1 }),
-    /** Scales the seasonal amplitude of every class (0 = flat year). */
-    seasonal: Type.Number({ minimum: 0, maximum: 3 }),
-    voltage: Type.Object({ nominal: Type.Number({ exclusiveMinimum: 0 }), noise: Type.Number({ minimum: 0 }) }, strict),
-    /**
-     * Weather: the daily mean temperature departs from the seasonal normal by an AR(1) anomaly (sd `sigmaC` °C,
-     * day-to-day correlation `persistence`); heating and cooling load follow it. sigmaC 0 = normal temperatures.
-     */
-    weather: Type.Object({ sigmaC: Type.Number({ minimum: 0, maximum: 10 }), persistence: Type.Number({ minimum: 0, maximum: 0.99 }) }, strict),
-    /** Per-meter sensitivity to heating and cooling, drawn in [1 - x, 1 + x] (0 = the class's own). */
-    hvacSpread: Type.Number({ minimum: 0, maximum: 1 }),
-    /** Degrees of freedom of the Student-t noise innovations (heavier tails than Gaussian); 0 = Gaussian. */
-    tailDf: Type.Integer({ minimum: 0, maximum: 30 }),
-    /** Short bursts (a machine, a kettle, a lift): `perDay` per meter and day on average, `factor` × load for `steps` 15-minute steps. */
-    bursts: Type.Object({ perDay: Type.Number({ minimum: 0, maximum: 20 }), factor: Range, steps: Range }, strict),
-    /** Per-meter Saturday and Sunday (and holiday) levels, drawn in [1 - x, 1 + x] of the profile's. */
-    weekendSpread: Type.Number({ minimum: 0, maximum: 0.9 }),
-    /** Log-normal sigma of a per-day occupancy factor on the load above the day's base (business activity). */
-    occupancy: Type.Number({ minimum: 0, maximum: 1 }),
-    /** Per-meter gradual growth per year (0.05 = +5 % a year), drawn from the range. */
-    growthPerYear: Range,
-  }, strict),
-  /** Public holidays in the scenario's region, local dates: every profile runs its Sunday there. */
-  calendar: Type.Object({
-    region: Type.String({ minLength: 1 }),
-    holidays: Type.Array(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' })),
-  }, strict),
-  anomalies: Type.Object({
-    window: Window,
-    spike: anomalyConfig({ intervals: Range, factor: Range, floorW: Range }, { contractCap: Share }),
-    /** `moderate`: a building half shut, consumption 30–70 % below for hours to days (`moderateShare` of `count`). */
-    drop: anomalyConfig({ hours: Range, bypass: Range }, { moderateShare: Share, moderate: Type.Object({ hours: Range, bypass: Range }, strict) }),
-    flatline: anomalyConfig({ hours: Range }, {}),
-    reverseFlow: anomalyConfig({ hours: Range, fraction: Range }, {}),
-    voltage: anomalyConfig({ intervals: Range, sag: Range, swell: Range }, { swellShare: Share }),
-    silent: anomalyConfig({ intervals: Range }, {}),
-    outage: anomalyConfig({ hours: Range, lastGaspShare: Range }, {}),
-    customerPeak: anomalyConfig({ intervals: Range, factor: Range }, {}),
-    feederOverload: anomalyConfig({ hours: Range, factor: Range }, { startLocalHour: Range }),
-    registerReset: anomalyConfig({ newStartWh: Range }, {}),
-    /**
-     * Sustained excess, `factor` × load: all day for `hours`, or only at night and over the weekend (HVAC left on;
-     * `hours` rounded up to whole days), or a night shift that should not be there (22–06).
-     */
-    highUsage: moderateConfig({ hours: Range, factor: Range, variants: Type.Object({ allDay: Share, nights: Share, nightShift: Share }, strict) }),
-    /** Moderate injections a meter may carry (≥ 2 days apart; never with a clear one, nor with a level shift). */
-    moderatePerMeter: Type.Integer({ minimum: 1, maximum: 50 }),
-    /** A persistent step (`factor`, `upShare` of them up) from some hour to the end of the run; truth until `adoptDays` later. */
-    levelShift: moderateConfig({ up: Range, down: Range, upShare: Share, adoptDays: Type.Number({ exclusiveMinimum: 0 }) }),
-    /** The same non-zero value (the meter's usual energy at the start) interval after interval. */
-    stuck: moderateConfig({ hours: Range }),
-    /** A constant filler after a data fault: one of `whPerHour` (e.g. exactly 1 kWh an hour) for `hours`. */
-    placeholder: moderateConfig({ hours: Range, whPerHour: Type.Array(Type.Integer({ minimum: 4 }), { minItems: 1 }) }),
-    /** A working day (Monday–Friday, not a holiday) at `share` of its usual consumption. */
-    lowDay: moderateConfig({ share: Range }),
-    /** The day profile moved by `shiftHours` (either way) for `days` whole local days, at a normal daily total. */
-    shape: moderateConfig({ days: Range, shiftHours: Range }),
-  }, strict),
-  transport: Type.Object({
-    duplicates: Type.Object({ count: Count, maxDelayIntervals: Type.Integer({ minimum: 0, maximum: 96 }), batchShare: Share }, strict),
-    outOfOrder: Type.Object({ count: Count, delayIntervals: Range }, strict),
-    lateBatches: Type.Object({ count: Count, hours: Range, window: Type.Optional(Window) }, strict),
-    malformed: Type.Object({ count: Count, variants: Type.Array(Type.Enum(MALFORMED_VARIANTS)), oversizeBytes: Type.Integer({ minimum: 1 }) }, strict),
-    clockSkew: Type.Object({ count: Count, seconds: Range, hours: Range }, strict),
-  }, strict),
-}, strict);
+export const ScenarioSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    seed: Type.Union([Type.Integer(), Type.String({ minLength: 1 })]),
+    timezone: Type.String(),
+    from: Type.String(),
+    to: Type.String(),
+    /** When set, runs are live at this speed (simulated seconds per real second) unless told to backfill. */
+    speed: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    /** Concentrator batch size; 0 or 1 = each reading alone on its meter's topic. */
+    batch: Type.Integer({ minimum: 0, maximum: 10_000 }),
+    /** Backlog arrays (late batches without concentrator batching) hold at most this many readings of one meter. */
+    backlogChunk: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    fleet: Type.Object(
+      {
+        meters: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+        idDigits: Type.Integer({ minimum: 1, maximum: 12 }),
+        prefixes: Type.Object({ meter: Type.String(), customer: Type.String(), transformer: Type.String(), feeder: Type.String() }, strict),
+        classMix: PerClass(Share),
+        /** Share of residential and commercial customers with rooftop PV. */
+        pvShare: Share,
+        intervalMix: Type.Object({ '15': Type.Optional(Share), '30': Type.Optional(Share), '60': Type.Optional(Share) }, strict),
+        feeders: Type.Integer({ minimum: 1, maximum: 100_000 }),
+        metersPerTransformer: Range,
+        metersPerIndustrialTransformer: Range,
+        /** Normal coincident peak over rating, before rounding up to a standard size. */
+        peakUtilization: Range,
+        /** Contracted kW over the customer's noise-free peak. */
+        contractMargin: Range,
+        tariffs: PerClass(Type.String({ minLength: 1, maxLength: 64 })),
+        dailyKwh: PerClass(Range),
+        pvKwp: Type.Object({ residential: Range, commercial: Range }, strict),
+      },
+      strict,
+    ),
+    profile: Type.Object(
+      {
+        /** Log-normal sigma of the per-interval noise. */
+        noise: Type.Number({ minimum: 0, maximum: 1 }),
+        /** AR(1) coefficient of that noise between consecutive intervals. */
+        noiseCorrelation: Type.Number({ minimum: 0, maximum: 0.99 }),
+        /** Log-normal sigma of a per-meter, per-day factor. */
+        dailyNoise: Type.Number({ minimum: 0, maximum: 1 }),
+        /** Scales the seasonal amplitude of every class (0 = flat year). */
+        seasonal: Type.Number({ minimum: 0, maximum: 3 }),
+        voltage: Type.Object({ nominal: Type.Number({ exclusiveMinimum: 0 }), noise: Type.Number({ minimum: 0 }) }, strict),
+        /**
+         * Weather: the daily mean temperature departs from the seasonal normal by an AR(1) anomaly (sd `sigmaC` °C,
+         * day-to-day correlation `persistence`); heating and cooling load follow it. sigmaC 0 = normal temperatures.
+         */
+        weather: Type.Object({ sigmaC: Type.Number({ minimum: 0, maximum: 10 }), persistence: Type.Number({ minimum: 0, maximum: 0.99 }) }, strict),
+        /** Per-meter sensitivity to heating and cooling, drawn in [1 - x, 1 + x] (0 = the class's own). */
+        hvacSpread: Type.Number({ minimum: 0, maximum: 1 }),
+        /** Degrees of freedom of the Student-t noise innovations (heavier tails than Gaussian); 0 = Gaussian. */
+        tailDf: Type.Integer({ minimum: 0, maximum: 30 }),
+        /** Short bursts (a machine, a kettle, a lift): `perDay` per meter and day on average, `factor` × load for `steps` 15-minute steps. */
+        bursts: Type.Object({ perDay: Type.Number({ minimum: 0, maximum: 20 }), factor: Range, steps: Range }, strict),
+        /** Per-meter Saturday and Sunday (and holiday) levels, drawn in [1 - x, 1 + x] of the profile's. */
+        weekendSpread: Type.Number({ minimum: 0, maximum: 0.9 }),
+        /** Log-normal sigma of a per-day occupancy factor on the load above the day's base (business activity). */
+        occupancy: Type.Number({ minimum: 0, maximum: 1 }),
+        /** Per-meter gradual growth per year (0.05 = +5 % a year), drawn from the range. */
+        growthPerYear: Range,
+      },
+      strict,
+    ),
+    /** Public holidays in the scenario's region, local dates: every profile runs its Sunday there. */
+    calendar: Type.Object(
+      {
+        region: Type.String({ minLength: 1 }),
+        holidays: Type.Array(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' })),
+      },
+      strict,
+    ),
+    anomalies: Type.Object(
+      {
+        window: Window,
+        spike: anomalyConfig({ intervals: Range, factor: Range, floorW: Range }, { contractCap: Share }),
+        /** `moderate`: a building half shut, consumption 30–70 % below for hours to days (`moderateShare` of `count`). */
+        drop: anomalyConfig({ hours: Range, bypass: Range }, { moderateShare: Share, moderate: Type.Object({ hours: Range, bypass: Range }, strict) }),
+        flatline: anomalyConfig({ hours: Range }, {}),
+        reverseFlow: anomalyConfig({ hours: Range, fraction: Range }, {}),
+        voltage: anomalyConfig({ intervals: Range, sag: Range, swell: Range }, { swellShare: Share }),
+        silent: anomalyConfig({ intervals: Range }, {}),
+        outage: anomalyConfig({ hours: Range, lastGaspShare: Range }, {}),
+        customerPeak: anomalyConfig({ intervals: Range, factor: Range }, {}),
+        feederOverload: anomalyConfig({ hours: Range, factor: Range }, { startLocalHour: Range }),
+        registerReset: anomalyConfig({ newStartWh: Range }, {}),
+        /**
+         * Sustained excess, `factor` × load: all day for `hours`, or only at night and over the weekend (HVAC left on;
+         * `hours` rounded up to whole days), or a night shift that should not be there (22–06).
+         */
+        highUsage: moderateConfig({ hours: Range, factor: Range, variants: Type.Object({ allDay: Share, nights: Share, nightShift: Share }, strict) }),
+        /** Moderate injections a meter may carry (≥ 2 days apart; never with a clear one, nor with a level shift). */
+        moderatePerMeter: Type.Integer({ minimum: 1, maximum: 50 }),
+        /** A persistent step (`factor`, `upShare` of them up) from some hour to the end of the run; truth until `adoptDays` later. */
+        levelShift: moderateConfig({ up: Range, down: Range, upShare: Share, adoptDays: Type.Number({ exclusiveMinimum: 0 }) }),
+        /** The same non-zero value (the meter's usual energy at the start) interval after interval. */
+        stuck: moderateConfig({ hours: Range }),
+        /** A constant filler after a data fault: one of `whPerHour` (e.g. exactly 1 kWh an hour) for `hours`. */
+        placeholder: moderateConfig({ hours: Range, whPerHour: Type.Array(Type.Integer({ minimum: 4 }), { minItems: 1 }) }),
+        /** A working day (Monday–Friday, not a holiday) at `share` of its usual consumption. */
+        lowDay: moderateConfig({ share: Range }),
+        /** The day profile moved by `shiftHours` (either way) for `days` whole local days, at a normal daily total. */
+        shape: moderateConfig({ days: Range, shiftHours: Range }),
+      },
+      strict,
+    ),
+    transport: Type.Object(
+      {
+        duplicates: Type.Object({ count: Count, maxDelayIntervals: Type.Integer({ minimum: 0, maximum: 96 }), batchShare: Share }, strict),
+        outOfOrder: Type.Object({ count: Count, delayIntervals: Range }, strict),
+        lateBatches: Type.Object({ count: Count, hours: Range, window: Type.Optional(Window) }, strict),
+        malformed: Type.Object({ count: Count, variants: Type.Array(Type.Enum(MALFORMED_VARIANTS)), oversizeBytes: Type.Integer({ minimum: 1 }) }, strict),
+        clockSkew: Type.Object({ count: Count, seconds: Range, hours: Range }, strict),
+      },
+      strict,
+    ),
+  },
+  strict,
+);
 export type Scenario = Static<typeof ScenarioSchema>;
 export type Range = [number, number];
 export type IntervalMinutes = 15 | 30 | 60;
@@ -177,23 +206,57 @@ export const DEFAULT_SCENARIO: Scenario = {
     pvKwp: { residential: [2.5, 6], commercial: [10, 60] },
   },
   profile: {
-    noise: 0.12, noiseCorrelation: 0.7, dailyNoise: 0.06, seasonal: 1, voltage: { nominal: 230, noise: 0.7 },
+    noise: 0.12,
+    noiseCorrelation: 0.7,
+    dailyNoise: 0.06,
+    seasonal: 1,
+    voltage: { nominal: 230, noise: 0.7 },
     // Off by default (the plain fleet and the older scenarios); realistic.yaml and ci.yaml switch them on.
-    weather: { sigmaC: 0, persistence: 0.8 }, hvacSpread: 0, tailDf: 0, bursts: { perDay: 0, factor: [1.15, 1.4], steps: [1, 2] },
-    weekendSpread: 0, occupancy: 0, growthPerYear: [0, 0],
+    weather: { sigmaC: 0, persistence: 0.8 },
+    hvacSpread: 0,
+    tailDf: 0,
+    bursts: { perDay: 0, factor: [1.15, 1.4], steps: [1, 2] },
+    weekendSpread: 0,
+    occupancy: 0,
+    growthPerYear: [0, 0],
   },
   calendar: { region: 'none', holidays: [] },
   anomalies: {
     window: { start: '22d', end: '1d' },
-    spike: { count: 0, subtleShare: 0.25, contractCap: 0.8, clear: { intervals: [1, 3], factor: [5, 8], floorW: [2500, 4000] }, subtle: { intervals: [1, 2], factor: [1.4, 1.8], floorW: [0, 0] } },
-    drop: { count: 0, subtleShare: 0.25, moderateShare: 0, clear: { hours: [100, 168], bypass: [0.65, 0.85] }, subtle: { hours: [100, 168], bypass: [0.3, 0.45] }, moderate: { hours: [6, 168], bypass: [0.3, 0.7] } },
+    spike: {
+      count: 0,
+      subtleShare: 0.25,
+      contractCap: 0.8,
+      clear: { intervals: [1, 3], factor: [5, 8], floorW: [2500, 4000] },
+      subtle: { intervals: [1, 2], factor: [1.4, 1.8], floorW: [0, 0] },
+    },
+    drop: {
+      count: 0,
+      subtleShare: 0.25,
+      moderateShare: 0,
+      clear: { hours: [100, 168], bypass: [0.65, 0.85] },
+      subtle: { hours: [100, 168], bypass: [0.3, 0.45] },
+      moderate: { hours: [6, 168], bypass: [0.3, 0.7] },
+    },
     flatline: { count: 0, subtleShare: 0.25, clear: { hours: [12, 36] }, subtle: { hours: [2, 4] } },
     reverseFlow: { count: 0, subtleShare: 0.25, clear: { hours: [6, 24], fraction: [0.8, 1] }, subtle: { hours: [6, 24], fraction: [0.01, 0.03] } },
-    voltage: { count: 0, subtleShare: 0.25, swellShare: 0.5, clear: { intervals: [4, 12], sag: [0.8, 0.86], swell: [1.13, 1.17] }, subtle: { intervals: [4, 12], sag: [0.92, 0.94], swell: [1.06, 1.08] } },
+    voltage: {
+      count: 0,
+      subtleShare: 0.25,
+      swellShare: 0.5,
+      clear: { intervals: [4, 12], sag: [0.8, 0.86], swell: [1.13, 1.17] },
+      subtle: { intervals: [4, 12], sag: [0.92, 0.94], swell: [1.06, 1.08] },
+    },
     silent: { count: 0, subtleShare: 0.25, clear: { intervals: [8, 48] }, subtle: { intervals: [1, 2] } },
     outage: { count: 0, subtleShare: 0.25, clear: { hours: [1, 4], lastGaspShare: [1, 1] }, subtle: { hours: [0.25, 0.5], lastGaspShare: [0.1, 0.3] } },
     customerPeak: { count: 0, subtleShare: 0.25, clear: { intervals: [2, 6], factor: [1.3, 1.6] }, subtle: { intervals: [1, 2], factor: [1.02, 1.06] } },
-    feederOverload: { count: 0, subtleShare: 0.25, startLocalHour: [18, 19.5], clear: { hours: [2, 3], factor: [1.25, 1.5] }, subtle: { hours: [1, 2], factor: [1.02, 1.06] } },
+    feederOverload: {
+      count: 0,
+      subtleShare: 0.25,
+      startLocalHour: [18, 19.5],
+      clear: { hours: [2, 3], factor: [1.25, 1.5] },
+      subtle: { hours: [1, 2], factor: [1.02, 1.06] },
+    },
     registerReset: { count: 0, subtleShare: 0, clear: { newStartWh: [0, 50] }, subtle: { newStartWh: [0, 50] } },
     highUsage: { count: 0, hours: [6, 96], factor: [1.3, 2.5], variants: { allDay: 0.4, nights: 0.4, nightShift: 0.2 } },
     moderatePerMeter: 1,
@@ -312,7 +375,8 @@ function resolve(s: Scenario, now: number): ResolvedScenario {
   const intervals = ([15, 30, 60] as const).filter((m) => intervalShare(s, m) > 0);
   if (intervals.length === 0) throw new ScenarioError('fleet.intervalMix: at least one of 15, 30, 60 needs a share above 0');
   if (CUSTOMER_CLASSES.every((c: CustomerClass) => s.fleet.classMix[c] === 0)) throw new ScenarioError('fleet.classMix: all shares are 0');
-  if (s.profile.tailDf > 0 && s.profile.tailDf < 3) throw new ScenarioError(`profile.tailDf: 0 (Gaussian) or at least 3 (finite variance), got ${s.profile.tailDf}`);
+  if (s.profile.tailDf > 0 && s.profile.tailDf < 3)
+    throw new ScenarioError(`profile.tailDf: 0 (Gaussian) or at least 3 (finite variance), got ${s.profile.tailDf}`);
   for (const d of s.calendar.holidays) {
     if (Number.isNaN(Date.parse(`${d}T00:00:00Z`))) throw new ScenarioError(`calendar.holidays: "${d}" is not a date`);
   }

@@ -8,8 +8,15 @@ import { readCsvRows } from '../src/shared/csv.js';
 import { createInflux, qid, type Influx } from '../src/shared/influx.js';
 import type { Logger } from '../src/shared/logger.js';
 import {
-  DEFAULT_SCORE_OPTIONS, episodesFromEvents, formatReport, score,
-  type BilledTotal, type LedgerPoint, type ScoredAlert, type ScoredEvent, type ScoreReport,
+  DEFAULT_SCORE_OPTIONS,
+  episodesFromEvents,
+  formatReport,
+  score,
+  type BilledTotal,
+  type LedgerPoint,
+  type ScoredAlert,
+  type ScoredEvent,
+  type ScoreReport,
 } from './score.js';
 import { DEFAULT_INTERVAL_OPTIONS, formatIntervalReport, scoreIntervals, type IntervalReport, type MarkInput } from './score-intervals.js';
 import { MAGNITUDES, TRANSPORT_FAULTS, TRUTH_ANOMALIES, type TruthRecord } from './truth.js';
@@ -93,10 +100,19 @@ async function getJson(api: ApiClient, path: string): Promise<unknown> {
 
 const NullableStr = Type.Union([Str, Type.Null()]);
 const AlertPageSchema = Type.Object({
-  items: Type.Array(Type.Object({
-    id: Str, key: Str, type: Type.Enum(ANOMALY_TYPES), subject: Str,
-    meterId: NullableStr, transformerId: NullableStr, customerId: NullableStr, firstSeen: Str, lastSeen: Str,
-  })),
+  items: Type.Array(
+    Type.Object({
+      id: Str,
+      key: Str,
+      type: Type.Enum(ANOMALY_TYPES),
+      subject: Str,
+      meterId: NullableStr,
+      transformerId: NullableStr,
+      customerId: NullableStr,
+      firstSeen: Str,
+      lastSeen: Str,
+    }),
+  ),
   nextCursor: NullableStr,
 });
 const checkAlertPage = Compile(AlertPageSchema);
@@ -128,7 +144,10 @@ export async function fetchBilled(api: ApiClient, fromDay: string, toDay: string
   const out: BilledTotal[] = [];
   let cursor: string | null = null;
   do {
-    const body = await getJson(api, `/api/v1/billing/reads?from=${fromDay}&to=${toDay}&limit=1000${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`);
+    const body = await getJson(
+      api,
+      `/api/v1/billing/reads?from=${fromDay}&to=${toDay}&limit=1000${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`,
+    );
     if (!checkBillingPage.Check(body)) throw new ScoreInputError('GET /api/v1/billing/reads: unexpected response shape');
     const page: Static<typeof BillingPageSchema> = body;
     for (const r of page.items) out.push({ meterId: r.meterId, fromMs: Date.parse(r.from), toMs: Date.parse(r.to), totalWh: r.totalWh });
@@ -164,7 +183,9 @@ export async function fetchEvents(influx: Influx): Promise<ScoredEvent[]> {
  * interval start. Their end is left to the scorer (the meter's interval length from the truth).
  */
 export async function fetchMarks(influx: Influx): Promise<MarkInput[]> {
-  const series = await influx.query(`SELECT ${qid('anomaly')}, ${qid('anomaly_score')} FROM ${qid('interval')} WHERE ${qid('anomaly_score')} > 0 GROUP BY ${qid('meter')}`);
+  const series = await influx.query(
+    `SELECT ${qid('anomaly')}, ${qid('anomaly_score')} FROM ${qid('interval')} WHERE ${qid('anomaly_score')} > 0 GROUP BY ${qid('meter')}`,
+  );
   const out: MarkInput[] = [];
   for (const s of series) {
     const meterId = s.tags.meter;
@@ -212,7 +233,9 @@ export async function runScoreCommand(argv: string[], config: AppConfig, log: Lo
     },
   });
   if (o.help || o.truth === undefined) {
-    process.stdout.write('meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL] [--token T] [--from YYYY-MM-DD --to YYYY-MM-DD] [--no-influx] [--grace-min N] [--tolerance-hours H] [--json out.json]\n');
+    process.stdout.write(
+      'meterflow score --truth truth.jsonl [--ledger ledger.csv] [--api URL] [--token T] [--from YYYY-MM-DD --to YYYY-MM-DD] [--no-influx] [--grace-min N] [--tolerance-hours H] [--json out.json]\n',
+    );
     return o.help ? 0 : 2;
   }
   const truth = parseTruth(readFileSync(o.truth, 'utf8'), o.truth);

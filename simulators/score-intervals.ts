@@ -225,7 +225,11 @@ const inside = (x: number, spans: ReadonlyArray<readonly [number, number]>, pad:
  * Scores marks against the truth: per group (all, clear, subtle, moderate), per injected type and magnitude, and
  * per mark type. Pure: the lead feeds it from ShardWork's `out.marks` or from InfluxDB's `interval` points.
  */
-export function scoreIntervals(truth: readonly TruthRecord[], marks: readonly MarkInput[], opts: IntervalScoreOptions = DEFAULT_INTERVAL_OPTIONS): IntervalReport {
+export function scoreIntervals(
+  truth: readonly TruthRecord[],
+  marks: readonly MarkInput[],
+  opts: IntervalScoreOptions = DEFAULT_INTERVAL_OPTIONS,
+): IntervalReport {
   const data = meterData(truth, marks, opts);
   const r = opts.toleranceMs;
   const groups: GroupScore[] = [];
@@ -277,7 +281,16 @@ export function scoreIntervals(truth: readonly TruthRecord[], marks: readonly Ma
           if (tf) tFound++;
           if (group === 'all') {
             const key = `${l.record.type}/${l.record.magnitude}`;
-            const row = typeRows.get(key) ?? { type: l.record.type, magnitude: l.record.magnitude, injections: 0, labels: 0, intervalFound: 0, intervalRecall: null, toleranceFound: 0, toleranceRecall: null };
+            const row = typeRows.get(key) ?? {
+              type: l.record.type,
+              magnitude: l.record.magnitude,
+              injections: 0,
+              labels: 0,
+              intervalFound: 0,
+              intervalRecall: null,
+              toleranceFound: 0,
+              toleranceRecall: null,
+            };
             row.labels++;
             if (covered) row.intervalFound++;
             if (tf) row.toleranceFound++;
@@ -309,7 +322,11 @@ export function scoreIntervals(truth: readonly TruthRecord[], marks: readonly Ma
       results.push({ labels: labels.length, iFound, tFound, iFlags: iFlags.length, iTrue, tFlags: tFlags.length, tTrue });
     }
     groups.push({
-      group, injections, labelledMeters: results.filter((x) => x.labels > 0).length, cleanMetersFlagged, cleanFlags,
+      group,
+      injections,
+      labelledMeters: results.filter((x) => x.labels > 0).length,
+      cleanMetersFlagged,
+      cleanFlags,
       interval: metric(results, (x) => ({ labels: x.labels, found: x.iFound, flags: x.iFlags, trueFlags: x.iTrue })),
       tolerance: metric(results, (x) => ({ labels: x.labels, found: x.tFound, flags: x.tFlags, trueFlags: x.tTrue })),
     });
@@ -334,32 +351,78 @@ const fmt = (x: number | null): string => (x === null ? '-' : x.toFixed(2));
 
 function table(lines: string[][]): string[] {
   const widths = (lines[0] ?? []).map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
-  return lines.map((l) => l.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  return lines.map((l) =>
+    l
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 /** The report as plain-text tables: groups, injected types, mark types. */
 export function formatIntervalReport(rep: IntervalReport): string {
-  const g: string[][] = [[
-    'group', 'injections', 'meters', 'labels', 'flags',
-    'int P', 'int R', 'int F1', 'int mean P', 'mean R', 'mean F1',
-    'tol P', 'tol R', 'tol F1', 'tol mean P', 'mean R', 'mean F1', 'clean meters flagged (flags)',
-  ]];
+  const g: string[][] = [
+    [
+      'group',
+      'injections',
+      'meters',
+      'labels',
+      'flags',
+      'int P',
+      'int R',
+      'int F1',
+      'int mean P',
+      'mean R',
+      'mean F1',
+      'tol P',
+      'tol R',
+      'tol F1',
+      'tol mean P',
+      'mean R',
+      'mean F1',
+      'clean meters flagged (flags)',
+    ],
+  ];
   for (const x of rep.groups) {
     const i = x.interval;
     const t = x.tolerance;
     g.push([
-      x.group, String(x.injections), String(x.labelledMeters), String(i.labels), String(i.flags),
-      fmt(i.pooled.precision), fmt(i.pooled.recall), fmt(i.pooled.f1), fmt(i.mean.precision), fmt(i.mean.recall), fmt(i.mean.f1),
-      fmt(t.pooled.precision), fmt(t.pooled.recall), fmt(t.pooled.f1), fmt(t.mean.precision), fmt(t.mean.recall), fmt(t.mean.f1),
+      x.group,
+      String(x.injections),
+      String(x.labelledMeters),
+      String(i.labels),
+      String(i.flags),
+      fmt(i.pooled.precision),
+      fmt(i.pooled.recall),
+      fmt(i.pooled.f1),
+      fmt(i.mean.precision),
+      fmt(i.mean.recall),
+      fmt(i.mean.f1),
+      fmt(t.pooled.precision),
+      fmt(t.pooled.recall),
+      fmt(t.pooled.f1),
+      fmt(t.mean.precision),
+      fmt(t.mean.recall),
+      fmt(t.mean.f1),
       `${x.cleanMetersFlagged} (${x.cleanFlags})`,
     ]);
   }
   const ty: string[][] = [['type', 'magnitude', 'injections', 'labels', 'int found', 'int recall', 'tol found', 'tol recall']];
   for (const x of rep.types) {
-    ty.push([x.type, x.magnitude, String(x.injections), String(x.labels), String(x.intervalFound), fmt(x.intervalRecall), String(x.toleranceFound), fmt(x.toleranceRecall)]);
+    ty.push([
+      x.type,
+      x.magnitude,
+      String(x.injections),
+      String(x.labels),
+      String(x.intervalFound),
+      fmt(x.intervalRecall),
+      String(x.toleranceFound),
+      fmt(x.toleranceRecall),
+    ]);
   }
   const mk: string[][] = [['mark type', 'flags', 'int true', 'int precision', 'tol true', 'tol precision']];
-  for (const x of rep.markTypes) mk.push([x.type, String(x.flags), String(x.intervalTrue), fmt(x.intervalPrecision), String(x.toleranceTrue), fmt(x.tolerancePrecision)]);
+  for (const x of rep.markTypes)
+    mk.push([x.type, String(x.flags), String(x.intervalTrue), fmt(x.intervalPrecision), String(x.toleranceTrue), fmt(x.tolerancePrecision)]);
   return [
     `intervals (int: interval by interval; tol: within ${rep.toleranceHours} h; pooled, then mean over labelled meters)`,
     ...table(g),

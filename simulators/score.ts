@@ -179,7 +179,17 @@ export function episodesFromEvents(events: readonly ScoredEvent[]): ScoredAlert[
       if (e.status === 'firing') {
         if (open) open.lastSeen = e.ts;
         else {
-          open = { id: `${key}:${e.ts}`, key, type: e.type, subject: e.subject, meterId: null, transformerId: null, customerId: null, firstSeen: e.ts, lastSeen: e.ts };
+          open = {
+            id: `${key}:${e.ts}`,
+            key,
+            type: e.type,
+            subject: e.subject,
+            meterId: null,
+            transformerId: null,
+            customerId: null,
+            firstSeen: e.ts,
+            lastSeen: e.ts,
+          };
           out.push(open);
         }
       } else open = undefined;
@@ -211,7 +221,9 @@ export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly T
     let coveredUntil = -Infinity;
     const claimed = new Set<string>();
     for (const a of list) {
-      const injections = truth.filter((t) => t.kind === 'anomaly' && detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts) && oneEpisode(t)).map((t) => t.id);
+      const injections = truth
+        .filter((t) => t.kind === 'anomaly' && detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts) && oneEpisode(t))
+        .map((t) => t.id);
       if (a.firstSeen <= coveredUntil) out.push({ alertId: a.id, key, why: 'overlap' });
       else if (injections.length > 0 && injections.every((id) => claimed.has(id))) out.push({ alertId: a.id, key, why: 'sameInjection' });
       for (const id of injections) claimed.add(id);
@@ -229,7 +241,10 @@ export function findDuplicates(alerts: readonly ScoredAlert[], truth: readonly T
  * 0 there. A decrease without a replacement on record counts the new meter from 0 Wh.
  */
 function ledgerEnergy(
-  rows: readonly LedgerPoint[], fromMs: number, toMs: number, newStarts: readonly NewMeter[],
+  rows: readonly LedgerPoint[],
+  fromMs: number,
+  toMs: number,
+  newStarts: readonly NewMeter[],
 ): { wh: number; startPublished: boolean; endPublished: boolean; resets: number } | undefined {
   const startIdx = rows.findIndex((r) => r.tsMs === fromMs);
   const endIdx = rows.findIndex((r) => r.tsMs === toMs);
@@ -261,7 +276,11 @@ export interface NewMeter {
 }
 
 /** `newStarts`: per meter, its replacement meters (truth `registerReset` records, see `newStartsOf`). */
-export function scoreBilling(billed: readonly BilledTotal[], ledger: readonly LedgerPoint[], newStarts: ReadonlyMap<string, readonly NewMeter[]> = new Map()): BillingScore {
+export function scoreBilling(
+  billed: readonly BilledTotal[],
+  ledger: readonly LedgerPoint[],
+  newStarts: ReadonlyMap<string, readonly NewMeter[]> = new Map(),
+): BillingScore {
   const byMeter = new Map<string, LedgerPoint[]>();
   for (const p of ledger) {
     const list = byMeter.get(p.meterId);
@@ -321,7 +340,8 @@ export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTI
   const verdict = new Map<string, 'tp' | 'explained' | 'fp'>();
   for (const a of alerts) {
     if (anomalies.some((t) => detects(a.type, t) && concerns(a, t) && overlaps(a, t, opts))) verdict.set(a.id, 'tp');
-    else if (input.truth.some((t) => ((t.expectedAlso.includes(a.type) && concerns(a, t)) || loadConsequence(a, t)) && overlaps(a, t, opts))) verdict.set(a.id, 'explained');
+    else if (input.truth.some((t) => ((t.expectedAlso.includes(a.type) && concerns(a, t)) || loadConsequence(a, t)) && overlaps(a, t, opts)))
+      verdict.set(a.id, 'explained');
     else verdict.set(a.id, 'fp');
   }
 
@@ -359,8 +379,18 @@ export function score(input: ScoreInput, opts: ScoreOptions = DEFAULT_SCORE_OPTI
       delays.sort((a, b) => a - b);
       const recall = ratio(delays.length, records.length);
       return {
-        type, magnitude, injected: records.length, detected: delays.length, truePositives: tp, falsePositives: fp, explained,
-        precision, recall, f1: f1(precision, recall), medianDelayMin: median(delays), p95DelayMin: percentile(delays, 95),
+        type,
+        magnitude,
+        injected: records.length,
+        detected: delays.length,
+        truePositives: tp,
+        falsePositives: fp,
+        explained,
+        precision,
+        recall,
+        f1: f1(precision, recall),
+        medianDelayMin: median(delays),
+        p95DelayMin: percentile(delays, 95),
       };
     };
     rows.push(perMagnitude('all'), ...MAGNITUDES.map(perMagnitude));
@@ -405,25 +435,45 @@ export function formatReport(r: ScoreReport): string {
   for (const row of r.rows) {
     if (row.injected === 0 && (row.magnitude !== 'all' || row.truePositives + row.falsePositives === 0)) continue;
     lines.push([
-      row.type, row.magnitude, String(row.injected), String(row.detected), fmt(row.recall), fmt(row.precision), fmt(row.f1),
-      String(row.truePositives), String(row.falsePositives), fmt(row.medianDelayMin, 0), fmt(row.p95DelayMin, 0),
+      row.type,
+      row.magnitude,
+      String(row.injected),
+      String(row.detected),
+      fmt(row.recall),
+      fmt(row.precision),
+      fmt(row.f1),
+      String(row.truePositives),
+      String(row.falsePositives),
+      fmt(row.medianDelayMin, 0),
+      fmt(row.p95DelayMin, 0),
     ]);
   }
   const widths = head.map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
-  const table = lines.map((l) => l.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-  const recalls = r.overall.filter((o) => o.injected > 0).map((o) => `${o.magnitude} ${fmt(o.recall)} (${o.detected}/${o.injected}, median delay ${fmt(o.medianDelayMin, 0)} min)`);
+  const table = lines.map((l) =>
+    l
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+  const recalls = r.overall
+    .filter((o) => o.injected > 0)
+    .map((o) => `${o.magnitude} ${fmt(o.recall)} (${o.detected}/${o.injected}, median delay ${fmt(o.medianDelayMin, 0)} min)`);
   const v = r.alertVerdicts;
   const out = [
-    `detection (from ${r.source})`, ...table,
+    `detection (from ${r.source})`,
+    ...table,
     `overall recall: ${recalls.join('; ')}`,
     `overall precision: ${fmt(v.precision)} (${v.truePositives} TP, ${v.falsePositives} FP, ${v.explained} explained)`,
     ...(r.source === 'alerts' ? [`duplicate alerts: ${r.duplicates.length}`] : []),
   ];
   if (r.billing) {
     const b = r.billing;
-    out.push(`billing: ${b.compared} meters compared, ${b.differences.length} differ, ${b.acrossReset.length} differ across a meter replacement, ` +
-      `${b.unverifiable} unverifiable (estimated ends), ${b.missingInLedger} not in ledger`);
-    for (const d of [...b.differences, ...b.acrossReset].slice(0, 12)) out.push(`  ${d.meterId}: billed ${d.billedWh} Wh, ledger ${d.ledgerWh} Wh (${d.diffWh > 0 ? '+' : ''}${d.diffWh})`);
+    out.push(
+      `billing: ${b.compared} meters compared, ${b.differences.length} differ, ${b.acrossReset.length} differ across a meter replacement, ` +
+        `${b.unverifiable} unverifiable (estimated ends), ${b.missingInLedger} not in ledger`,
+    );
+    for (const d of [...b.differences, ...b.acrossReset].slice(0, 12))
+      out.push(`  ${d.meterId}: billed ${d.billedWh} Wh, ledger ${d.ledgerWh} Wh (${d.diffWh > 0 ? '+' : ''}${d.diffWh})`);
   }
   return out.join('\n');
 }

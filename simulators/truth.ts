@@ -11,7 +11,16 @@ import type { MalformedVariant } from './scenario.js';
 
 /** The clear injections: each is detected by the AnomalyType of the same name (the CI gate checks every one). */
 export const INJECTED_ANOMALIES = [
-  'spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'outage', 'customerPeak', 'feederOverload', 'registerReset',
+  'spike',
+  'drop',
+  'flatline',
+  'reverseFlow',
+  'voltage',
+  'silent',
+  'outage',
+  'customerPeak',
+  'feederOverload',
+  'registerReset',
 ] as const satisfies readonly AnomalyType[];
 export type InjectedAnomaly = (typeof INJECTED_ANOMALIES)[number];
 
@@ -88,9 +97,7 @@ export const DETECTED_BY: Record<TruthAnomaly, readonly AnomalyType[]> = {
  * Truth types scored interval by interval: what changes a meter's consumption as its intervals show it
  * (reverseFlow is judged on the export register by its own event, so its intervals are excused instead).
  */
-export const INTERVAL_SCORED: ReadonlySet<string> = new Set<TruthAnomaly>([
-  'spike', 'drop', 'flatline', 'customerPeak', ...MODERATE_ANOMALIES,
-]);
+export const INTERVAL_SCORED: ReadonlySet<string> = new Set<TruthAnomaly>(['spike', 'drop', 'flatline', 'customerPeak', ...MODERATE_ANOMALIES]);
 
 /** What each injection may legitimately also trigger. */
 export const EXPECTED_ALSO: Record<TruthAnomaly | TransportFault, AnomalyType[]> = {

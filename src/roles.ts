@@ -34,4 +34,3 @@ export async function startRoles(names: readonly RoleName[], ctx: RoleContext): 
     for (const h of [...handles].reverse()) await h.close();
   };
 }
-

@@ -109,7 +109,16 @@ export class Dispatcher {
           await this.claimStale();
         }
         const reply: unknown = await this.redis.xreadgroup(
-          'GROUP', this.opts.group, this.opts.consumer, 'COUNT', 200, 'BLOCK', this.opts.blockMs, 'STREAMS', this.store.keys.outbox, '>',
+          'GROUP',
+          this.opts.group,
+          this.opts.consumer,
+          'COUNT',
+          200,
+          'BLOCK',
+          this.opts.blockMs,
+          'STREAMS',
+          this.store.keys.outbox,
+          '>',
         );
         await this.handle(entriesOf(reply));
         failures = 0;
@@ -124,7 +133,15 @@ export class Dispatcher {
   private async claimStale(): Promise<void> {
     let cursor = '0-0';
     for (let i = 0; i < 100; i++) {
-      const res: unknown = await this.redis.xautoclaim(this.store.keys.outbox, this.opts.group, this.opts.consumer, this.opts.claimIdleMs, cursor, 'COUNT', 200);
+      const res: unknown = await this.redis.xautoclaim(
+        this.store.keys.outbox,
+        this.opts.group,
+        this.opts.consumer,
+        this.opts.claimIdleMs,
+        cursor,
+        'COUNT',
+        200,
+      );
       if (!Array.isArray(res)) return;
       const next: unknown = res[0];
       await this.handle(entriesOf([[this.store.keys.outbox, res[1]]]));
@@ -170,9 +187,14 @@ export class Dispatcher {
     if (jobs.length > 0) await this.queue.addBulk(jobs);
     this.writer?.write(changes.map(alertLine));
     const ids = entries.map(([id]) => id);
-    await this.redis.multi().xack(this.store.keys.outbox, this.opts.group, ...ids).xdel(this.store.keys.outbox, ...ids).exec();
+    await this.redis
+      .multi()
+      .xack(this.store.keys.outbox, this.opts.group, ...ids)
+      .xdel(this.store.keys.outbox, ...ids)
+      .exec();
     this.dispatched += jobs.length;
-    for (const c of changes) this.log.info({ alertId: c.alert.id, key: c.alert.key, change: c.kind, severity: c.alert.severity, notify: c.notify }, 'alert change');
+    for (const c of changes)
+      this.log.info({ alertId: c.alert.id, key: c.alert.key, change: c.kind, severity: c.alert.severity, notify: c.notify }, 'alert change');
   }
 
   async stop(): Promise<void> {

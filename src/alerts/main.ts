@@ -53,18 +53,48 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   const bull = opts.queuePrefix === undefined ? {} : { prefix: opts.queuePrefix };
 
   const m = {
-    events: metric(ctx.metrics, 'meterflow_alert_events_total', () => new Counter({
-      name: 'meterflow_alert_events_total', help: 'Detection events handled by the alert service', labelNames: ['outcome'], registers: [ctx.metrics],
-    })),
-    conflicts: metric(ctx.metrics, 'meterflow_alert_conflicts_total', () => new Counter({
-      name: 'meterflow_alert_conflicts_total', help: 'Alert commits that lost a race and were retried', registers: [ctx.metrics],
-    })),
-    notifications: metric(ctx.metrics, 'meterflow_alert_notifications_total', () => new Counter({
-      name: 'meterflow_alert_notifications_total', help: 'Webhook deliveries by result', labelNames: ['result'], registers: [ctx.metrics],
-    })),
-    active: metric(ctx.metrics, 'meterflow_alerts_active', () => new Gauge({
-      name: 'meterflow_alerts_active', help: 'Alerts not resolved', registers: [ctx.metrics],
-    })),
+    events: metric(
+      ctx.metrics,
+      'meterflow_alert_events_total',
+      () =>
+        new Counter({
+          name: 'meterflow_alert_events_total',
+          help: 'Detection events handled by the alert service',
+          labelNames: ['outcome'],
+          registers: [ctx.metrics],
+        }),
+    ),
+    conflicts: metric(
+      ctx.metrics,
+      'meterflow_alert_conflicts_total',
+      () =>
+        new Counter({
+          name: 'meterflow_alert_conflicts_total',
+          help: 'Alert commits that lost a race and were retried',
+          registers: [ctx.metrics],
+        }),
+    ),
+    notifications: metric(
+      ctx.metrics,
+      'meterflow_alert_notifications_total',
+      () =>
+        new Counter({
+          name: 'meterflow_alert_notifications_total',
+          help: 'Webhook deliveries by result',
+          labelNames: ['result'],
+          registers: [ctx.metrics],
+        }),
+    ),
+    active: metric(
+      ctx.metrics,
+      'meterflow_alerts_active',
+      () =>
+        new Gauge({
+          name: 'meterflow_alerts_active',
+          help: 'Alerts not resolved',
+          registers: [ctx.metrics],
+        }),
+    ),
   };
   const totals = { events: 0, changes: 0, delivered: 0, retries: 0, dead: 0 };
 
@@ -130,7 +160,10 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     }),
     { connection: redis, concurrency: cfg.notify.concurrency, settings: { backoffStrategy: notifyBackoff(cfg.notify) }, ...lock, ...bull },
   );
-  for (const [name, w] of [['events', eventsWorker], ['notify', notifyWorker]] as const) {
+  for (const [name, w] of [
+    ['events', eventsWorker],
+    ['notify', notifyWorker],
+  ] as const) {
     w.on('error', (err) => log.error({ err, worker: name }, 'worker error'));
     w.on('failed', (job, err) => {
       if (name === 'events') log.error({ err, jobId: job?.id }, 'detection event failed');
@@ -174,19 +207,32 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
 
   // Pipeline-health points for the dashboard, every 10 s.
   let prev = { ...totals };
-  const stats = writer === null ? undefined : statsLoop(10, log, () => {
-    const lines = [
-      lp('pipeline', { role: 'alerts', instance: config.instance }, {
-        events: int(totals.events - prev.events),
-        alert_changes: int(totals.changes - prev.changes),
-        notifications: int(totals.delivered - prev.delivered),
-        notify_retries: int(totals.retries - prev.retries),
-        notify_dead: int(totals.dead - prev.dead),
-      }, Date.now()),
-    ];
-    prev = { ...totals };
-    return lines;
-  }, (lines) => writer?.write(lines));
+  const stats =
+    writer === null
+      ? undefined
+      : statsLoop(
+          10,
+          log,
+          () => {
+            const lines = [
+              lp(
+                'pipeline',
+                { role: 'alerts', instance: config.instance },
+                {
+                  events: int(totals.events - prev.events),
+                  alert_changes: int(totals.changes - prev.changes),
+                  notifications: int(totals.delivered - prev.delivered),
+                  notify_retries: int(totals.retries - prev.retries),
+                  notify_dead: int(totals.dead - prev.dead),
+                },
+                Date.now(),
+              ),
+            ];
+            prev = { ...totals };
+            return lines;
+          },
+          (lines) => writer?.write(lines),
+        );
 
   log.info({ webhooks: [...targets.keys()], routes: cfg.routes.length, keyPrefix }, 'alerts started');
 

@@ -31,7 +31,10 @@ export class TokenAuth {
       }
       const scopes = this.scopesOf(token);
       if (scopes === undefined) {
-        await reply.code(401).header('www-authenticate', 'Bearer error="invalid_token"').send({ statusCode: 401, error: 'Unauthorized', message: 'unknown token' });
+        await reply
+          .code(401)
+          .header('www-authenticate', 'Bearer error="invalid_token"')
+          .send({ statusCode: 401, error: 'Unauthorized', message: 'unknown token' });
         return reply;
       }
       if (scope !== undefined && !scopes.has(scope) && !scopes.has('admin')) {

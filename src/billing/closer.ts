@@ -122,8 +122,14 @@ export class BillingCloser {
     const durations = new Map(meters.map((m) => [m.meterId, m.durationMs]));
     const [intervals, atStart, atEnd] = await Promise.all([
       this.d.source.intervals(durations, w.startMs - MAX_INTERVAL_MS, w.endMs),
-      this.d.source.readsAt(meters.map((m) => m.meterId), w.startMs),
-      this.d.source.readsAt(meters.map((m) => m.meterId), w.endMs),
+      this.d.source.readsAt(
+        meters.map((m) => m.meterId),
+        w.startMs,
+      ),
+      this.d.source.readsAt(
+        meters.map((m) => m.meterId),
+        w.endMs,
+      ),
     ]);
     const lines: string[] = [];
     const now = this.d.now();
@@ -176,7 +182,12 @@ export class BillingCloser {
     for (const m of meters) {
       const days = byMeter.get(m.meterId);
       if (days === undefined || days.length === 0) continue;
-      const read = combineReads(m.meterId, m.tariff, window, days.map((s) => s.read));
+      const read = combineReads(
+        m.meterId,
+        m.tariff,
+        window,
+        days.map((s) => s.read),
+      );
       const assessment = assessRead(read, this.d.cfg.quality);
       const fields = { ...readFields(read, assessment, now), period };
       lines.push(lp(PERIOD_MEASUREMENT, { meter: m.meterId, customer: m.customerId, tariff: m.tariff.name }, fields, read.fromMs));
@@ -188,7 +199,12 @@ export class BillingCloser {
     const window = periodWindow(period, this.d.cfg.periodStartDay);
     const from = dayWindow(timezone, window.fromDay).startMs;
     const to = dayWindow(timezone, window.toDay).startMs;
-    const stored = await this.d.source.stored(DAILY_MEASUREMENT, meters.map((m) => m.meterId), from, to);
+    const stored = await this.d.source.stored(
+      DAILY_MEASUREMENT,
+      meters.map((m) => m.meterId),
+      from,
+      to,
+    );
     return this.periodLines(meters, period, stored);
   }
 

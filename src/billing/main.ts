@@ -1,8 +1,6 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Compile } from 'typebox/compile';
-import {
-  BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob,
-} from '../contracts/billing.js';
+import { BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob } from '../contracts/billing.js';
 import { BillingConfig } from '../contracts/config-billing.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
 import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
@@ -52,16 +50,40 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const registryCfg = loadSection('registry', RegistryConfig);
   const tariffs = compileTariffs(opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema), config.timezone);
 
-  const jobsRun = metric(ctx.metrics, 'meterflow_billing_jobs_total', () => new Counter({
-    name: 'meterflow_billing_jobs_total', help: 'Billing jobs run, by name and outcome', labelNames: ['job', 'outcome'], registers: [ctx.metrics],
-  }));
-  const readsWritten = metric(ctx.metrics, 'meterflow_billing_reads_written_total', () => new Counter({
-    name: 'meterflow_billing_reads_written_total', help: 'Daily and period reads written to InfluxDB', labelNames: ['job'], registers: [ctx.metrics],
-  }));
-  const jobSeconds = metric(ctx.metrics, 'meterflow_billing_job_seconds', () => new Histogram({
-    name: 'meterflow_billing_job_seconds', help: 'Billing job duration', labelNames: ['job'], registers: [ctx.metrics],
-    buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300],
-  }));
+  const jobsRun = metric(
+    ctx.metrics,
+    'meterflow_billing_jobs_total',
+    () =>
+      new Counter({
+        name: 'meterflow_billing_jobs_total',
+        help: 'Billing jobs run, by name and outcome',
+        labelNames: ['job', 'outcome'],
+        registers: [ctx.metrics],
+      }),
+  );
+  const readsWritten = metric(
+    ctx.metrics,
+    'meterflow_billing_reads_written_total',
+    () =>
+      new Counter({
+        name: 'meterflow_billing_reads_written_total',
+        help: 'Daily and period reads written to InfluxDB',
+        labelNames: ['job'],
+        registers: [ctx.metrics],
+      }),
+  );
+  const jobSeconds = metric(
+    ctx.metrics,
+    'meterflow_billing_job_seconds',
+    () =>
+      new Histogram({
+        name: 'meterflow_billing_job_seconds',
+        help: 'Billing job duration',
+        labelNames: ['job'],
+        registers: [ctx.metrics],
+        buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300],
+      }),
+  );
 
   const redis = createRedis(config.redis.url, 'meterflow-billing');
   const influx = await createInflux(config.influx, log);
@@ -137,11 +159,15 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   });
   worker.on('error', (err) => log.error({ err }, 'billing worker error'));
 
-  await queue.upsertJobScheduler('billing-tick', { every: cfg.close.everyMs }, {
-    name: BILLING_JOBS.tick,
-    data: {},
-    opts: { removeOnComplete: true, removeOnFail: 100 },
-  });
+  await queue.upsertJobScheduler(
+    'billing-tick',
+    { every: cfg.close.everyMs },
+    {
+      name: BILLING_JOBS.tick,
+      data: {},
+      opts: { removeOnComplete: true, removeOnFail: 100 },
+    },
+  );
   log.info({ timezones: [...new Set([...tariffs.byName.values()].map((t) => t.timezone))], everyMs: cfg.close.everyMs }, 'billing started');
 
   const close = once(async () => {

@@ -100,8 +100,7 @@ export function influxBillingSource(influx: Influx): BillingSource {
     async stored(measurement, meterIds, fromMs, toMs) {
       if (meterIds.length === 0) return [];
       const q =
-        `SELECT * FROM ${qid(measurement)} WHERE "meter" =~ ${qregexAny([...meterIds])} ` +
-        `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
+        `SELECT * FROM ${qid(measurement)} WHERE "meter" =~ ${qregexAny([...meterIds])} ` + `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
       return parseStoredSeries(await influx.query(q));
     },
   };

@@ -203,10 +203,7 @@ export function toAlertView(a: AlertRecord): AlertView {
     resolvedBy: a.resolvedBy,
     resolvedByName: a.resolvedByName,
     suppressedBy: a.suppressedBy,
-    outage:
-      a.outage === null
-        ? null
-        : { ...a.outage, startedAt: iso(a.outage.startedAt), restoredAt: isoOrNull(a.outage.restoredAt) },
+    outage: a.outage === null ? null : { ...a.outage, startedAt: iso(a.outage.startedAt), restoredAt: isoOrNull(a.outage.restoredAt) },
     version: a.version,
   };
 }

@@ -102,87 +102,97 @@ export const DetectionConfig = Type.Object(
       },
       { additionalProperties: false },
     ),
-    collective: Type.Optional(Type.Object(
-      {
-        /** Two-sided CUSUM of standardised residuals z = (measured − expected) / spread, clipped to ±zClip … */
-        zClip: Pos(),
-        /** … each interval adds (|z| − k) × its length in hours (k: the slack, in spreads) … */
-        k: NonNeg(),
-        /** … and the run fires at h spread-hours. */
-        h: Pos(),
-        /** highUsage only when the run's measured import is at least minRatio × expected (effect size, scale-free). */
-        minRatio: Type.Number({ minimum: 1 }),
-        /** drop only when the run's measured import is at most maxRatio × expected. */
-        maxRatio: Pos({ maximum: 1 }),
-        /** … and beyond 1 ± dayDevK × the meter's typical day-to-day variation (mean |day total / expected − 1|). */
-        dayDevK: Type.Optional(NonNeg()),
-        /** A run that has lasted longRunHours fires at minRatio − longRunSlack / maxRatio + longRunSlack. */
-        longRunHours: Type.Optional(Pos()),
-        longRunSlack: Type.Optional(NonNeg()),
-        /** A firing episode holds while the EWMA of its z (time constant holdHours) stays above holdZ. */
-        holdZ: NonNeg(),
-        holdHours: Pos(),
-        /** A firing episode repeats its event this often (alerts count repeats); marks cover every interval. */
-        reminderHours: Pos(),
-        /**
-         * The level common to a stream shard's meters (weather): per hour the median over its meters of
-         * log(measured / expected), an EWMA with this time constant (hours; 0 = off), multiplies every expectation.
-         */
-        commonHours: Type.Optional(NonNeg()),
-        /** An hour with fewer judged intervals than this on the shard teaches the common level nothing. */
-        commonMinSamples: Type.Optional(Type.Integer({ minimum: 1 })),
-      },
-      { additionalProperties: false },
-    )),
-    stuck: Type.Optional(Type.Object(
-      {
-        /** Identical non-zero values in a row: P(identical by chance) ≈ resolutionWh / (2.5 × spread); fires when P^(n−1) < maxChance … */
-        maxChance: Pos({ maximum: 1 }),
-        resolutionWh: Pos(),
-        /** … with at least minRun values … */
-        minRun: Type.Integer({ minimum: 2 }),
-        /** … spanning at least minHours. */
-        minHours: NonNeg(),
-      },
-      { additionalProperties: false },
-    )),
-    shape: Type.Optional(Type.Object(
-      {
-        /** A local day whose normalised profile is more than minDistance (L1, 0–2) from the expected one … */
-        minDistance: Pos(),
-        /** … and more than k typical deviations above this meter's typical distance … */
-        k: Pos(),
-        /** … at a normal daily total (between these shares of the expected total) fires. */
-        minTotalRatio: Pos(),
-        maxTotalRatio: Pos(),
-        /** Hours whose share of the day is off by more than markShare of the day's mean hourly share are marked. */
-        markShare: Pos(),
-      },
-      { additionalProperties: false },
-    )),
-    levelShift: Type.Optional(Type.Object(
-      {
-        /** A highUsage or drop episode that holds this long is adopted as the new level (event levelShift). */
-        adoptDays: Pos(),
-      },
-      { additionalProperties: false },
-    )),
-    holidays: Type.Optional(Type.Object(
-      {
-        /** The deployment's region (the registry has none per meter yet). */
-        region: Type.String(),
-        /**
-         * learn: a holiday is judged against what this meter does on holidays, learnt from its past ones (between
-         * its Sunday and its weekday level; before the first, whichever of the two is closer): closed like a Sunday
-         * or open like a weekday is normal, the HVAC left on over a closed holiday is not. skip: holidays are not
-         * judged at all. Either way they never teach the slots.
-         */
-        judgeAs: Type.Optional(Type.Union([Type.Literal('learn'), Type.Literal('skip')])),
-        /** Holiday dates (local, YYYY-MM-DD) per region. */
-        calendars: Type.Record(Type.String(), Type.Array(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }))),
-      },
-      { additionalProperties: false },
-    )),
+    collective: Type.Optional(
+      Type.Object(
+        {
+          /** Two-sided CUSUM of standardised residuals z = (measured − expected) / spread, clipped to ±zClip … */
+          zClip: Pos(),
+          /** … each interval adds (|z| − k) × its length in hours (k: the slack, in spreads) … */
+          k: NonNeg(),
+          /** … and the run fires at h spread-hours. */
+          h: Pos(),
+          /** highUsage only when the run's measured import is at least minRatio × expected (effect size, scale-free). */
+          minRatio: Type.Number({ minimum: 1 }),
+          /** drop only when the run's measured import is at most maxRatio × expected. */
+          maxRatio: Pos({ maximum: 1 }),
+          /** … and beyond 1 ± dayDevK × the meter's typical day-to-day variation (mean |day total / expected − 1|). */
+          dayDevK: Type.Optional(NonNeg()),
+          /** A run that has lasted longRunHours fires at minRatio − longRunSlack / maxRatio + longRunSlack. */
+          longRunHours: Type.Optional(Pos()),
+          longRunSlack: Type.Optional(NonNeg()),
+          /** A firing episode holds while the EWMA of its z (time constant holdHours) stays above holdZ. */
+          holdZ: NonNeg(),
+          holdHours: Pos(),
+          /** A firing episode repeats its event this often (alerts count repeats); marks cover every interval. */
+          reminderHours: Pos(),
+          /**
+           * The level common to a stream shard's meters (weather): per hour the median over its meters of
+           * log(measured / expected), an EWMA with this time constant (hours; 0 = off), multiplies every expectation.
+           */
+          commonHours: Type.Optional(NonNeg()),
+          /** An hour with fewer judged intervals than this on the shard teaches the common level nothing. */
+          commonMinSamples: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    stuck: Type.Optional(
+      Type.Object(
+        {
+          /** Identical non-zero values in a row: P(identical by chance) ≈ resolutionWh / (2.5 × spread); fires when P^(n−1) < maxChance … */
+          maxChance: Pos({ maximum: 1 }),
+          resolutionWh: Pos(),
+          /** … with at least minRun values … */
+          minRun: Type.Integer({ minimum: 2 }),
+          /** … spanning at least minHours. */
+          minHours: NonNeg(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    shape: Type.Optional(
+      Type.Object(
+        {
+          /** A local day whose normalised profile is more than minDistance (L1, 0–2) from the expected one … */
+          minDistance: Pos(),
+          /** … and more than k typical deviations above this meter's typical distance … */
+          k: Pos(),
+          /** … at a normal daily total (between these shares of the expected total) fires. */
+          minTotalRatio: Pos(),
+          maxTotalRatio: Pos(),
+          /** Hours whose share of the day is off by more than markShare of the day's mean hourly share are marked. */
+          markShare: Pos(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    levelShift: Type.Optional(
+      Type.Object(
+        {
+          /** A highUsage or drop episode that holds this long is adopted as the new level (event levelShift). */
+          adoptDays: Pos(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    holidays: Type.Optional(
+      Type.Object(
+        {
+          /** The deployment's region (the registry has none per meter yet). */
+          region: Type.String(),
+          /**
+           * learn: a holiday is judged against what this meter does on holidays, learnt from its past ones (between
+           * its Sunday and its weekday level; before the first, whichever of the two is closer): closed like a Sunday
+           * or open like a weekday is normal, the HVAC left on over a closed holiday is not. skip: holidays are not
+           * judged at all. Either way they never teach the slots.
+           */
+          judgeAs: Type.Optional(Type.Union([Type.Literal('learn'), Type.Literal('skip')])),
+          /** Holiday dates (local, YYYY-MM-DD) per region. */
+          calendars: Type.Record(Type.String(), Type.Array(Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' }))),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     flatline: Type.Object(
       {
         /** Register not moving for at least this long … */
@@ -280,9 +290,24 @@ export type ShapeConfig = Req<DetectionConfig['shape']>;
 
 /** What an absent optional section means (config/detection.yaml spells every one out). */
 export const DETECTION_DEFAULTS: {
-  collective: CollectiveConfig; stuck: StuckConfig; shape: ShapeConfig; levelShift: Req<DetectionConfig['levelShift']>;
+  collective: CollectiveConfig;
+  stuck: StuckConfig;
+  shape: ShapeConfig;
+  levelShift: Req<DetectionConfig['levelShift']>;
 } = {
-  collective: { zClip: 4, k: 1, h: 14, minRatio: 1.2, maxRatio: 0.7, dayDevK: 2.5, longRunHours: 24, longRunSlack: 0.1, holdZ: 0.5, holdHours: 3, reminderHours: 24 },
+  collective: {
+    zClip: 4,
+    k: 1,
+    h: 14,
+    minRatio: 1.2,
+    maxRatio: 0.7,
+    dayDevK: 2.5,
+    longRunHours: 24,
+    longRunSlack: 0.1,
+    holdZ: 0.5,
+    holdHours: 3,
+    reminderHours: 24,
+  },
   stuck: { maxChance: 1e-6, resolutionWh: 1, minRun: 3, minHours: 3 },
   shape: { minDistance: 0.15, k: 4, minTotalRatio: 0.7, maxTotalRatio: 1.4, markShare: 0.4 },
   levelShift: { adoptDays: 14 },

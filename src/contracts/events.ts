@@ -4,9 +4,24 @@
  * rejects custom ids with more than two colons) — deterministic, so a replay never enqueues twice.
  */
 export const ANOMALY_TYPES = [
-  'spike', 'drop', 'flatline', 'reverseFlow', 'voltage', 'silent', 'registerReset',
-  'highUsage', 'stuck', 'shape', 'levelShift',
-  'customerPeak', 'feederOverload', 'systemPeak', 'outage', 'lastGasp', 'powerRestored', 'tamper',
+  'spike',
+  'drop',
+  'flatline',
+  'reverseFlow',
+  'voltage',
+  'silent',
+  'registerReset',
+  'highUsage',
+  'stuck',
+  'shape',
+  'levelShift',
+  'customerPeak',
+  'feederOverload',
+  'systemPeak',
+  'outage',
+  'lastGasp',
+  'powerRestored',
+  'tamper',
 ] as const;
 export type AnomalyType = (typeof ANOMALY_TYPES)[number];
 

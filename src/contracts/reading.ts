@@ -74,10 +74,24 @@ export type MeterEvent = PlainMeterEvent | MeterExchangeEvent;
 
 /** Why the ingest refused input: the `reason` of its dead letters (`mf:dlq`) and of `meterflow_ingest_rejected_total`. */
 export const REJECT_REASONS = [
-  'payload_too_large', 'not_json', 'not_object', 'batch_too_large', 'empty_batch', 'bad_topic',
-  'missing_field', 'bad_type', 'bad_value', 'bad_meter_id', 'meter_mismatch',
-  'register_negative', 'register_not_integer', 'register_too_large',
-  'bad_timestamp', 'future_timestamp', 'too_old', 'bad_event',
+  'payload_too_large',
+  'not_json',
+  'not_object',
+  'batch_too_large',
+  'empty_batch',
+  'bad_topic',
+  'missing_field',
+  'bad_type',
+  'bad_value',
+  'bad_meter_id',
+  'meter_mismatch',
+  'register_negative',
+  'register_not_integer',
+  'register_too_large',
+  'bad_timestamp',
+  'future_timestamp',
+  'too_old',
+  'bad_event',
   // The message was readable, but handing it on kept failing (a defect, not bad input): kept whole for a person.
   'handoff_failed',
 ] as const;

@@ -18,9 +18,7 @@ export const CustomerRecord = Type.Object({
   intervalMinutes: Type.Enum(INTERVAL_MINUTES),
 });
 export type CustomerRecord = Static<typeof CustomerRecord>;
-export const CUSTOMER_CSV_HEADER = [
-  'meterId', 'customerId', 'class', 'tariff', 'contractKw', 'feederId', 'transformerId', 'hasPv', 'intervalMinutes',
-] as const;
+export const CUSTOMER_CSV_HEADER = ['meterId', 'customerId', 'class', 'tariff', 'contractKw', 'feederId', 'transformerId', 'hasPv', 'intervalMinutes'] as const;
 
 /** One row of the transformer registry (`meterflow transformers import`). */
 export const TransformerRecord = Type.Object({

@@ -248,7 +248,17 @@ class Session {
       const last = next.last;
       if (current === undefined || last === null || current.id !== last.alertId || current.outage === null) return;
       const details = outageDetails(topo, step.affected, last.startedAt, current.outage.restoredAt, current.outage.stillDown);
-      this.apply({ alert: { ...current, count: step.affected.length, firstSeen: Math.min(current.firstSeen, last.startedAt), outage: details, reason: current.state === 'resolved' ? restoredReason(details) : current.reason, updatedAt: this.now }, changes: [] });
+      this.apply({
+        alert: {
+          ...current,
+          count: step.affected.length,
+          firstSeen: Math.min(current.firstSeen, last.startedAt),
+          outage: details,
+          reason: current.state === 'resolved' ? restoredReason(details) : current.reason,
+          updatedAt: this.now,
+        },
+        changes: [],
+      });
     }
   }
 
@@ -315,9 +325,7 @@ export function applyEvent(input: EventInput, cfg: EngineConfig): EngineResult {
   // Down first, so the meter's own alert already sees the outage it may have tipped over.
   if (topo !== null && s.tracker !== null && (ev.type === 'lastGasp' || ev.type === 'silent')) s.meterDown(s.tracker, ev.subject, ev.ts, topo);
   const suppression: Suppression =
-    topo !== null && s.tracker !== null && cfg.outage.suppressTypes.includes(ev.type)
-      ? suppressionOf(s.tracker, ev.subject, ev.ts, windowMs)
-      : NO_SUPPRESSION;
+    topo !== null && s.tracker !== null && cfg.outage.suppressTypes.includes(ev.type) ? suppressionOf(s.tracker, ev.subject, ev.ts, windowMs) : NO_SUPPRESSION;
   s.apply(fire(s.alerts.get(key), signalOf(ev, meter, cfg), suppression, now, lc));
   s.spendMark(key, ev.ts);
   return s.result();
@@ -325,9 +333,7 @@ export function applyEvent(input: EventInput, cfg: EngineConfig): EngineResult {
 
 export type OperatorAction = { kind: 'ack'; by: string } | { kind: 'resolve'; by: string };
 
-export type OperatorOutcome =
-  | { ok: true; result: EngineResult; alert: AlertRecord }
-  | { ok: false; reason: 'resolved'; alert: AlertRecord };
+export type OperatorOutcome = { ok: true; result: EngineResult; alert: AlertRecord } | { ok: false; reason: 'resolved'; alert: AlertRecord };
 
 /** Ack or resolve by an operator. Resolving an outage closes its tracker too (pass it when the alert is an outage). */
 export function applyOperator(alert: AlertRecord, tracker: TrackerState | null, action: OperatorAction, now: number): OperatorOutcome {
@@ -350,7 +356,14 @@ export function applyOperator(alert: AlertRecord, tracker: TrackerState | null, 
 }
 
 /** The sweep's look at one alert: auto-resolve after hysteresis, release or park held notices. */
-export function sweepAlert(alert: AlertRecord, tracker: TrackerState | null, watermark: number, now: number, cfg: EngineConfig, advancing = false): Transition | null {
+export function sweepAlert(
+  alert: AlertRecord,
+  tracker: TrackerState | null,
+  watermark: number,
+  now: number,
+  cfg: EngineConfig,
+  advancing = false,
+): Transition | null {
   const suppression =
     alert.meterId !== null && tracker !== null && cfg.outage.suppressTypes.includes(alert.type)
       ? suppressionOf(tracker, alert.meterId, alert.lastSeen, cfg.outage.windowIntervals * alert.intervalMs)

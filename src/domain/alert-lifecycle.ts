@@ -68,7 +68,6 @@ export function alertKey(type: AnomalyType, subject: string): string {
   return `${type}:${subject}`;
 }
 
-
 /**
  * Stable alert id: the episode's first event time (base 36, fixed width, so ids sort by creation) and a 64-bit
  * hash of the key. Two workers creating the same alert from the same event compute the same id.
@@ -120,7 +119,12 @@ function notice(
     case 'stillDown':
     case 'none':
       if (hold === 0) return { pending: null, sendNow: true, suppressedBy: null, drop: false };
-      return { pending: { change: kind, until: sig.ts + hold * sig.intervalMs, wallUntil: now + cfg.holdWallMs }, sendNow: false, suppressedBy: null, drop: false };
+      return {
+        pending: { change: kind, until: sig.ts + hold * sig.intervalMs, wallUntil: now + cfg.holdWallMs },
+        sendNow: false,
+        suppressedBy: null,
+        drop: false,
+      };
   }
 }
 

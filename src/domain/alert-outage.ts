@@ -86,7 +86,9 @@ export function isDown(t: TrackerState, meterId: string): boolean {
 
 /** Meters whose down episode is still going. */
 export function downMeters(t: TrackerState): string[] {
-  return Object.keys(t.down).filter((m) => isDown(t, m)).sort();
+  return Object.keys(t.down)
+    .filter((m) => isDown(t, m))
+    .sort();
 }
 
 /**
@@ -129,7 +131,13 @@ function restoreIfOver(t: TrackerState, topo: TransformerTopology, cfg: OutageCo
 }
 
 /** A meter on the transformer lost power (last gasp) or went silent at event time `ts`. */
-export function meterDown(t: TrackerState, meterId: string, ts: number, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
+export function meterDown(
+  t: TrackerState,
+  meterId: string,
+  ts: number,
+  topo: TransformerTopology,
+  cfg: OutageConfig,
+): { tracker: TrackerState; step: OutageStep } {
   const known = t.down[meterId];
   const start = episodeStart(known, ts, t.up[meterId]);
   const next: TrackerState = start === known ? t : { ...t, down: { ...t.down, [meterId]: start } };
@@ -151,9 +159,16 @@ export function meterDown(t: TrackerState, meterId: string, ts: number, topo: Tr
   if (!cfg.enabled) return { tracker: next, step: { kind: 'none' } };
   // Episodes the last outage already told about do not count twice (a straggler's verdict right after a short outage).
   const open = Object.entries(next.down).filter(([m, at]) => last === null || !last.affected.includes(m) || at > last.endedAt);
-  const w = densestWindow(open.map(([, at]) => at), ts, windowMs);
+  const w = densestWindow(
+    open.map(([, at]) => at),
+    ts,
+    windowMs,
+  );
   if (w.count < outageThreshold(total(next, topo), cfg)) return { tracker: next, step: { kind: 'none' } };
-  const affected = open.filter(([, at]) => at >= w.start && at <= w.start + windowMs).map(([m]) => m).sort();
+  const affected = open
+    .filter(([, at]) => at >= w.start && at <= w.start + windowMs)
+    .map(([m]) => m)
+    .sort();
   return { tracker: next, step: { kind: 'open', startedAt: w.start, affected, ts } };
 }
 
@@ -161,12 +176,24 @@ export function meterDown(t: TrackerState, meterId: string, ts: number, topo: Tr
  * Records the id of the outage alert just opened for `step`. When its meters are already back (a replay delivers
  * the restores before the last gasp that tipped it), the outage is over at once: the restore step says when.
  */
-export function markActive(t: TrackerState, alertId: string, step: { startedAt: number; affected: string[] }, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
+export function markActive(
+  t: TrackerState,
+  alertId: string,
+  step: { startedAt: number; affected: string[] },
+  topo: TransformerTopology,
+  cfg: OutageConfig,
+): { tracker: TrackerState; step: OutageStep } {
   return restoreIfOver({ ...t, active: { alertId, startedAt: step.startedAt, affected: step.affected } }, topo, cfg);
 }
 
 /** A meter is back (power restored or reads resumed) at event time `ts`. */
-export function meterUp(t: TrackerState, meterId: string, ts: number, topo: TransformerTopology, cfg: OutageConfig): { tracker: TrackerState; step: OutageStep } {
+export function meterUp(
+  t: TrackerState,
+  meterId: string,
+  ts: number,
+  topo: TransformerTopology,
+  cfg: OutageConfig,
+): { tracker: TrackerState; step: OutageStep } {
   if ((t.up[meterId] ?? -Infinity) >= ts) return { tracker: t, step: { kind: 'none' } };
   const wasDown = isDown(t, meterId);
   const next: TrackerState = { ...t, up: { ...t.up, [meterId]: ts } };
@@ -195,7 +222,13 @@ export function suppressionOf(t: TrackerState | undefined, meterId: string, ts: 
   return NO_SUPPRESSION;
 }
 
-export function outageDetails(topo: TransformerTopology, affected: readonly string[], startedAt: number, restoredAt: number | null, stillDown: number): OutageDetails {
+export function outageDetails(
+  topo: TransformerTopology,
+  affected: readonly string[],
+  startedAt: number,
+  restoredAt: number | null,
+  stillDown: number,
+): OutageDetails {
   const byMeter = new Map(topo.meters.map((m) => [m.meterId, m]));
   const customers = new Set<string>();
   const critical = new Set<string>();

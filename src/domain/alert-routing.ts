@@ -41,7 +41,9 @@ export interface Delivery {
 const matches = <T>(list: readonly T[], v: T | null): boolean => list.length === 0 || (v !== null && list.includes(v));
 
 export function routeMatches(route: Route, kind: AlertChangeKind, a: AlertRecord): boolean {
-  return matches(route.severities, a.severity) && matches(route.types, a.type) && matches(route.customerClasses, a.customerClass) && matches(route.changes, kind);
+  return (
+    matches(route.severities, a.severity) && matches(route.types, a.type) && matches(route.customerClasses, a.customerClass) && matches(route.changes, kind)
+  );
 }
 
 /** A critical customer is involved: the alert's own, or among those an outage cut off. */

@@ -176,7 +176,11 @@ export function expectSlot(b: Baseline, s: BaselineSettings, slot: number, inter
 
 /** Expected energy and spread (Wh) of the interval [start, start + intervalMs). */
 export function expectedInterval(
-  b: Baseline, s: BaselineSettings, zone: string, start: number, intervalMs: number,
+  b: Baseline,
+  s: BaselineSettings,
+  zone: string,
+  start: number,
+  intervalMs: number,
 ): { wh: number; spreadWh: number; samples: number } {
   const e = expectSlot(b, s, slotOf(s.slots, zone, start), intervalMs);
   return { wh: e.wh, spreadWh: e.spreadWh, samples: e.samples };

@@ -5,7 +5,6 @@ import type { Tariff } from './tariffs.js';
 
 /** Periods and the quality gate: daily reads combined into a billing period read. Pure. */
 
-
 export interface QualityConfig {
   /** More than this share of estimated intervals makes a read `estimated`. */
   maxEstimatedPct: number;
@@ -27,12 +26,7 @@ export interface Assessment {
 export function assessRead(read: MeterRead, cfg: QualityConfig): Assessment {
   const windowMs = read.toMs - read.fromMs;
   const completeness = windowMs <= 0 ? 0 : Math.floor((read.coveredMs * 10000) / windowMs) / 100;
-  if (
-    read.startRegisterWh === null ||
-    read.endRegisterWh === null ||
-    read.registerBreaks > 0 ||
-    read.coveredMs * 100 < cfg.minCompletenessPct * windowMs
-  ) {
+  if (read.startRegisterWh === null || read.endRegisterWh === null || read.registerBreaks > 0 || read.coveredMs * 100 < cfg.minCompletenessPct * windowMs) {
     return { completeness, quality: 'incomplete' };
   }
   if (read.intervals === 0 || read.estimatedIntervals * 100 > cfg.maxEstimatedPct * read.intervals) {
@@ -86,9 +80,7 @@ export function combineReads(meterId: string, tariff: Tariff, window: PeriodWind
   const fromMs = dayWindow(tariff.timezone, window.fromDay).startMs;
   const toMs = dayWindow(tariff.timezone, window.toDay).startMs;
   const out = emptyRead(meterId, tariff, window.fromDay, window.toDay, fromMs, toMs);
-  const days = daily
-    .filter((d) => d.fromMs >= fromMs && d.toMs <= toMs)
-    .sort((x, y) => x.fromMs - y.fromMs);
+  const days = daily.filter((d) => d.fromMs >= fromMs && d.toMs <= toMs).sort((x, y) => x.fromMs - y.fromMs);
   let prev: MeterRead | undefined;
   for (const d of days) {
     if (prev !== undefined && prev.fromMs === d.fromMs) continue;
@@ -100,10 +92,7 @@ export function combineReads(meterId: string, tariff: Tariff, window: PeriodWind
       out.endRegisterWh = d.endRegisterWh;
       out.endInterpolated = d.endInterpolated;
     }
-    if (
-      prev !== undefined && prev.toMs === d.fromMs &&
-      prev.endRegisterWh !== null && d.startRegisterWh !== null && prev.endRegisterWh !== d.startRegisterWh
-    ) {
+    if (prev !== undefined && prev.toMs === d.fromMs && prev.endRegisterWh !== null && d.startRegisterWh !== null && prev.endRegisterWh !== d.startRegisterWh) {
       out.registerBreaks++;
     }
     out.registerBreaks += d.registerBreaks;

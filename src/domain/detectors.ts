@@ -10,7 +10,8 @@ import { HOUR_MS, MINUTE_MS } from './local-time.js';
  */
 
 export type DetectorSettings = Pick<
-  DetectionConfig, 'spike' | 'drop' | 'flatline' | 'reverseFlow' | 'voltage' | 'customerPeak' | 'collective' | 'stuck' | 'shape' | 'levelShift'
+  DetectionConfig,
+  'spike' | 'drop' | 'flatline' | 'reverseFlow' | 'voltage' | 'customerPeak' | 'collective' | 'stuck' | 'shape' | 'levelShift'
 >;
 
 /** Intervals kept for marking a run back to its start (a run that fires later than this is marked from here). */
@@ -78,14 +79,50 @@ export interface DetectorState {
 
 export function initialDetectors(): DetectorState {
   return {
-    spike: false, reverse: false, peak: false, reset: false, silent: false, flat: false,
-    flatFrom: -1, flatExpWh: 0, vRun: 0, voltage: false,
-    upS: 0, upE: 0, upFrom: -1, upWh: 0, upExpWh: 0, upNextAt: 0, high: false,
-    dnS: 0, dnE: 0, dnFrom: -1, dropWh: 0, dropExpWh: 0, dropNextAt: 0, drop: false,
-    stuckWh: -1, stuckN: 0, stuckFrom: -1, stuckLogP: 0, stuckNextAt: 0, stuck: false,
-    dayNo: -1, dayStart: -1, dayN: 0, dayBad: 0, dayHours: new Float32Array(24),
-    dayDev: 0, shapeMean: 0, shapeDev: 0, shapeDays: 0, shape: false,
-    exportHours: 0, recent: new Float32Array(RECENT_INTERVALS), recentN: 0, recentEnd: -1,
+    spike: false,
+    reverse: false,
+    peak: false,
+    reset: false,
+    silent: false,
+    flat: false,
+    flatFrom: -1,
+    flatExpWh: 0,
+    vRun: 0,
+    voltage: false,
+    upS: 0,
+    upE: 0,
+    upFrom: -1,
+    upWh: 0,
+    upExpWh: 0,
+    upNextAt: 0,
+    high: false,
+    dnS: 0,
+    dnE: 0,
+    dnFrom: -1,
+    dropWh: 0,
+    dropExpWh: 0,
+    dropNextAt: 0,
+    drop: false,
+    stuckWh: -1,
+    stuckN: 0,
+    stuckFrom: -1,
+    stuckLogP: 0,
+    stuckNextAt: 0,
+    stuck: false,
+    dayNo: -1,
+    dayStart: -1,
+    dayN: 0,
+    dayBad: 0,
+    dayHours: new Float32Array(24),
+    dayDev: 0,
+    shapeMean: 0,
+    shapeDev: 0,
+    shapeDays: 0,
+    shape: false,
+    exportHours: 0,
+    recent: new Float32Array(RECENT_INTERVALS),
+    recentN: 0,
+    recentEnd: -1,
   };
 }
 
@@ -213,7 +250,17 @@ const pctOf = (x: number): string => `${Math.round(x * 100)} %`;
  * marks only those that point its way (`up`: above what was expected, `down`: below and not zero): intervals it
  * passed over without evidence (solar hours, a zero import) are not its extent. Stuck and flatline runs mark all.
  */
-function markBack(det: DetectorState, iv: IntervalFacts, from: number, meterId: string, type: AnomalyType, way: 'up' | 'down' | 'all', score: number, src: Expectations, marks: IntervalMark[]): void {
+function markBack(
+  det: DetectorState,
+  iv: IntervalFacts,
+  from: number,
+  meterId: string,
+  type: AnomalyType,
+  way: 'up' | 'down' | 'all',
+  score: number,
+  src: Expectations,
+  marks: IntervalMark[],
+): void {
   const len = iv.end - iv.start;
   if (len <= 0 || from < 0 || det.recentEnd !== iv.start) return;
   const back = Math.min(Math.round((iv.start - from) / len), det.recentN, RECENT_INTERVALS);
@@ -233,7 +280,13 @@ function mark(iv: IntervalFacts, meterId: string, type: AnomalyType, score: numb
 }
 
 interface Side {
-  s: number; e: number; from: number; wh: number; exp: number; nextAt: number; on: boolean;
+  s: number;
+  e: number;
+  from: number;
+  wh: number;
+  exp: number;
+  nextAt: number;
+  on: boolean;
 }
 
 function readSide(det: DetectorState, up: boolean): Side {
@@ -251,14 +304,32 @@ function writeSide(det: DetectorState, up: boolean, v: Side): void {
   v.wh = r4(v.wh);
   v.exp = r4(v.exp);
   if (up) {
-    det.upS = v.s; det.upE = v.e; det.upFrom = v.from; det.upWh = v.wh; det.upExpWh = v.exp; det.upNextAt = v.nextAt; det.high = v.on;
+    det.upS = v.s;
+    det.upE = v.e;
+    det.upFrom = v.from;
+    det.upWh = v.wh;
+    det.upExpWh = v.exp;
+    det.upNextAt = v.nextAt;
+    det.high = v.on;
   } else {
-    det.dnS = v.s; det.dnE = v.e; det.dnFrom = v.from; det.dropWh = v.wh; det.dropExpWh = v.exp; det.dropNextAt = v.nextAt; det.drop = v.on;
+    det.dnS = v.s;
+    det.dnE = v.e;
+    det.dnFrom = v.from;
+    det.dropWh = v.wh;
+    det.dropExpWh = v.exp;
+    det.dropNextAt = v.nextAt;
+    det.drop = v.on;
   }
 }
 
 function resetSide(v: Side): void {
-  v.s = 0; v.e = 0; v.from = -1; v.wh = 0; v.exp = 0; v.nextAt = 0; v.on = false;
+  v.s = 0;
+  v.e = 0;
+  v.from = -1;
+  v.wh = 0;
+  v.exp = 0;
+  v.nextAt = 0;
+  v.on = false;
 }
 
 /**
@@ -269,7 +340,13 @@ function resetSide(v: Side): void {
  * levelShift.adoptDays is adopted as the new level.
  */
 function collectiveSide(
-  det: DetectorState, up: boolean, iv: IntervalFacts, z: number, meter: MeterRef, s: DetectorSettings, src: Expectations,
+  det: DetectorState,
+  up: boolean,
+  iv: IntervalFacts,
+  z: number,
+  meter: MeterRef,
+  s: DetectorSettings,
+  src: Expectations,
   out: Evaluation,
 ): void {
   const c = s.collective ?? DETECTION_DEFAULTS.collective;
@@ -318,10 +395,15 @@ function collectiveSide(
   v.s = Math.min(c.h, Math.max(0, v.s + w * (zd - c.k)));
   const hours = (iv.end - v.from) / HOUR_MS;
   if (v.e < c.holdZ) {
-    out.events.push(meterEvent(meter, type, 'clear', iv.end, {
-      value: iv.wh, expected: iv.expectedWh, score: 0, severity: 'info',
-      reason: `back to the usual level: ${kwh(iv.wh)} vs ${kwh(iv.expectedWh)} expected (after ${fmtHours(hours)} h)`,
-    }));
+    out.events.push(
+      meterEvent(meter, type, 'clear', iv.end, {
+        value: iv.wh,
+        expected: iv.expectedWh,
+        score: 0,
+        severity: 'info',
+        reason: `back to the usual level: ${kwh(iv.wh)} vs ${kwh(iv.expectedWh)} expected (after ${fmtHours(hours)} h)`,
+      }),
+    );
     resetSide(v);
     writeSide(det, up, v);
     return;
@@ -331,13 +413,24 @@ function collectiveSide(
   if (hours >= adoptDays * 24) {
     const ratio = v.exp > 0 ? v.wh / v.exp : 1;
     out.rescale = ratio;
-    out.events.push(meterEvent(meter, type, 'clear', iv.end, {
-      value: v.wh, expected: v.exp, score: 0, severity: 'info', reason: `adopted as the new level after ${fmtHours(hours / 24)} days`,
-    }));
-    out.events.push(meterEvent(meter, 'levelShift', 'firing', iv.end, {
-      value: v.wh, expected: v.exp, score: ratio, severity: 'info',
-      reason: `consumption has stayed at ${ratio.toFixed(2)}× the former level for ${fmtHours(hours / 24)} days: the baseline now expects the new level`,
-    }));
+    out.events.push(
+      meterEvent(meter, type, 'clear', iv.end, {
+        value: v.wh,
+        expected: v.exp,
+        score: 0,
+        severity: 'info',
+        reason: `adopted as the new level after ${fmtHours(hours / 24)} days`,
+      }),
+    );
+    out.events.push(
+      meterEvent(meter, 'levelShift', 'firing', iv.end, {
+        value: v.wh,
+        expected: v.exp,
+        score: ratio,
+        severity: 'info',
+        reason: `consumption has stayed at ${ratio.toFixed(2)}× the former level for ${fmtHours(hours / 24)} days: the baseline now expects the new level`,
+      }),
+    );
     resetSide(v);
     writeSide(det, up, v);
     return;
@@ -351,16 +444,27 @@ function collectiveSide(
   writeSide(det, up, v);
 }
 
-function sideFields(up: boolean, v: Side, hours: number, s: DetectorSettings): { value: number; expected: number; score: number; severity: Severity; reason: string } {
+function sideFields(
+  up: boolean,
+  v: Side,
+  hours: number,
+  s: DetectorSettings,
+): { value: number; expected: number; score: number; severity: Severity; reason: string } {
   const ratio = v.exp > 0 ? v.wh / v.exp : 0;
   if (up) {
     return {
-      value: v.wh, expected: v.exp, score: ratio, severity: ratio >= 2 ? 'major' : 'warning',
+      value: v.wh,
+      expected: v.exp,
+      score: ratio,
+      severity: ratio >= 2 ? 'major' : 'warning',
       reason: `${ratio.toFixed(1)}× the usual ${kwh(v.exp)} for the last ${fmtHours(hours)} h`,
     };
   }
   return {
-    value: v.wh, expected: v.exp, score: 1 - ratio, severity: ratio < s.drop.ratio ? 'major' : 'warning',
+    value: v.wh,
+    expected: v.exp,
+    score: 1 - ratio,
+    severity: ratio < s.drop.ratio ? 'major' : 'warning',
     reason: `import at ${pctOf(ratio)} of the usual ${kwh(v.exp)} for the last ${fmtHours(hours)} h: ${kwh(v.wh)}`,
   };
 }
@@ -377,9 +481,15 @@ function stuckStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: De
   const minutes = Math.round((iv.end - iv.start) / MINUTE_MS);
   if (iv.estimated || iv.wh <= 0 || iv.wh !== det.stuckWh) {
     if (det.stuck) {
-      out.events.push(meterEvent(meter, 'stuck', 'clear', iv.end, {
-        value: iv.wh, expected: iv.expectedWh, score: 0, severity: 'info', reason: `values moving again: ${kwh(iv.wh)} in ${minutes} min`,
-      }));
+      out.events.push(
+        meterEvent(meter, 'stuck', 'clear', iv.end, {
+          value: iv.wh,
+          expected: iv.expectedWh,
+          score: 0,
+          severity: 'info',
+          reason: `values moving again: ${kwh(iv.wh)} in ${minutes} min`,
+        }),
+      );
     }
     det.stuck = false;
     det.stuckNextAt = 0;
@@ -412,10 +522,15 @@ function stuckStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: De
   }
   mark(iv, meter.meterId, 'stuck', score, out.marks);
   det.stuckNextAt = iv.end + (s.collective ?? DETECTION_DEFAULTS.collective).reminderHours * HOUR_MS;
-  out.events.push(meterEvent(meter, 'stuck', 'firing', iv.end, {
-    value: iv.wh, expected: iv.expectedWh, score, severity: 'warning',
-    reason: `the same ${iv.wh} Wh every ${minutes} min for ${fmtHours(hours)} h (${det.stuckN} intervals in a row): a stuck or placeholder value`,
-  }));
+  out.events.push(
+    meterEvent(meter, 'stuck', 'firing', iv.end, {
+      value: iv.wh,
+      expected: iv.expectedWh,
+      score,
+      severity: 'warning',
+      reason: `the same ${iv.wh} Wh every ${minutes} min for ${fmtHours(hours)} h (${det.stuckN} intervals in a row): a stuck or placeholder value`,
+    }),
+  );
 }
 
 /**
@@ -461,17 +576,28 @@ function shapeDayEnd(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: 
       }
     }
     det.shape = true;
-    out.events.push(meterEvent(meter, 'shape', 'firing', iv.start, {
-      value: d, expected: det.shapeMean, score: d, severity: 'warning',
-      reason: `the day's profile is off by ${pctOf(d / 2)} of its energy at a normal total (${kwh(total)} vs ${kwh(expTotal)} expected)`,
-    }));
+    out.events.push(
+      meterEvent(meter, 'shape', 'firing', iv.start, {
+        value: d,
+        expected: det.shapeMean,
+        score: d,
+        severity: 'warning',
+        reason: `the day's profile is off by ${pctOf(d / 2)} of its energy at a normal total (${kwh(total)} vs ${kwh(expTotal)} expected)`,
+      }),
+    );
     return;
   }
   if (det.shape) {
     det.shape = false;
-    out.events.push(meterEvent(meter, 'shape', 'clear', iv.start, {
-      value: d, expected: det.shapeMean, score: d, severity: 'info', reason: 'the day followed its usual profile',
-    }));
+    out.events.push(
+      meterEvent(meter, 'shape', 'clear', iv.start, {
+        value: d,
+        expected: det.shapeMean,
+        score: d,
+        severity: 'info',
+        reason: 'the day followed its usual profile',
+      }),
+    );
   }
   // Learn the typical distance from normal days only (clipped, so one odd day barely moves it).
   const a = det.shapeDays < 10 ? 1 / (det.shapeDays + 1) : 0.1;
@@ -510,7 +636,13 @@ function remember(det: DetectorState, iv: IntervalFacts): void {
  * interval, in time order. `prev` is updated in place and returned as `det` (this runs once per interval: the
  * caller owns the state it passes).
  */
-export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, src: Expectations = NO_EXPECTATIONS): Evaluation {
+export function evaluateInterval(
+  prev: DetectorState,
+  iv: IntervalFacts,
+  meter: MeterRef,
+  s: DetectorSettings,
+  src: Expectations = NO_EXPECTATIONS,
+): Evaluation {
   const det = prev;
   const out: Evaluation = { det, events: [], marks: [], teach: true };
   const events = out.events;
@@ -532,22 +664,32 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
     const base = solarHour ? Math.max(iv.expectedWh, iv.peakWh ?? 0) : iv.expectedWh;
     const excess = iv.wh - base;
     const z = excess / Math.max(iv.spreadWh, 1e-9);
-    spiked = iv.wh >= s.spike.factor * base && z >= s.spike.zScore && iv.demandW >= s.spike.minDemandW
-      && excess >= (s.spike.minExcessShare ?? 0) * (iv.meterWh ?? 0);
+    spiked =
+      iv.wh >= s.spike.factor * base && z >= s.spike.zScore && iv.demandW >= s.spike.minDemandW && excess >= (s.spike.minExcessShare ?? 0) * (iv.meterWh ?? 0);
     if (spiked) {
       det.spike = true;
       mark(iv, meter.meterId, 'spike', z, out.marks);
       const ratio = iv.expectedWh > 0 ? `${(iv.wh / iv.expectedWh).toFixed(1)}x` : 'far above';
-      events.push(meterEvent(meter, 'spike', 'firing', iv.end, {
-        value: iv.wh, expected: iv.expectedWh, score: z, severity: z >= s.spike.majorZScore ? 'major' : 'warning',
-        reason: `${kwh(iv.wh)} in ${minutes} min, ${ratio} the usual ${kwh(iv.expectedWh)}`,
-      }));
+      events.push(
+        meterEvent(meter, 'spike', 'firing', iv.end, {
+          value: iv.wh,
+          expected: iv.expectedWh,
+          score: z,
+          severity: z >= s.spike.majorZScore ? 'major' : 'warning',
+          reason: `${kwh(iv.wh)} in ${minutes} min, ${ratio} the usual ${kwh(iv.expectedWh)}`,
+        }),
+      );
     } else if (det.spike) {
       det.spike = false;
-      events.push(meterEvent(meter, 'spike', 'clear', iv.end, {
-        value: iv.wh, expected: iv.expectedWh, score: z, severity: 'info',
-        reason: `back to ${kwh(iv.wh)} in ${minutes} min (usual ${kwh(iv.expectedWh)})`,
-      }));
+      events.push(
+        meterEvent(meter, 'spike', 'clear', iv.end, {
+          value: iv.wh,
+          expected: iv.expectedWh,
+          score: z,
+          severity: 'info',
+          reason: `back to ${kwh(iv.wh)} in ${minutes} min (usual ${kwh(iv.expectedWh)})`,
+        }),
+      );
     }
   }
 
@@ -575,20 +717,30 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
       if (!det.flat) markBack(det, iv, det.flatFrom, meter.meterId, 'flatline', 'all', hours, src, out.marks);
       mark(iv, meter.meterId, 'flatline', hours, out.marks);
       det.flat = true;
-      events.push(meterEvent(meter, 'flatline', 'firing', iv.end, {
-        value: 0, expected: det.flatExpWh, score: hours, severity: hours >= 24 ? 'major' : 'warning',
-        reason: `register frozen for ${hours.toFixed(1)} h while ${kwh(det.flatExpWh)} was expected`,
-      }));
+      events.push(
+        meterEvent(meter, 'flatline', 'firing', iv.end, {
+          value: 0,
+          expected: det.flatExpWh,
+          score: hours,
+          severity: hours >= 24 ? 'major' : 'warning',
+          reason: `register frozen for ${hours.toFixed(1)} h while ${kwh(det.flatExpWh)} was expected`,
+        }),
+      );
     }
   } else {
     det.flatFrom = -1;
     det.flatExpWh = 0;
     if (det.flat && !frozen) {
       det.flat = false;
-      events.push(meterEvent(meter, 'flatline', 'clear', iv.end, {
-        value: iv.wh, expected: iv.expectedWh, score: 0, severity: 'info',
-        reason: `register moving again: ${kwh(iv.wh)} imported${iv.exportWh > 0 ? `, ${kwh(iv.exportWh)} exported` : ''} in ${minutes} min`,
-      }));
+      events.push(
+        meterEvent(meter, 'flatline', 'clear', iv.end, {
+          value: iv.wh,
+          expected: iv.expectedWh,
+          score: 0,
+          severity: 'info',
+          reason: `register moving again: ${kwh(iv.wh)} imported${iv.exportWh > 0 ? `, ${kwh(iv.exportWh)} exported` : ''} in ${minutes} min`,
+        }),
+      );
     }
   }
 
@@ -600,15 +752,26 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
   const exporting = !meter.hasPv && iv.exportWh >= s.reverseFlow.minExportWh;
   if (exporting) {
     det.reverse = true;
-    events.push(meterEvent(meter, 'reverseFlow', 'firing', iv.end, {
-      value: iv.exportWh, expected: 0, score: iv.exportWh / s.reverseFlow.minExportWh, severity: 'major',
-      reason: `${iv.exportWh} Wh exported in ${minutes} min by a meter registered without PV`,
-    }));
+    events.push(
+      meterEvent(meter, 'reverseFlow', 'firing', iv.end, {
+        value: iv.exportWh,
+        expected: 0,
+        score: iv.exportWh / s.reverseFlow.minExportWh,
+        severity: 'major',
+        reason: `${iv.exportWh} Wh exported in ${minutes} min by a meter registered without PV`,
+      }),
+    );
   } else if (det.reverse) {
     det.reverse = false;
-    events.push(meterEvent(meter, 'reverseFlow', 'clear', iv.end, {
-      value: iv.exportWh, expected: 0, score: 0, severity: 'info', reason: 'no more export',
-    }));
+    events.push(
+      meterEvent(meter, 'reverseFlow', 'clear', iv.end, {
+        value: iv.exportWh,
+        expected: 0,
+        score: 0,
+        severity: 'info',
+        reason: 'no more export',
+      }),
+    );
   }
 
   // customerPeak: average interval demand over the contracted capacity; estimated demand proves nothing.
@@ -616,17 +779,26 @@ export function evaluateInterval(prev: DetectorState, iv: IntervalFacts, meter: 
     const contractW = meter.contractKw * 1000;
     if (iv.demandW > s.customerPeak.ratio * contractW) {
       det.peak = true;
-      events.push(meterEvent(meter, 'customerPeak', 'firing', iv.end, {
-        value: iv.demandW, expected: contractW, score: iv.demandW / contractW,
-        severity: iv.demandW >= s.customerPeak.majorRatio * contractW ? 'major' : 'warning',
-        reason: `${kw(iv.demandW)} average over the contracted ${kw(contractW)}`,
-      }));
+      events.push(
+        meterEvent(meter, 'customerPeak', 'firing', iv.end, {
+          value: iv.demandW,
+          expected: contractW,
+          score: iv.demandW / contractW,
+          severity: iv.demandW >= s.customerPeak.majorRatio * contractW ? 'major' : 'warning',
+          reason: `${kw(iv.demandW)} average over the contracted ${kw(contractW)}`,
+        }),
+      );
     } else if (det.peak) {
       det.peak = false;
-      events.push(meterEvent(meter, 'customerPeak', 'clear', iv.end, {
-        value: iv.demandW, expected: contractW, score: iv.demandW / contractW, severity: 'info',
-        reason: `${kw(iv.demandW)} average, within the contracted ${kw(contractW)}`,
-      }));
+      events.push(
+        meterEvent(meter, 'customerPeak', 'clear', iv.end, {
+          value: iv.demandW,
+          expected: contractW,
+          score: iv.demandW / contractW,
+          severity: 'info',
+          reason: `${kw(iv.demandW)} average, within the contracted ${kw(contractW)}`,
+        }),
+      );
     }
   }
 
@@ -650,7 +822,13 @@ export function mayTeach(det: DetectorState, start: number): boolean {
  * voltage: outside nominal ± tolerance for `minConsecutive` reads in a row; one event per such read. `prev` is updated
  * in place and returned as `det`, like evaluateInterval (this runs once per read: the caller owns the state).
  */
-export function evaluateVoltage(prev: DetectorState, ts: number, voltageV: number, meter: MeterRef, s: DetectorSettings): { det: DetectorState; events: DetectionEvent[] } {
+export function evaluateVoltage(
+  prev: DetectorState,
+  ts: number,
+  voltageV: number,
+  meter: MeterRef,
+  s: DetectorSettings,
+): { det: DetectorState; events: DetectionEvent[] } {
   const det = prev;
   const events: DetectionEvent[] = [];
   const nominal = s.voltage.nominalV;
@@ -659,19 +837,29 @@ export function evaluateVoltage(prev: DetectorState, ts: number, voltageV: numbe
     det.vRun += 1;
     if (det.vRun >= s.voltage.minConsecutive) {
       det.voltage = true;
-      events.push(meterEvent(meter, 'voltage', 'firing', ts, {
-        value: voltageV, expected: nominal, score: dev / s.voltage.tolerance,
-        severity: dev > s.voltage.majorTolerance ? 'major' : 'warning',
-        reason: `${voltageV.toFixed(1)} V, ${pct(dev)} ${voltageV < nominal ? 'below' : 'above'} nominal ${nominal} V for ${det.vRun} reads`,
-      }));
+      events.push(
+        meterEvent(meter, 'voltage', 'firing', ts, {
+          value: voltageV,
+          expected: nominal,
+          score: dev / s.voltage.tolerance,
+          severity: dev > s.voltage.majorTolerance ? 'major' : 'warning',
+          reason: `${voltageV.toFixed(1)} V, ${pct(dev)} ${voltageV < nominal ? 'below' : 'above'} nominal ${nominal} V for ${det.vRun} reads`,
+        }),
+      );
     }
   } else {
     det.vRun = 0;
     if (det.voltage) {
       det.voltage = false;
-      events.push(meterEvent(meter, 'voltage', 'clear', ts, {
-        value: voltageV, expected: nominal, score: dev / s.voltage.tolerance, severity: 'info', reason: `${voltageV.toFixed(1)} V, back within ±${pct(s.voltage.tolerance)}`,
-      }));
+      events.push(
+        meterEvent(meter, 'voltage', 'clear', ts, {
+          value: voltageV,
+          expected: nominal,
+          score: dev / s.voltage.tolerance,
+          severity: 'info',
+          reason: `${voltageV.toFixed(1)} V, back within ±${pct(s.voltage.tolerance)}`,
+        }),
+      );
     }
   }
   return { det, events };

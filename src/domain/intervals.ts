@@ -149,7 +149,14 @@ export function insertRead(state: VeeState, read: RegisterRead, s: VeeSettings):
   if (prev !== undefined && read.imp < prev.imp) resets.push({ ts: read.ts, beforeWh: prev.imp, afterWh: read.imp });
   if (next.imp < read.imp) resets.push({ ts: next.ts, beforeWh: read.imp, afterWh: next.imp });
   const nextState = { ...state, reads: [...reads.slice(0, i), read, ...reads.slice(i)] };
-  return { kind: 'accepted', state: resets.length > 0 || tracing(state) ? traceReset(nextState, s) : nextState, appended: false, from: prev?.ts ?? read.ts, to: next.ts, resets };
+  return {
+    kind: 'accepted',
+    state: resets.length > 0 || tracing(state) ? traceReset(nextState, s) : nextState,
+    appended: false,
+    from: prev?.ts ?? read.ts,
+    to: next.ts,
+    resets,
+  };
 }
 
 /** round(n / m) for integers n ≥ 0, m > 0, exact beyond 2^53 (ties up). */
@@ -193,7 +200,14 @@ export function pairDelta(a: RegisterRead, b: RegisterRead, ex: MeterExchange | 
   };
 }
 
-function makePair(a: RegisterRead, b: RegisterRead, intervalMs: number, s: VeeSettings, shape: GapShape | undefined, exchange: MeterExchange | undefined): Pair {
+function makePair(
+  a: RegisterRead,
+  b: RegisterRead,
+  intervalMs: number,
+  s: VeeSettings,
+  shape: GapShape | undefined,
+  exchange: MeterExchange | undefined,
+): Pair {
   const span = b.ts - a.ts;
   const { d, dx, exact } = pairDelta(a, b, exchange);
   const pair: Pair = { a, b, d, dx, span, estimated: !exact || span > s.gapFactor * intervalMs };

@@ -50,7 +50,6 @@ export function offsetMinutes(zone: string, tsMs: number): number {
   return start;
 }
 
-
 /** Local wall-clock time of `tsMs` shifted onto the UTC axis (epoch ms). */
 export function localMs(zone: string, tsMs: number): number {
   return tsMs + offsetMinutes(zone, tsMs) * MINUTE_MS;

@@ -2,13 +2,42 @@ import type { DetectionConfig } from '../contracts/config-detection.js';
 import type { DetectionEvent, IntervalMark } from '../contracts/events.js';
 import type { Reading } from '../contracts/reading.js';
 import {
-  type Baseline, type BaselineSettings, coldBaseline, decodeBaseline, encodeBaseline, expectedRate, expectSlot, learnSlot, rescale, slotCount, slotOfParts,
+  type Baseline,
+  type BaselineSettings,
+  coldBaseline,
+  decodeBaseline,
+  encodeBaseline,
+  expectedRate,
+  expectSlot,
+  learnSlot,
+  rescale,
+  slotCount,
+  slotOfParts,
 } from './baseline.js';
 import {
-  type DetectorSettings, type DetectorState, evaluateInterval, evaluateVoltage, type Expectations, initialDetectors, mayTeach, meterEvent, type MeterRef, RECENT_INTERVALS,
+  type DetectorSettings,
+  type DetectorState,
+  evaluateInterval,
+  evaluateVoltage,
+  type Expectations,
+  initialDetectors,
+  mayTeach,
+  meterEvent,
+  type MeterRef,
+  RECENT_INTERVALS,
 } from './detectors.js';
 import {
-  applyExchange, computeIntervals, type GapShape, insertRead, type Interval, type MeterExchange, newestRead, type RegisterRead, settle, type VeeSettings, type VeeState,
+  applyExchange,
+  computeIntervals,
+  type GapShape,
+  insertRead,
+  type Interval,
+  type MeterExchange,
+  newestRead,
+  type RegisterRead,
+  settle,
+  type VeeSettings,
+  type VeeState,
 } from './intervals.js';
 import type { CommonLevelSettings } from './common-level.js';
 import { holidayDays } from './holidays.js';
@@ -229,7 +258,8 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
   for (const r of reads) if (r.ts < read.ts) carried = r.exp;
   const point: RegisterRead = { ts: read.ts, imp: read.importWh, exp: read.exportWh ?? carried };
   const ins = insertRead(st.vee, point, vs);
-  if (ins.kind === 'duplicate') return { state: st, outcome: ins.conflict ? 'conflict' : 'duplicate', intervals: [], events: [], marks: [], ratios: [], baselinePoints: [] };
+  if (ins.kind === 'duplicate')
+    return { state: st, outcome: ins.conflict ? 'conflict' : 'duplicate', intervals: [], events: [], marks: [], ratios: [], baselinePoints: [] };
   if (ins.kind === 'late') return { state: st, outcome: 'late', intervals: [], events: [], marks: [], ratios: [], baselinePoints: [] };
 
   const events: DetectionEvent[] = [];
@@ -242,16 +272,27 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
 
   for (const r of ins.resets) {
     det = { ...det, reset: true };
-    events.push(meterEvent(meter, 'registerReset', 'firing', r.ts, {
-      value: r.afterWh, expected: r.beforeWh, score: r.beforeWh - r.afterWh, severity: 'warning',
-      reason: `import register fell from ${r.beforeWh} to ${r.afterWh} Wh`,
-    }));
+    events.push(
+      meterEvent(meter, 'registerReset', 'firing', r.ts, {
+        value: r.afterWh,
+        expected: r.beforeWh,
+        score: r.beforeWh - r.afterWh,
+        severity: 'warning',
+        reason: `import register fell from ${r.beforeWh} to ${r.afterWh} Wh`,
+      }),
+    );
   }
   if (ins.appended && hadReads && ins.resets.length === 0 && det.reset) {
     det = { ...det, reset: false };
-    events.push(meterEvent(meter, 'registerReset', 'clear', read.ts, {
-      value: read.importWh, expected: read.importWh, score: 0, severity: 'info', reason: 'import register advancing again',
-    }));
+    events.push(
+      meterEvent(meter, 'registerReset', 'clear', read.ts, {
+        value: read.importWh,
+        expected: read.importWh,
+        score: 0,
+        severity: 'info',
+        reason: 'import register advancing again',
+      }),
+    );
   }
   // Silence seen in the meter's own reads: a replay or a big backfill entry can deliver the meter's next read before
   // the shard's watermark ever passed its deadline, so judging by the watermark alone would depend on arrival order.
@@ -260,18 +301,29 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
   if (ins.appended && !det.silent && before !== undefined && read.ts - before.ts > s.silentIntervals * intervalMs + s.silentLatenessMs) {
     det = { ...det, silent: true };
     const minutes = Math.round((s.silentIntervals * intervalMs) / MINUTE_MS);
-    events.push(meterEvent(meter, 'silent', 'firing', before.ts + s.silentIntervals * intervalMs, {
-      value: s.silentIntervals, expected: 0, score: (read.ts - before.ts) / intervalMs, severity: 'warning',
-      reason: `no read for ${minutes} min since ${new Date(before.ts).toISOString()} (next read ${new Date(read.ts).toISOString()})`,
-    }));
+    events.push(
+      meterEvent(meter, 'silent', 'firing', before.ts + s.silentIntervals * intervalMs, {
+        value: s.silentIntervals,
+        expected: 0,
+        score: (read.ts - before.ts) / intervalMs,
+        severity: 'warning',
+        reason: `no read for ${minutes} min since ${new Date(before.ts).toISOString()} (next read ${new Date(read.ts).toISOString()})`,
+      }),
+    );
   }
   if (ins.appended && det.silent) {
     det = { ...det, silent: false };
     // A backlog flushed late can resume before the deadline that fired: the clear never precedes the firing.
     const fired = silentDeadline(st, s) ?? read.ts;
-    events.push(meterEvent(meter, 'silent', 'clear', Math.max(read.ts, fired), {
-      value: 0, expected: 0, score: 0, severity: 'info', reason: 'reads resumed',
-    }));
+    events.push(
+      meterEvent(meter, 'silent', 'clear', Math.max(read.ts, fired), {
+        value: 0,
+        expected: 0,
+        score: 0,
+        severity: 'info',
+        reason: 'reads resumed',
+      }),
+    );
   }
   if (read.voltageV !== undefined) {
     const v = evaluateVoltage(det, read.ts, read.voltageV, meter, s.detectors);
@@ -318,11 +370,29 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
     if (slotReady && !iv.estimated && !holiday && iv.wh > 0 && iv.exportWh === 0 && exp.wh > 0) {
       ratios.push(floorGrid(iv.start, HOUR_MS, s.hourGridOffsetMs), p.hour, Math.log(iv.wh / exp.wh));
     }
-    const ev = evaluateInterval(det, {
-      start: iv.start, end: iv.end, wh: iv.wh, exportWh: iv.exportWh, estimated: iv.estimated, demandW,
-      expectedWh: exp.wh * common, spreadWh: exp.spreadWh * common, warm: iv.end - firstTs >= s.warmupMs, slotReady,
-      meterWh: exp.meterWh, peakWh: exp.peakWh, holiday: holiday && !asHoliday, ...(asHoliday ? {} : { dayNumber: p.dayNumber }), hour: p.hour,
-    }, meter, s.detectors, shape);
+    const ev = evaluateInterval(
+      det,
+      {
+        start: iv.start,
+        end: iv.end,
+        wh: iv.wh,
+        exportWh: iv.exportWh,
+        estimated: iv.estimated,
+        demandW,
+        expectedWh: exp.wh * common,
+        spreadWh: exp.spreadWh * common,
+        warm: iv.end - firstTs >= s.warmupMs,
+        slotReady,
+        meterWh: exp.meterWh,
+        peakWh: exp.peakWh,
+        holiday: holiday && !asHoliday,
+        ...(asHoliday ? {} : { dayNumber: p.dayNumber }),
+        hour: p.hour,
+      },
+      meter,
+      s.detectors,
+      shape,
+    );
     det = ev.det;
     events.push(...ev.events);
     for (const m of ev.marks) {
@@ -381,7 +451,12 @@ export function processRead(prev: MeterState | undefined, read: Reading, meter: 
  * already computed): write them, they overwrite the ones booked without it. Detectors judged those intervals
  * when they first appeared and are not run again.
  */
-export function processExchange(prev: MeterState | undefined, ex: MeterExchange, meter: MeterInfo, s: StreamSettings): { state: MeterState; intervals: IntervalOut[] } {
+export function processExchange(
+  prev: MeterState | undefined,
+  ex: MeterExchange,
+  meter: MeterInfo,
+  s: StreamSettings,
+): { state: MeterState; intervals: IntervalOut[] } {
   const intervalMs = intervalMsOf(meter, s);
   let st = prev ?? initialMeterState(meter, s);
   if (st.vee.intervalMs !== intervalMs) st = switchInterval(st, intervalMs);
@@ -411,7 +486,10 @@ export function checkSilent(st: MeterState, watermark: number, meter: MeterInfo,
   const newest = newestRead(st.vee);
   const minutes = Math.round((s.silentIntervals * st.vee.intervalMs) / MINUTE_MS);
   const ev = meterEvent(meter, 'silent', 'firing', deadline, {
-    value: s.silentIntervals, expected: 0, score: (watermark - (newest?.ts ?? deadline)) / st.vee.intervalMs, severity: 'warning',
+    value: s.silentIntervals,
+    expected: 0,
+    score: (watermark - (newest?.ts ?? deadline)) / st.vee.intervalMs,
+    severity: 'warning',
     reason: `no read for ${minutes} min since ${new Date(newest?.ts ?? 0).toISOString()}`,
   });
   return { state: { ...st, det: { ...st.det, silent: true } }, events: [ev] };
@@ -433,9 +511,34 @@ const FLAGS = ['spike', 'reverse', 'peak', 'reset', 'silent', 'flat', 'voltage',
 
 /** Detector numbers after [flags, flatFrom, flatExpWh, vRun], in this order (`d`). */
 const DET_FIELDS = [
-  'upS', 'upE', 'upFrom', 'upWh', 'upExpWh', 'upNextAt', 'dnS', 'dnE', 'dnFrom', 'dropWh', 'dropExpWh', 'dropNextAt',
-  'stuckWh', 'stuckN', 'stuckFrom', 'stuckLogP', 'stuckNextAt', 'dayNo', 'dayStart', 'dayN', 'dayBad', 'dayDev', 'shapeMean', 'shapeDev', 'shapeDays',
-  'exportHours', 'recentN', 'recentEnd',
+  'upS',
+  'upE',
+  'upFrom',
+  'upWh',
+  'upExpWh',
+  'upNextAt',
+  'dnS',
+  'dnE',
+  'dnFrom',
+  'dropWh',
+  'dropExpWh',
+  'dropNextAt',
+  'stuckWh',
+  'stuckN',
+  'stuckFrom',
+  'stuckLogP',
+  'stuckNextAt',
+  'dayNo',
+  'dayStart',
+  'dayN',
+  'dayBad',
+  'dayDev',
+  'shapeMean',
+  'shapeDev',
+  'shapeDays',
+  'exportHours',
+  'recentN',
+  'recentEnd',
 ] as const satisfies ReadonlyArray<keyof DetectorState>;
 
 const f32base64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
@@ -565,5 +668,15 @@ export function decodeMeterState(raw: string, s: StreamSettings): MeterState | u
   const exchange = decodeExchange(x, z);
   if (exchange === undefined) return undefined;
   const noTeach = n.map((k) => (Math.abs(k) > 1e9 ? k : l + k * i * MINUTE_MS));
-  return { vee: { intervalMs: i * MINUTE_MS, reads, ...exchange }, firstTs: f, evaluatedUntil: e, learnedUntil: l, noTeach, baselineHour: h, baseline, det, holiday };
+  return {
+    vee: { intervalMs: i * MINUTE_MS, reads, ...exchange },
+    firstTs: f,
+    evaluatedUntil: e,
+    learnedUntil: l,
+    noTeach,
+    baselineHour: h,
+    baseline,
+    det,
+    holiday,
+  };
 }

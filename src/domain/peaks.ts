@@ -50,20 +50,36 @@ export function judgeTransformer(
   const ratingKw = input.ratingKva * f.powerFactor;
   const demandKw = input.netW / 1000;
   const utilization = ratingKw > 0 ? Math.abs(demandKw) / ratingKw : 0;
-  const severity = severityFor(utilization, [[f.warningRatio, 'warning'], [f.majorRatio, 'major'], [f.criticalRatio, 'critical']]);
+  const severity = severityFor(utilization, [
+    [f.warningRatio, 'warning'],
+    [f.majorRatio, 'major'],
+    [f.criticalRatio, 'critical'],
+  ]);
   const ts = input.start + input.aggMs;
   const minutes = Math.round(input.aggMs / MINUTE_MS);
   const base = { subjectKind: 'transformer' as const, subject: input.transformerId, ts, transformerId: input.transformerId, feederId: input.feederId };
   if (severity !== undefined) {
     const event = makeEvent({
-      ...base, type: 'feederOverload', status: 'firing', value: demandKw, expected: ratingKw, score: utilization, severity,
+      ...base,
+      type: 'feederOverload',
+      status: 'firing',
+      value: demandKw,
+      expected: ratingKw,
+      score: utilization,
+      severity,
       reason: `transformer ${input.transformerId} at ${Math.round(utilization * 100)}% of ${ratingKw.toFixed(0)} kW (${demandKw.toFixed(1)} kW over ${minutes} min)`,
     });
     return { demandKw, ratingKw, utilization, severity, event, active: true };
   }
   if (wasActive) {
     const event = makeEvent({
-      ...base, type: 'feederOverload', status: 'clear', value: demandKw, expected: ratingKw, score: utilization, severity: 'info',
+      ...base,
+      type: 'feederOverload',
+      status: 'clear',
+      value: demandKw,
+      expected: ratingKw,
+      score: utilization,
+      severity: 'info',
       reason: `transformer ${input.transformerId} back to ${Math.round(utilization * 100)}% of rating`,
     });
     return { demandKw, ratingKw, utilization, event, active: false };
@@ -76,19 +92,37 @@ export function judgeSystem(input: { start: number; aggMs: number; netW: number 
   const p = s.systemPeak;
   const demandKw = input.netW / 1000;
   const utilization = p.thresholdKw > 0 ? demandKw / p.thresholdKw : 0;
-  const severity = p.thresholdKw > 0 ? severityFor(utilization, [[p.warningRatio, 'warning'], [1, 'major']]) : undefined;
+  const severity =
+    p.thresholdKw > 0
+      ? severityFor(utilization, [
+          [p.warningRatio, 'warning'],
+          [1, 'major'],
+        ])
+      : undefined;
   const ts = input.start + input.aggMs;
   const base = { subjectKind: 'system' as const, subject: 'system', ts };
   if (severity !== undefined) {
     const event = makeEvent({
-      ...base, type: 'systemPeak', status: 'firing', value: demandKw, expected: p.thresholdKw, score: utilization, severity,
+      ...base,
+      type: 'systemPeak',
+      status: 'firing',
+      value: demandKw,
+      expected: p.thresholdKw,
+      score: utilization,
+      severity,
       reason: `fleet demand ${demandKw.toFixed(0)} kW, ${Math.round(utilization * 100)}% of the ${p.thresholdKw} kW threshold`,
     });
     return { demandKw, ratingKw: p.thresholdKw, utilization, severity, event, active: true };
   }
   if (wasActive) {
     const event = makeEvent({
-      ...base, type: 'systemPeak', status: 'clear', value: demandKw, expected: p.thresholdKw, score: utilization, severity: 'info',
+      ...base,
+      type: 'systemPeak',
+      status: 'clear',
+      value: demandKw,
+      expected: p.thresholdKw,
+      score: utilization,
+      severity: 'info',
       reason: `fleet demand back to ${demandKw.toFixed(0)} kW`,
     });
     return { demandKw, ratingKw: p.thresholdKw, utilization, event, active: false };

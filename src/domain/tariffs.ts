@@ -1,6 +1,6 @@
 import { IANAZone } from 'luxon';
 import { DAY_MS, localParts, MINUTE_MS, offsetMinutes, type LocalParts } from './local-time.js';
-import { DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES, } from '../contracts/config-tariffs.js';
+import { DAY_KINDS, type DayKind, type TariffConfig, type TariffsConfig, WEEKDAY_NAMES } from '../contracts/config-tariffs.js';
 
 /**
  * Time-of-use tariffs: which band (peak, flat, valley, …) an instant falls in, in the tariff's local time.
@@ -248,4 +248,3 @@ export function singleBand(tariff: Tariff, fromMs: number, toMs: number): string
   }
   return bandOfParts(tariff, p);
 }
-

@@ -26,7 +26,9 @@ export interface IngestTotals {
  */
 export function isTransientIngestError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  return /^(LOADING|BUSY|OOM|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|NOREPLICAS)\b|ECONNRESET|ECONNREFUSED|ETIMEDOUT|Connection is closed|Stream isn't writeable/.test(err.message);
+  return /^(LOADING|BUSY|OOM|MISCONF|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|NOREPLICAS)\b|ECONNRESET|ECONNREFUSED|ETIMEDOUT|Connection is closed|Stream isn't writeable/.test(
+    err.message,
+  );
 }
 
 export interface IngestDeps {
@@ -71,10 +73,33 @@ export class Ingestor {
     };
     const reg = deps.metrics;
     this.m = {
-      messages: metric(reg, 'meterflow_ingest_messages_total', () => new Counter({ name: 'meterflow_ingest_messages_total', help: 'MQTT messages handled', registers: [reg] })),
-      readings: metric(reg, 'meterflow_ingest_readings_total', () => new Counter({ name: 'meterflow_ingest_readings_total', help: 'Readings by outcome', labelNames: ['result'], registers: [reg] })),
-      rejected: metric(reg, 'meterflow_ingest_rejected_total', () => new Counter({ name: 'meterflow_ingest_rejected_total', help: 'Rejected input by reason (dead-lettered)', labelNames: ['reason'], registers: [reg] })),
-      latency: metric(reg, 'meterflow_ingest_handle_seconds', () => new Histogram({ name: 'meterflow_ingest_handle_seconds', help: 'Time from MQTT delivery to durable hand-off', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.2, 1, 5], registers: [reg] })),
+      messages: metric(
+        reg,
+        'meterflow_ingest_messages_total',
+        () => new Counter({ name: 'meterflow_ingest_messages_total', help: 'MQTT messages handled', registers: [reg] }),
+      ),
+      readings: metric(
+        reg,
+        'meterflow_ingest_readings_total',
+        () => new Counter({ name: 'meterflow_ingest_readings_total', help: 'Readings by outcome', labelNames: ['result'], registers: [reg] }),
+      ),
+      rejected: metric(
+        reg,
+        'meterflow_ingest_rejected_total',
+        () =>
+          new Counter({ name: 'meterflow_ingest_rejected_total', help: 'Rejected input by reason (dead-lettered)', labelNames: ['reason'], registers: [reg] }),
+      ),
+      latency: metric(
+        reg,
+        'meterflow_ingest_handle_seconds',
+        () =>
+          new Histogram({
+            name: 'meterflow_ingest_handle_seconds',
+            help: 'Time from MQTT delivery to durable hand-off',
+            buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.2, 1, 5],
+            registers: [reg],
+          }),
+      ),
     };
   }
 
@@ -85,7 +110,12 @@ export class Ingestor {
     this.m.messages.inc();
     const kind = parseTopic(topic);
     if (kind === undefined) {
-      await this.reject(topic, payload, [{ reason: 'bad_topic', detail: `topic ${topic.slice(0, 128)} is not meters/{meterId}/readings|events or concentrators/{id}/readings` }], now);
+      await this.reject(
+        topic,
+        payload,
+        [{ reason: 'bad_topic', detail: `topic ${topic.slice(0, 128)} is not meters/{meterId}/readings|events or concentrators/{id}/readings` }],
+        now,
+      );
       return;
     }
     const parsed = parseMessage(kind, payload, now, this.limits);
@@ -137,18 +167,23 @@ export class Ingestor {
   statsLines(prev: IngestTotals, nowMs: number, broker: BrokerStats = {}): string[] {
     const t = this.totals;
     const lines = [
-      lp('pipeline', { role: 'ingest', instance: this.deps.instance }, {
-        messages: int(t.messages - prev.messages),
-        readings: int(t.readings - prev.readings),
-        duplicates: int(t.duplicates - prev.duplicates),
-        rejected: int(t.rejected - prev.rejected),
-        influx_backlog: int(this.deps.writer.backlog),
-        influx_retries: int(this.deps.writer.stats.retries),
-        influx_failed_batches: int(this.deps.writer.stats.failedBatches),
-        broker_stored: broker.stored === undefined ? undefined : int(broker.stored),
-        broker_stored_bytes: broker.storedBytes === undefined ? undefined : int(broker.storedBytes),
-        broker_dropped: broker.dropped === undefined ? undefined : int(broker.dropped),
-      }, nowMs),
+      lp(
+        'pipeline',
+        { role: 'ingest', instance: this.deps.instance },
+        {
+          messages: int(t.messages - prev.messages),
+          readings: int(t.readings - prev.readings),
+          duplicates: int(t.duplicates - prev.duplicates),
+          rejected: int(t.rejected - prev.rejected),
+          influx_backlog: int(this.deps.writer.backlog),
+          influx_retries: int(this.deps.writer.stats.retries),
+          influx_failed_batches: int(this.deps.writer.stats.failedBatches),
+          broker_stored: broker.stored === undefined ? undefined : int(broker.stored),
+          broker_stored_bytes: broker.storedBytes === undefined ? undefined : int(broker.storedBytes),
+          broker_dropped: broker.dropped === undefined ? undefined : int(broker.dropped),
+        },
+        nowMs,
+      ),
     ];
     for (const reason of REJECT_REASONS) {
       const d = (t.byReason[reason] ?? 0) - (prev.byReason[reason] ?? 0);

@@ -21,25 +21,45 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const redis = createRedis(config.redis.url, 'meterflow-ingest');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
-  const writer = influx.writer({ batchSize: cfg.influx.batchSize, flushMs: cfg.influx.flushMs, highWater: cfg.influx.highWater, quarantine: influxQuarantine(redis, `ingest:${config.instance}`, cfg.dlqMaxLen) });
+  const writer = influx.writer({
+    batchSize: cfg.influx.batchSize,
+    flushMs: cfg.influx.flushMs,
+    highWater: cfg.influx.highWater,
+    quarantine: influxQuarantine(redis, `ingest:${config.instance}`, cfg.dlqMaxLen),
+  });
   const ingestor = new Ingestor({ redis, writer, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
 
   const group = config.mqtt.sharedGroup ?? (cfg.connections > 1 ? 'meterflow' : undefined);
   const sources: MqttSource[] = [];
   for (let i = 0; i < cfg.connections; i++) {
     const clientId = cfg.connections > 1 ? `${config.mqtt.clientId}-ingest-${i}` : `${config.mqtt.clientId}-ingest`;
-    sources.push(await startMqttSource(config.mqtt, {
-      clientId, sharedGroup: group, log, isTransient: isTransientIngestError, giveUp: (t, p, err) => ingestor.giveUp(t, p, err),
-    }, (t, p) => ingestor.handle(t, p)));
+    sources.push(
+      await startMqttSource(
+        config.mqtt,
+        {
+          clientId,
+          sharedGroup: group,
+          log,
+          isTransient: isTransientIngestError,
+          giveUp: (t, p, err) => ingestor.giveUp(t, p, err),
+        },
+        (t, p) => ingestor.handle(t, p),
+      ),
+    );
   }
 
   const broker = await startBrokerMonitor(config.mqtt, `${config.mqtt.clientId}-sys`, log);
   let prev = ingestor.snapshot();
-  const stats = statsLoop(cfg.statsIntervalSeconds, log, () => {
-    const lines = ingestor.statsLines(prev, Date.now(), broker.stats);
-    prev = ingestor.snapshot();
-    return lines;
-  }, (lines) => writer.write(lines));
+  const stats = statsLoop(
+    cfg.statsIntervalSeconds,
+    log,
+    () => {
+      const lines = ingestor.statsLines(prev, Date.now(), broker.stats);
+      prev = ingestor.snapshot();
+      return lines;
+    },
+    (lines) => writer.write(lines),
+  );
   log.info({ shards: config.streamShards, connections: cfg.connections, influxApi: influx.api }, 'ingest started');
 
   const close = once(async () => {

@@ -1,9 +1,16 @@
 import { Compile } from 'typebox/compile';
 import {
-  MAX_REGISTER_WH, METER_EVENTS, METER_ID_RE, MeterEventPayload, ReadingPayload,
-  type MeterEvent, type MeterEventName, type MeterExchangeEvent, type Reading, type RejectReason,
+  MAX_REGISTER_WH,
+  METER_EVENTS,
+  METER_ID_RE,
+  MeterEventPayload,
+  ReadingPayload,
+  type MeterEvent,
+  type MeterEventName,
+  type MeterExchangeEvent,
+  type Reading,
+  type RejectReason,
 } from '../contracts/reading.js';
-
 
 export interface Rejection {
   reason: RejectReason;
@@ -81,17 +88,21 @@ function numberProblem(field: string, v: unknown, min?: number): Rejection | und
 }
 
 function timeProblem(raw: unknown, nowMs: number, limits: ParseLimits): { ts?: number; problem?: Rejection } {
-  if (typeof raw !== 'string' && typeof raw !== 'number') return { problem: { reason: 'bad_type', detail: `ts: expected an ISO-8601 string or epoch ms, got ${typeof raw}` } };
+  if (typeof raw !== 'string' && typeof raw !== 'number')
+    return { problem: { reason: 'bad_type', detail: `ts: expected an ISO-8601 string or epoch ms, got ${typeof raw}` } };
   const ts = parseTimestamp(raw);
-  if (ts === undefined) return { problem: { reason: 'bad_timestamp', detail: `ts: ${JSON.stringify(raw).slice(0, 64)} is not ISO-8601 with an offset nor epoch ms` } };
-  if (ts > nowMs + limits.maxFutureMs) return { problem: { reason: 'future_timestamp', detail: `ts: ${new Date(ts).toISOString()} is more than ${limits.maxFutureMs / 1000} s ahead` } };
+  if (ts === undefined)
+    return { problem: { reason: 'bad_timestamp', detail: `ts: ${JSON.stringify(raw).slice(0, 64)} is not ISO-8601 with an offset nor epoch ms` } };
+  if (ts > nowMs + limits.maxFutureMs)
+    return { problem: { reason: 'future_timestamp', detail: `ts: ${new Date(ts).toISOString()} is more than ${limits.maxFutureMs / 1000} s ahead` } };
   if (ts < nowMs - limits.maxAgeMs) return { problem: { reason: 'too_old', detail: `ts: ${new Date(ts).toISOString()} is older than the accepted history` } };
   return { ts };
 }
 
 /** Checks one reading element; the compiled contract schema is the final word on shape. */
 export function checkReading(item: unknown, expectedMeterId: string | undefined, nowMs: number, limits: ParseLimits): Reading | Rejection {
-  if (!isObject(item)) return { reason: 'not_object', detail: `expected a reading object, got ${Array.isArray(item) ? 'array' : item === null ? 'null' : typeof item}` };
+  if (!isObject(item))
+    return { reason: 'not_object', detail: `expected a reading object, got ${Array.isArray(item) ? 'array' : item === null ? 'null' : typeof item}` };
   for (const f of ['meterId', 'ts', 'importWh'] as const) {
     if (item[f] === undefined) return { reason: 'missing_field', detail: `${f}: required` };
   }
@@ -115,7 +126,11 @@ export function checkReading(item: unknown, expectedMeterId: string | undefined,
   if (tp || ts === undefined) return { ...(tp ?? { reason: 'bad_timestamp', detail: 'ts' }), meterId };
   if (!readingValidator.Check(item)) {
     const e = readingValidator.Errors(item)[0];
-    return { reason: 'bad_type', meterId, detail: `${e?.instancePath.replace(/^\//, '') || 'reading'}: ${e?.message ?? 'does not match the reading contract'}` };
+    return {
+      reason: 'bad_type',
+      meterId,
+      detail: `${e?.instancePath.replace(/^\//, '') || 'reading'}: ${e?.message ?? 'does not match the reading contract'}`,
+    };
   }
   const r: Reading = { meterId, ts, importWh: item.importWh };
   if (item.seq !== undefined) r.seq = item.seq;
@@ -132,7 +147,8 @@ function checkEvent(item: unknown, expectedMeterId: string, nowMs: number, limit
   if (!isObject(item)) return { reason: 'not_object', detail: 'expected an event object' };
   for (const f of ['meterId', 'ts', 'event'] as const) if (item[f] === undefined) return { reason: 'missing_field', detail: `${f}: required` };
   if (typeof item.meterId !== 'string' || !METER_ID_RE.test(item.meterId)) return { reason: 'bad_meter_id', detail: 'meterId: not 1-64 of [A-Za-z0-9_.:-]' };
-  if (item.meterId !== expectedMeterId) return { reason: 'meter_mismatch', meterId: item.meterId, detail: `meterId: payload says ${item.meterId}, topic says ${expectedMeterId}` };
+  if (item.meterId !== expectedMeterId)
+    return { reason: 'meter_mismatch', meterId: item.meterId, detail: `meterId: payload says ${item.meterId}, topic says ${expectedMeterId}` };
   const event = METER_EVENTS.find((e): e is MeterEventName => e === item.event);
   if (event === undefined) return { reason: 'bad_event', meterId: item.meterId, detail: `event: expected one of ${METER_EVENTS.join(', ')}` };
   const { ts, problem } = timeProblem(item.ts, nowMs, limits);

@@ -120,8 +120,15 @@ export function parseStoredRead(row: Record<string, unknown>, tags: Record<strin
   const totalWh = num(row.total_wh);
   const quality = row.quality;
   if (
-    meterId === undefined || tariff === undefined || fromMs === undefined || toMs === undefined || fromDay === undefined ||
-    toDay === undefined || timezone === undefined || totalWh === undefined || !isQuality(quality)
+    meterId === undefined ||
+    tariff === undefined ||
+    fromMs === undefined ||
+    toMs === undefined ||
+    fromDay === undefined ||
+    toDay === undefined ||
+    timezone === undefined ||
+    totalWh === undefined ||
+    !isQuality(quality)
   ) {
     return undefined;
   }

@@ -17,12 +17,19 @@ export function toCsv(header: readonly string[], rows: ReadonlyArray<readonly Cs
 
 /** Rows as CSV lines without a header (appending to a file that has one). */
 export function csvLines(rows: ReadonlyArray<readonly CsvCell[]>, eol: '\n' | '\r\n' = '\n'): string {
-  return stringify(rows.map((r) => [...r]), { record_delimiter: eol === '\r\n' ? 'windows' : 'unix', cast: { boolean: (v) => String(v) } });
+  return stringify(
+    rows.map((r) => [...r]),
+    { record_delimiter: eol === '\r\n' ? 'windows' : 'unix', cast: { boolean: (v) => String(v) } },
+  );
 }
 
 /** Records (objects) as CSV with the given columns, in that order. */
 export function recordsToCsv(header: readonly string[], records: ReadonlyArray<Readonly<Record<string, CsvCell>>>, eol: '\n' | '\r\n' = '\n'): string {
-  return toCsv(header, records.map((r) => header.map((h) => r[h])), eol);
+  return toCsv(
+    header,
+    records.map((r) => header.map((h) => r[h])),
+    eol,
+  );
 }
 
 /** Cells of every non-blank line (quoted fields, "" escapes, CRLF or LF, a leading BOM); rows may differ in length. */

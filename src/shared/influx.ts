@@ -59,8 +59,7 @@ export const qstr = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(
 /** InfluxQL identifier. */
 export const qid = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 /** InfluxQL regex literal matching exactly one of the values. */
-export const qregexAny = (values: string[]): string =>
-  `/^(${values.map((v) => v.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|')})$/`;
+export const qregexAny = (values: string[]): string => `/^(${values.map((v) => v.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|')})$/`;
 
 let loggerRouted = false;
 

@@ -27,12 +27,7 @@ function field(v: Exclude<FieldValue, undefined>): string | undefined {
 }
 
 /** One point, timestamp in ms (writers use precision=ms). Empty tags and undefined fields are left out. */
-export function lp(
-  measurement: string,
-  tags: Record<string, string | undefined>,
-  fields: Record<string, FieldValue>,
-  tsMs: number,
-): string {
+export function lp(measurement: string, tags: Record<string, string | undefined>, fields: Record<string, FieldValue>, tsMs: number): string {
   let out = escMeasurement(measurement);
   for (const k of Object.keys(tags).sort()) {
     const v = tags[k];

@@ -4,9 +4,21 @@ export type { Logger } from 'pino';
 
 /** Paths whose values never reach a log line. */
 export const REDACT_PATHS = [
-  'password', '*.password', 'token', '*.token', 'secret', '*.secret', 'apiKey', '*.apiKey',
-  'authorization', '*.authorization', 'req.headers.authorization', 'headers.authorization',
-  'headers["x-meterflow-signature"]', 'config.api.tokens', 'tokens',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'secret',
+  '*.secret',
+  'apiKey',
+  '*.apiKey',
+  'authorization',
+  '*.authorization',
+  'req.headers.authorization',
+  'headers.authorization',
+  'headers["x-meterflow-signature"]',
+  'config.api.tokens',
+  'tokens',
 ];
 
 export interface LoggerOptions {

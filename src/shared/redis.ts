@@ -38,7 +38,25 @@ export function influxQuarantine(redis: Redis, source: string, maxLen: number): 
     const p = redis.pipeline();
     const now = String(Date.now());
     for (const line of lines) {
-      p.xadd(keys.dlq, 'MAXLEN', '~', String(maxLen), '*', 'reason', 'influx_rejected', 'detail', reason, 'topic', 'influx', 'payload', line.slice(0, 4096), 'ts', now, 'source', source);
+      p.xadd(
+        keys.dlq,
+        'MAXLEN',
+        '~',
+        String(maxLen),
+        '*',
+        'reason',
+        'influx_rejected',
+        'detail',
+        reason,
+        'topic',
+        'influx',
+        'payload',
+        line.slice(0, 4096),
+        'ts',
+        now,
+        'source',
+        source,
+      );
     }
     await p.exec();
   };

@@ -37,7 +37,11 @@ function parseRecords<T>(
     else {
       const e = validator.Errors(obj)[0];
       const field = e?.instancePath.replace(/^\//, '').split('/')[0];
-      errors.push({ line, field: field || undefined, message: `${field || 'row'}: ${e?.message ?? 'invalid'} (got ${JSON.stringify(field ? obj[field] : cells)})` });
+      errors.push({
+        line,
+        field: field || undefined,
+        message: `${field || 'row'}: ${e?.message ?? 'invalid'} (got ${JSON.stringify(field ? obj[field] : cells)})`,
+      });
     }
   });
   return { records, errors };

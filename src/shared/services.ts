@@ -59,7 +59,9 @@ export function ensureBinary(bin: Binary, log: (msg: string) => void = () => {})
     if (r.status === 0 && after) return after;
     throw new ServiceError(`${bin} is missing and 'apt-get install -y ${pkg}' failed (exit ${r.status})`);
   }
-  throw new ServiceError(`${bin} is not installed: install the '${pkg}' package (e.g. sudo apt-get install -y ${pkg}) or run the stack with 'docker compose up'`);
+  throw new ServiceError(
+    `${bin} is not installed: install the '${pkg}' package (e.g. sudo apt-get install -y ${pkg}) or run the stack with 'docker compose up'`,
+  );
 }
 
 export function freePort(): Promise<number> {
@@ -167,7 +169,13 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
     c.stderr?.on('data', keep);
     track(c);
     child = c;
-    await waitFor(() => spec.ready(port), `${spec.name} on port ${port}`, c, spec.startTimeoutMs, () => output);
+    await waitFor(
+      () => spec.ready(port),
+      `${spec.name} on port ${port}`,
+      c,
+      spec.startTimeoutMs,
+      () => output,
+    );
   }
 
   let paused = false;
@@ -216,20 +224,36 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
 export function startRedis(
   opts: { port?: number; dir?: string; persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no'; log?: (m: string) => void } = {},
 ): Promise<LocalService> {
-  return onFreePort(opts.port, () => startLocal(
-    {
-      name: 'redis',
-      bin: 'redis-server',
-      args: (dir, port) => [
-        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-        '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', opts.appendfsync ?? 'always', '--daemonize', 'no', '--loglevel', 'warning',
-      ],
-      ready: (port) => portAnswers('127.0.0.1', port),
-      url: (port) => `redis://127.0.0.1:${port}`,
-      startTimeoutMs: 10_000,
-    },
-    opts,
-  ));
+  return onFreePort(opts.port, () =>
+    startLocal(
+      {
+        name: 'redis',
+        bin: 'redis-server',
+        args: (dir, port) => [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          dir,
+          '--save',
+          '',
+          '--appendonly',
+          opts.persist ? 'yes' : 'no',
+          '--appendfsync',
+          opts.appendfsync ?? 'always',
+          '--daemonize',
+          'no',
+          '--loglevel',
+          'warning',
+        ],
+        ready: (port) => portAnswers('127.0.0.1', port),
+        url: (port) => `redis://127.0.0.1:${port}`,
+        startTimeoutMs: 10_000,
+      },
+      opts,
+    ),
+  );
 }
 
 /** Mosquitto with persistence and queues large enough that QoS 1 backlogs are not dropped (DESIGN.md cost model). */
@@ -258,18 +282,20 @@ export function mosquittoConf(dir: string, port: number, extra: readonly string[
 
 /** `conf`: extra mosquitto.conf lines (a later line wins, e.g. another autosave_interval). */
 export function startMosquitto(opts: { port?: number; dir?: string; conf?: readonly string[]; log?: (m: string) => void } = {}): Promise<LocalService> {
-  return onFreePort(opts.port, () => startLocal(
-    {
-      name: 'mosquitto',
-      bin: 'mosquitto',
-      prepare: (dir, port) => writeFileSync(join(dir, 'mosquitto.conf'), mosquittoConf(dir, port, opts.conf)),
-      args: (dir) => ['-c', join(dir, 'mosquitto.conf')],
-      ready: (port) => portAnswers('127.0.0.1', port),
-      url: (port) => `mqtt://127.0.0.1:${port}`,
-      startTimeoutMs: 10_000,
-    },
-    opts,
-  ));
+  return onFreePort(opts.port, () =>
+    startLocal(
+      {
+        name: 'mosquitto',
+        bin: 'mosquitto',
+        prepare: (dir, port) => writeFileSync(join(dir, 'mosquitto.conf'), mosquittoConf(dir, port, opts.conf)),
+        args: (dir) => ['-c', join(dir, 'mosquitto.conf')],
+        ready: (port) => portAnswers('127.0.0.1', port),
+        url: (port) => `mqtt://127.0.0.1:${port}`,
+        startTimeoutMs: 10_000,
+      },
+      opts,
+    ),
+  );
 }
 
 export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
@@ -286,13 +312,25 @@ export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: stri
             [
               'reporting-disabled = true',
               `bind-address = "127.0.0.1:${rpcPort}"`,
-              '[meta]', `  dir = "${dir}/meta"`,
-              '[data]', `  dir = "${dir}/data"`, `  wal-dir = "${dir}/wal"`, '  query-log-enabled = false', '  wal-fsync-delay = "0s"',
-              '[http]', `  bind-address = "127.0.0.1:${port}"`, '  log-enabled = false', '  max-body-size = 0',
-              '[monitor]', '  store-enabled = false',
-              '[subscriber]', '  enabled = false',
-              '[continuous_queries]', '  enabled = false',
-              '[logging]', '  level = "error"',
+              '[meta]',
+              `  dir = "${dir}/meta"`,
+              '[data]',
+              `  dir = "${dir}/data"`,
+              `  wal-dir = "${dir}/wal"`,
+              '  query-log-enabled = false',
+              '  wal-fsync-delay = "0s"',
+              '[http]',
+              `  bind-address = "127.0.0.1:${port}"`,
+              '  log-enabled = false',
+              '  max-body-size = 0',
+              '[monitor]',
+              '  store-enabled = false',
+              '[subscriber]',
+              '  enabled = false',
+              '[continuous_queries]',
+              '  enabled = false',
+              '[logging]',
+              '  level = "error"',
               '',
             ].join('\n'),
           ),

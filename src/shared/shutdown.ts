@@ -4,7 +4,11 @@ import type { Logger } from './logger.js';
  * Closes `closers` in order on the first SIGTERM/SIGINT; a second signal exits at once.
  * Returns a function that runs the same shutdown programmatically.
  */
-export function onShutdown(log: Logger, closers: Array<() => Promise<void>>, opts: { timeoutMs?: number; exit?: (code: number) => void } = {}): () => Promise<void> {
+export function onShutdown(
+  log: Logger,
+  closers: Array<() => Promise<void>>,
+  opts: { timeoutMs?: number; exit?: (code: number) => void } = {},
+): () => Promise<void> {
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   let running: Promise<void> | undefined;
   const shutdown = (signal?: string): Promise<void> => {

@@ -97,8 +97,14 @@ export class LoadAggregator {
         const prev = state.get(d.tid) ?? { slot: -Infinity, active: false };
         const feederId = t?.feederId ?? '';
         if (t !== undefined) {
-          const j = judgeTransformer({ transformerId: d.tid, feederId, start: d.slot, aggMs: this.d.aggMs, netW, ratingKva: t.ratingKva }, prev.active, this.d.settings);
-          lines.push(lp('feeder_load', { feeder: feederId, transformer: d.tid }, { demand_kw: j.demandKw, rating_kw: j.ratingKw, utilization: j.utilization }, d.slot));
+          const j = judgeTransformer(
+            { transformerId: d.tid, feederId, start: d.slot, aggMs: this.d.aggMs, netW, ratingKva: t.ratingKva },
+            prev.active,
+            this.d.settings,
+          );
+          lines.push(
+            lp('feeder_load', { feeder: feederId, transformer: d.tid }, { demand_kw: j.demandKw, rating_kw: j.ratingKw, utilization: j.utilization }, d.slot),
+          );
           // A slot judged again after a later one (late data) may still fire, but never clears or moves the state back.
           const inOrder = d.slot >= prev.slot;
           if (j.event !== undefined && (j.event.status === 'firing' || inOrder)) events.push(j.event);
@@ -135,7 +141,12 @@ export class LoadAggregator {
     if (sysDue.length > 0 && Number.isFinite(sys.slot)) after.hset(streamKeys.loadActive, 'system', `${sys.slot}|${sys.active ? 1 : 0}`);
 
     const old = await r.zrangebyscore(streamKeys.loadGc, '-inf', wm, 'LIMIT', 0, maxItems);
-    if (old.length > 0) await r.multi().del(...old).zrem(streamKeys.loadGc, ...old).exec();
+    if (old.length > 0)
+      await r
+        .multi()
+        .del(...old)
+        .zrem(streamKeys.loadGc, ...old)
+        .exec();
     // Transformer and system events are anomalies too (Grafana annotates them); the subject goes in the `meter` tag.
     for (const e of events) lines.push(anomalyLine(e));
     await this.d.emit(lines, events);

@@ -85,39 +85,90 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const queueConn = createRedis(config.redis.url, 'meterflow-stream-queues');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
-  const writer = influx.writer({ batchSize: 5000, flushMs: 200, highWater: 200_000, quarantine: influxQuarantine(redis, `stream:${config.instance}`, det.worker.dlqMaxLen) });
+  const writer = influx.writer({
+    batchSize: 5000,
+    flushMs: 200,
+    highWater: 200_000,
+    quarantine: influxQuarantine(redis, `stream:${config.instance}`, det.worker.dlqMaxLen),
+  });
   const eventsQueue = new Queue('events', { connection: queueConn });
   const billingQueue = new Queue('billing', { connection: queueConn });
   const registry = new RegistryStore(redis, registryCfg.defaults);
   const cache = new RegistryCache(registry, 60_000);
   const keepSeconds = det.worker.eventsKeepSeconds;
 
-  const readingsTotal = metric(metrics, 'meterflow_stream_readings_total', () =>
-    new Counter({ name: 'meterflow_stream_readings_total', help: 'Readings consumed by the stream worker, by outcome', labelNames: ['outcome'], registers: [metrics] }));
-  const eventsTotal = metric(metrics, 'meterflow_stream_events_total', () =>
-    new Counter({ name: 'meterflow_stream_events_total', help: 'Detection events enqueued, by type and status', labelNames: ['type', 'status'], registers: [metrics] }));
-  const batchSeconds = metric(metrics, 'meterflow_stream_batch_seconds', () =>
-    new Histogram({ name: 'meterflow_stream_batch_seconds', help: 'Time to process one read of the shards and hand its outputs on (checkpoints run in the background)', buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [metrics] }));
-  const watermarkGauge = metric(metrics, 'meterflow_stream_watermark_ms', () =>
-    new Gauge({ name: 'meterflow_stream_watermark_ms', help: 'Event-time watermark per shard', labelNames: ['shard'], registers: [metrics] }));
+  const readingsTotal = metric(
+    metrics,
+    'meterflow_stream_readings_total',
+    () =>
+      new Counter({
+        name: 'meterflow_stream_readings_total',
+        help: 'Readings consumed by the stream worker, by outcome',
+        labelNames: ['outcome'],
+        registers: [metrics],
+      }),
+  );
+  const eventsTotal = metric(
+    metrics,
+    'meterflow_stream_events_total',
+    () =>
+      new Counter({
+        name: 'meterflow_stream_events_total',
+        help: 'Detection events enqueued, by type and status',
+        labelNames: ['type', 'status'],
+        registers: [metrics],
+      }),
+  );
+  const batchSeconds = metric(
+    metrics,
+    'meterflow_stream_batch_seconds',
+    () =>
+      new Histogram({
+        name: 'meterflow_stream_batch_seconds',
+        help: 'Time to process one read of the shards and hand its outputs on (checkpoints run in the background)',
+        buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+        registers: [metrics],
+      }),
+  );
+  const watermarkGauge = metric(
+    metrics,
+    'meterflow_stream_watermark_ms',
+    () => new Gauge({ name: 'meterflow_stream_watermark_ms', help: 'Event-time watermark per shard', labelNames: ['shard'], registers: [metrics] }),
+  );
 
   async function enqueueEvents(events: DetectionEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await eventsQueue.addBulk(events.map((e) => ({
-      name: e.type,
-      data: e,
-      opts: { jobId: jobIdOf(e.id), attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
-    })));
+    await eventsQueue.addBulk(
+      events.map((e) => ({
+        name: e.type,
+        data: e,
+        opts: {
+          jobId: jobIdOf(e.id),
+          attempts: 5,
+          backoff: { type: 'exponential', delay: 1000 },
+          removeOnComplete: { age: keepSeconds },
+          removeOnFail: { age: 7 * 86_400 },
+        },
+      })),
+    );
     for (const e of events) eventsTotal.inc({ type: e.type, status: e.status });
   }
 
   async function enqueueRecomputes(list: Recompute[]): Promise<void> {
     if (list.length === 0) return;
-    await billingQueue.addBulk(list.map((r) => ({
-      name: 'recompute',
-      data: { meterId: r.meterId, day: r.day },
-      opts: { jobId: `recompute|${r.meterId}|${r.day}|${r.entryId}`, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: keepSeconds }, removeOnFail: { age: 7 * 86_400 } },
-    })));
+    await billingQueue.addBulk(
+      list.map((r) => ({
+        name: 'recompute',
+        data: { meterId: r.meterId, day: r.day },
+        opts: {
+          jobId: `recompute|${r.meterId}|${r.day}|${r.entryId}`,
+          attempts: 5,
+          backoff: { type: 'exponential', delay: 1000 },
+          removeOnComplete: { age: keepSeconds },
+          removeOnFail: { age: 7 * 86_400 },
+        },
+      })),
+    );
   }
 
   const load = new LoadAggregator({
@@ -141,7 +192,13 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     reader,
     shards,
     consumer: `stream-${config.workerIndex}`,
-    work: { settings, watermarkLatenessMs: det.watermark.latenessMinutes * 60_000, maxFutureMs: det.intervals.maxFutureMinutes * 60_000, aggMs, band: bandOf(tariffs) },
+    work: {
+      settings,
+      watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
+      maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
+      aggMs,
+      band: bandOf(tariffs),
+    },
     batchEntries: det.worker.batchEntries,
     batchReadings: det.worker.batchReadings,
     blockMs: det.worker.blockMs,
@@ -178,25 +235,41 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
 
   /** `pipeline` and `dlq` points as the pipeline-health dashboard reads them (docs/operators.md). */
   function statsLines(now: number, c: BatchCounts, backlog: number): string[] {
-    const lines = [lp('pipeline', { role: 'stream', instance: config.instance }, {
-      readings: int(c.readings),
-      rejected: int(c.late + c.future + c.malformed),
-      duplicates: int(c.duplicates + c.conflicts),
-      lag: int(backlog > 0 && worker.lastRx > 0 ? Math.max(0, now - worker.lastRx) : 0),
-      influx_backlog: int(writer.backlog),
-      influx_retries: int(writer.stats.retries),
-      influx_failed_batches: int(writer.stats.failedBatches),
-    }, now)];
+    const lines = [
+      lp(
+        'pipeline',
+        { role: 'stream', instance: config.instance },
+        {
+          readings: int(c.readings),
+          rejected: int(c.late + c.future + c.malformed),
+          duplicates: int(c.duplicates + c.conflicts),
+          lag: int(backlog > 0 && worker.lastRx > 0 ? Math.max(0, now - worker.lastRx) : 0),
+          influx_backlog: int(writer.backlog),
+          influx_retries: int(writer.stats.retries),
+          influx_failed_batches: int(writer.stats.failedBatches),
+        },
+        now,
+      ),
+    ];
     for (const [reason, n] of deadByReason) lines.push(lp('dlq', { reason, instance: config.instance }, { count: int(n) }, now));
     deadByReason.clear();
     return lines;
   }
-  const stats = statsLoop(det.worker.statsSeconds, log, async () => {
-    const lens = await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))));
-    const lines = statsLines(Date.now(), period, lens.reduce((a, b) => a + b, 0));
-    Object.assign(period, emptyCounts());
-    return lines;
-  }, (lines) => writer.write(lines));
+  const stats = statsLoop(
+    det.worker.statsSeconds,
+    log,
+    async () => {
+      const lens = await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))));
+      const lines = statsLines(
+        Date.now(),
+        period,
+        lens.reduce((a, b) => a + b, 0),
+      );
+      Object.assign(period, emptyCounts());
+      return lines;
+    },
+    (lines) => writer.write(lines),
+  );
 
   await worker.start();
   log.info({ shards, consumer: `stream-${config.workerIndex}`, influxApi: influx.api, timezone: config.timezone }, 'stream worker started');

@@ -2,7 +2,15 @@ import type { DetectionEvent, IntervalMark } from '../contracts/events.js';
 import type { MeterEvent } from '../contracts/reading.js';
 import { meterEvent } from '../domain/detectors.js';
 import {
-  checkSilent, closedDays, type IntervalOut, type MeterInfo, type MeterState, processExchange, processRead, silentDeadline, type StreamSettings,
+  checkSilent,
+  closedDays,
+  type IntervalOut,
+  type MeterInfo,
+  type MeterState,
+  processExchange,
+  processRead,
+  silentDeadline,
+  type StreamSettings,
 } from '../domain/meter-state.js';
 import { addSample, advanceCommon, type CommonLevel, commonFactor, newCommonLevel } from '../domain/common-level.js';
 import { aggregationSlots, netDemandW } from '../domain/peaks.js';
@@ -100,13 +108,13 @@ export function emptyCounts(): BatchCounts {
 }
 
 /** Meter events forwarded as detection events; the rest are counted only. */
-const FORWARDED: Partial<Record<MeterEvent['event'], { type: 'lastGasp' | 'powerRestored' | 'tamper'; severity: DetectionEvent['severity']; reason: string }>> = {
-  lastGasp: { type: 'lastGasp', severity: 'major', reason: 'meter reported a last gasp (supply lost)' },
-  powerRestored: { type: 'powerRestored', severity: 'info', reason: 'meter reported power restored' },
-  tamper: { type: 'tamper', severity: 'major', reason: 'meter reported tampering' },
-  coverOpen: { type: 'tamper', severity: 'major', reason: 'meter cover opened' },
-};
-
+const FORWARDED: Partial<Record<MeterEvent['event'], { type: 'lastGasp' | 'powerRestored' | 'tamper'; severity: DetectionEvent['severity']; reason: string }>> =
+  {
+    lastGasp: { type: 'lastGasp', severity: 'major', reason: 'meter reported a last gasp (supply lost)' },
+    powerRestored: { type: 'powerRestored', severity: 'info', reason: 'meter reported power restored' },
+    tamper: { type: 'tamper', severity: 'major', reason: 'meter reported tampering' },
+    coverOpen: { type: 'tamper', severity: 'major', reason: 'meter cover opened' },
+  };
 
 /**
  * Escaped `class,feeder,meter,transformer` tags of a meter's `interval` series after `band`, cached per registry
@@ -140,9 +148,18 @@ export function markLine(meter: MeterRecord, band: string, m: IntervalMark): str
 }
 
 export function anomalyLine(e: DetectionEvent): string {
-  return lp('anomaly', { meter: e.subject, type: e.type, severity: e.severity }, {
-    value: e.value, expected: e.expected, score: e.score, status: e.status, reason: e.reason,
-  }, e.ts);
+  return lp(
+    'anomaly',
+    { meter: e.subject, type: e.type, severity: e.severity },
+    {
+      value: e.value,
+      expected: e.expected,
+      score: e.score,
+      status: e.status,
+      reason: e.reason,
+    },
+    e.ts,
+  );
 }
 
 export class ShardWork {
@@ -189,7 +206,17 @@ export class ShardWork {
   }
 
   process(entries: readonly StreamEntry[], meterOf: (meterId: string) => MeterRecord): BatchOutput {
-    const out: BatchOutput = { lines: [], events: [], recomputes: [], marks: [], load: [], deadLetters: [], dirty: new Set(), ackIds: [], counts: emptyCounts() };
+    const out: BatchOutput = {
+      lines: [],
+      events: [],
+      recomputes: [],
+      marks: [],
+      load: [],
+      deadLetters: [],
+      dirty: new Set(),
+      ackIds: [],
+      counts: emptyCounts(),
+    };
     const seen = new Set<string>();
     const recomputeSeen = new Set<string>();
     const emit = (evs: readonly DetectionEvent[]): void => {
@@ -274,7 +301,15 @@ export class ShardWork {
    * New or recomputed intervals: their points (an overwrite for a recomputed one), their load contribution
    * (keyed per meter and interval, so also overwritten), and a billing recompute for each day already closed.
    */
-  private emitIntervals(meter: MeterRecord, intervalMs: number, intervals: readonly IntervalOut[], wmBefore: number, entryId: string, out: BatchOutput, recomputeSeen: Set<string>): void {
+  private emitIntervals(
+    meter: MeterRecord,
+    intervalMs: number,
+    intervals: readonly IntervalOut[],
+    wmBefore: number,
+    entryId: string,
+    out: BatchOutput,
+    recomputeSeen: Set<string>,
+  ): void {
     const share = Math.min(1, intervalMs / this.w.aggMs);
     for (const iv of intervals) {
       out.counts.intervals++;

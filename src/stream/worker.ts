@@ -225,11 +225,13 @@ export class StreamWorker {
       for (const r of out.recomputes) this.recomputes.push(r);
       done.push({ shard, out });
     }
-    await Promise.all(done.map(async ({ out }) => {
-      await this.deadLetter(out);
-      await this.d.enqueueEvents(out.events);
-      await this.d.contributeLoad(out);
-    }));
+    await Promise.all(
+      done.map(async ({ out }) => {
+        await this.deadLetter(out);
+        await this.d.enqueueEvents(out.events);
+        await this.d.contributeLoad(out);
+      }),
+    );
     // Backpressure: the writer holds at most its high-water mark of lines.
     await this.d.drainLines();
     if (performance.now() - this.lastCheckpoint >= this.d.checkpointMs) await this.beginCheckpoint();
@@ -278,19 +280,21 @@ export class StreamWorker {
     this.committing = (async () => {
       await flushed;
       await this.d.enqueueRecomputes(recomputes);
-      await Promise.all(shards.map(async ({ shard, states, watermark, ackIds }) => {
-        const m = this.d.redis.multi();
-        if (states.length > 0) m.hset(streamKeys.state(shard), ...states);
-        m.hset(streamKeys.meta(shard), 'wm', String(watermark));
-        if (ackIds.length > 0) {
-          m.xack(keys.readings(shard), STREAM_GROUP, ...ackIds);
-          m.xdel(keys.readings(shard), ...ackIds);
-        }
-        const res = await m.exec();
-        const failed = res?.find(([err]) => err !== null);
-        if (res === null || failed !== undefined) throw new Error('checkpoint transaction failed', { cause: failed?.[0] ?? undefined });
-        await this.d.redis.hset(keys.watermark, String(shard), String(watermark));
-      }));
+      await Promise.all(
+        shards.map(async ({ shard, states, watermark, ackIds }) => {
+          const m = this.d.redis.multi();
+          if (states.length > 0) m.hset(streamKeys.state(shard), ...states);
+          m.hset(streamKeys.meta(shard), 'wm', String(watermark));
+          if (ackIds.length > 0) {
+            m.xack(keys.readings(shard), STREAM_GROUP, ...ackIds);
+            m.xdel(keys.readings(shard), ...ackIds);
+          }
+          const res = await m.exec();
+          const failed = res?.find(([err]) => err !== null);
+          if (res === null || failed !== undefined) throw new Error('checkpoint transaction failed', { cause: failed?.[0] ?? undefined });
+          await this.d.redis.hset(keys.watermark, String(shard), String(watermark));
+        }),
+      );
     })();
     this.committing.catch(() => undefined); // surfaced by the next await of it
   }

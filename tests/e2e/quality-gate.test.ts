@@ -36,8 +36,6 @@ const DAYS = QUICK ? 30 : 42;
 const SIZE = `${METERS} meters x ${DAYS} days at 15 min`;
 const BAR = 0.9;
 
-
-
 describe('detection quality gate', () => {
   const services: LocalService[] = [];
   const cleanup: Array<() => Promise<void>> = [];
@@ -53,12 +51,15 @@ describe('detection quality gate', () => {
     const token = 'gate-token';
     const apiPort = await freePort();
     const scenario = loadScenario(join(import.meta.dirname, '../../simulators/scenarios/ci.yaml'), { meters: METERS, to: `+${DAYS}d` });
-    const env = serviceEnv({ redis, mqtt, influx }, {
-      API_PORT: String(apiPort),
-      API_TOKENS: JSON.stringify({ [token]: ['admin'] }),
-      MF_TIMEZONE: scenario.timezone,
-      LOG_LEVEL: 'error',
-    });
+    const env = serviceEnv(
+      { redis, mqtt, influx },
+      {
+        API_PORT: String(apiPort),
+        API_TOKENS: JSON.stringify({ [token]: ['admin'] }),
+        MF_TIMEZONE: scenario.timezone,
+        LOG_LEVEL: 'error',
+      },
+    );
     const config = loadConfig(env);
     const metrics = createMetrics();
     // Ingest and the stream worker run in processes of their own, as in production: on two cores they need not share
@@ -68,7 +69,10 @@ describe('detection quality gate', () => {
       for (const { child } of children) child.kill('SIGTERM');
       for (const { child } of children) await exited(child);
     });
-    const closeRoles = await startRoles(ROLES.filter((r) => r !== 'stream' && r !== 'ingest'), { config, log: memoryLogger('error').log, metrics });
+    const closeRoles = await startRoles(
+      ROLES.filter((r) => r !== 'stream' && r !== 'ingest'),
+      { config, log: memoryLogger('error').log, metrics },
+    );
     cleanup.push(closeRoles);
     const redisClient = createRedis(config.redis.url, 'quality-gate');
     cleanup.push(() => closeRedis(redisClient));
@@ -82,12 +86,14 @@ describe('detection quality gate', () => {
     const backlog = async (): Promise<{ stream: number; events: number; billing: number }> => {
       let entries = 0;
       for (let shard = 0; shard < config.streamShards; shard++) entries += await redisClient.xlen(keys.readings(shard));
-      const [events = 0, billing = 0] = await Promise.all(queues.map(async (q) => {
-        const c = await q.getJobCounts('waiting', 'active', 'prioritized');
-        // The billing tick is repeatable, so always delayed; delayed recomputes and retries are real work.
-        const delayed = (await q.getDelayed()).filter((j) => j.name !== BILLING_JOBS.tick).length;
-        return Object.values(c).reduce((x, y) => x + y, 0) + delayed;
-      }));
+      const [events = 0, billing = 0] = await Promise.all(
+        queues.map(async (q) => {
+          const c = await q.getJobCounts('waiting', 'active', 'prioritized');
+          // The billing tick is repeatable, so always delayed; delayed recomputes and retries are real work.
+          const delayed = (await q.getDelayed()).filter((j) => j.name !== BILLING_JOBS.tick).length;
+          return Object.values(c).reduce((x, y) => x + y, 0) + delayed;
+        }),
+      );
       return { stream: entries, events, billing };
     };
     const died = (): string | undefined => {
@@ -96,9 +102,14 @@ describe('detection quality gate', () => {
     };
     // Live progress every 10 s, so a CI log shows where the time goes.
     const progress = setInterval(() => {
-      void backlog().then((b) => {
-        process.stdout.write(`[gate ${((Date.now() - t0) / 1000).toFixed(0)} s] backlog: stream ${b.stream} entries, events ${b.events}, billing ${b.billing}\n`);
-      }, () => undefined);
+      void backlog().then(
+        (b) => {
+          process.stdout.write(
+            `[gate ${((Date.now() - t0) / 1000).toFixed(0)} s] backlog: stream ${b.stream} entries, events ${b.events}, billing ${b.billing}\n`,
+          );
+        },
+        () => undefined,
+      );
     }, 10_000);
     cleanup.push(async () => clearInterval(progress));
 
@@ -151,7 +162,7 @@ describe('detection quality gate', () => {
     const billed = await fetchBilled(api, fromDay, toDay);
     const lo = Math.min(...billed.map((b) => b.fromMs));
     const hi = Math.max(...billed.map((b) => b.toMs));
-    const ledger = await readLedger(join(outDir, 'ledger.csv'), (_m, ts) => ts === lo || ts >= lo && ts <= hi);
+    const ledger = await readLedger(join(outDir, 'ledger.csv'), (_m, ts) => ts === lo || (ts >= lo && ts <= hi));
     const report = score({ truth, alerts, source: 'alerts', billed, ledger });
     const influxClient = await createInflux(config.influx, memoryLogger('error').log);
     const eventsReport = score({ truth, alerts: episodesFromEvents(await fetchEvents(influxClient)), source: 'events' });
@@ -159,9 +170,15 @@ describe('detection quality gate', () => {
     const intervalReport = scoreIntervals(truth, await fetchMarks(influxClient));
     await influxClient.close();
 
-    const timing = `published ${sim.readings} readings in ${((published - t0) / 1000).toFixed(0)} s (incl. service start), ` +
+    const timing =
+      `published ${sim.readings} readings in ${((published - t0) / 1000).toFixed(0)} s (incl. service start), ` +
       `drained ${((drained - published) / 1000).toFixed(0)} s later, scored at ${((Date.now() - t0) / 1000).toFixed(0)} s`;
-    const dlqText = `dead letters: ${[...deadLetters].sort().map(([r, n]) => `${r} ${n}`).join(', ') || 'none'}`;
+    const dlqText = `dead letters: ${
+      [...deadLetters]
+        .sort()
+        .map(([r, n]) => `${r} ${n}`)
+        .join(', ') || 'none'
+    }`;
     const text = `${SIZE}\n${timing}\n${dlqText}\n\n${formatReport(report)}\n\n${formatReport(eventsReport)}\n\n${formatIntervalReport(intervalReport)}\n`;
     writeFileSync(join(outDir, 'score.txt'), text);
     for (const { role, child } of children) writeFileSync(join(outDir, `${role}.log`), child.output());
@@ -174,14 +191,16 @@ describe('detection quality gate', () => {
       if (row === undefined || row.injected === 0) return [`${t}: no clear injection in the scenario`];
       const bad: string[] = [];
       if ((row.recall ?? 0) < BAR) bad.push(`${t}: recall ${row.recall?.toFixed(2)} (${row.detected}/${row.injected})`);
-      if (row.precision === null || row.precision < BAR) bad.push(`${t}: precision ${row.precision?.toFixed(2) ?? '-'} (${row.truePositives} TP, ${row.falsePositives} FP)`);
+      if (row.precision === null || row.precision < BAR)
+        bad.push(`${t}: precision ${row.precision?.toFixed(2) ?? '-'} (${row.truePositives} TP, ${row.falsePositives} FP)`);
       return bad;
     });
     // Dead letters by reason are exactly the injected malformed messages: none lost (an acknowledged message the ingest
     // never handled), none twice, and nothing the pipeline dropped (late, future, influx_rejected, handoff_failed).
     const injected = new Map<string, number>();
     for (const t of truth) {
-      const reason = t.type === 'malformed' ? Object.entries(MALFORMED_REASON).find(([v]) => v === t.variant)?.[1] ?? `unknown variant ${t.variant}` : undefined;
+      const reason =
+        t.type === 'malformed' ? (Object.entries(MALFORMED_REASON).find(([v]) => v === t.variant)?.[1] ?? `unknown variant ${t.variant}`) : undefined;
       if (reason !== undefined) injected.set(reason, (injected.get(reason) ?? 0) + 1);
     }
     expect(Object.fromEntries([...deadLetters].sort()), dlqText).toEqual(Object.fromEntries([...injected].sort()));

@@ -41,8 +41,11 @@ describe('fault suite: billing killed mid-close', () => {
     const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema, {}), 'UTC');
     const zones = ['default', 'cn-tou', 'us-tou'] as const;
     const meters: FixtureMeter[] = Array.from({ length: 60 }, (_, i) => ({
-      meterId: `B-${String(i).padStart(3, '0')}`, customerId: `C-B-${i}`, tariff: tariffFor(tariffs, zones[i % 3] ?? 'default'),
-      intervalMinutes: 15, startRegisterWh: 1000 * i,
+      meterId: `B-${String(i).padStart(3, '0')}`,
+      customerId: `C-B-${i}`,
+      tariff: tariffFor(tariffs, zones[i % 3] ?? 'default'),
+      intervalMinutes: 15,
+      startRegisterWh: 1000 * i,
     }));
     const dir = mkdtempSync(join(tmpdir(), 'mf-fault-billing-'));
     const cfgFile = join(dir, 'overrides.yaml');
@@ -55,8 +58,15 @@ describe('fault suite: billing killed mid-close', () => {
     try {
       const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
       const records = meters.map((m): unknown => ({
-        meterId: m.meterId, customerId: m.customerId, class: 'commercial', tariff: m.tariff.name, contractKw: 50,
-        feederId: 'F1', transformerId: 'T1', hasPv: false, intervalMinutes: 15,
+        meterId: m.meterId,
+        customerId: m.customerId,
+        class: 'commercial',
+        tariff: m.tariff.name,
+        contractKw: 50,
+        feederId: 'F1',
+        transformerId: 'T1',
+        hasPv: false,
+        intervalMinutes: 15,
       }));
       await registry.upsertMeters(records.filter((r) => checkCustomer.Check(r)));
       const truth = new Map<string, FixtureInterval[]>();

@@ -26,32 +26,47 @@ describe('fault suite: chaos', () => {
     // 5+ minutes at one interval per 150 ms is ~22 days of event time: start 60 days back.
     const flow = await r.startPipeline(40, 150, 60);
     const faults: Array<[string, () => Promise<void>]> = [
-      ['SIGKILL ingest', async () => {
-        await r.signal('ingest', 'SIGKILL');
-        await sleep(rng.int(200, 3000));
-        await r.startRole('ingest');
-      }],
-      ['SIGKILL stream', async () => {
-        await r.signal('stream', 'SIGKILL');
-        await sleep(rng.int(200, 3000));
-        await r.startRole('stream');
-      }],
+      [
+        'SIGKILL ingest',
+        async () => {
+          await r.signal('ingest', 'SIGKILL');
+          await sleep(rng.int(200, 3000));
+          await r.startRole('ingest');
+        },
+      ],
+      [
+        'SIGKILL stream',
+        async () => {
+          await r.signal('stream', 'SIGKILL');
+          await sleep(rng.int(200, 3000));
+          await r.startRole('stream');
+        },
+      ],
       ['restart Mosquitto', () => r.mqtt.restart()],
-      ['Redis away', async () => {
-        await r.redis.stop();
-        await sleep(rng.int(2000, 15_000));
-        await r.redis.restart();
-      }],
-      ['InfluxDB away', async () => {
-        await r.influxSvc.stop();
-        await sleep(rng.int(2000, 30_000));
-        await r.influxSvc.restart();
-      }],
-      ['SIGSTOP ingest', async () => {
-        await r.signal('ingest', 'SIGSTOP');
-        await sleep(rng.int(2000, 50_000));
-        await r.signal('ingest', 'SIGCONT');
-      }],
+      [
+        'Redis away',
+        async () => {
+          await r.redis.stop();
+          await sleep(rng.int(2000, 15_000));
+          await r.redis.restart();
+        },
+      ],
+      [
+        'InfluxDB away',
+        async () => {
+          await r.influxSvc.stop();
+          await sleep(rng.int(2000, 30_000));
+          await r.influxSvc.restart();
+        },
+      ],
+      [
+        'SIGSTOP ingest',
+        async () => {
+          await r.signal('ingest', 'SIGSTOP');
+          await sleep(rng.int(2000, 50_000));
+          await r.signal('ingest', 'SIGCONT');
+        },
+      ],
     ];
     const log: string[] = [];
     const end = Date.now() + CHAOS_MS;

@@ -88,7 +88,10 @@ describe('fault suite: kills, restarts, refusals', () => {
       d = await rig.diff();
     }
     const missing = new Set(d.missing);
-    expect(young.filter((k) => missing.has(k)), rig.output()).toEqual([]);
+    expect(
+      young.filter((k) => missing.has(k)),
+      rig.output(),
+    ).toEqual([]);
     expect(old.filter((k) => !missing.has(k))).toEqual([]);
     const dl = await rig.deadLetters();
     // Each refused raw read is quarantined (its intervals and baselines too).

@@ -25,8 +25,18 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function spike(meter: string, ts: number): DetectionEvent {
   return {
-    id: `spike:${meter}:${ts}:firing`, type: 'spike', status: 'firing', subjectKind: 'meter', subject: meter, ts, meterId: meter,
-    value: 1800, expected: 290, score: 9, severity: 'major', reason: `spike on ${meter}`,
+    id: `spike:${meter}:${ts}:firing`,
+    type: 'spike',
+    status: 'firing',
+    subjectKind: 'meter',
+    subject: meter,
+    ts,
+    meterId: meter,
+    value: 1800,
+    expected: 290,
+    score: 9,
+    severity: 'major',
+    reason: `spike on ${meter}`,
   };
 }
 
@@ -55,7 +65,11 @@ describe('fault suite: webhook down', () => {
     };
     const queuePrefix = uniquePrefix('bq');
     const handle = await startAlerts(
-      { config: loadConfig({ REDIS_URL: redisSrv.url, INFLUX_URL: 'http://127.0.0.1:1', MF_INSTANCE: 'fault' }), log: createLogger({ level: 'silent' }), metrics: createMetrics() },
+      {
+        config: loadConfig({ REDIS_URL: redisSrv.url, INFLUX_URL: 'http://127.0.0.1:1', MF_INSTANCE: 'fault' }),
+        log: createLogger({ level: 'silent' }),
+        metrics: createMetrics(),
+      },
       { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix: uniquePrefix('al'), queuePrefix },
     );
     cleanups.push(() => handle.close());

@@ -33,7 +33,16 @@ export function testDetectionConfig(over: Partial<DetectionConfig> = {}): Detect
     customerPeak: { ratio: 1, majorRatio: 1.2 },
     feederOverload: { powerFactor: 1, warningRatio: 0.9, majorRatio: 1, criticalRatio: 1.2, intervalMinutes: 15, retainHours: 6 },
     systemPeak: { thresholdKw: 1000, warningRatio: 0.9 },
-    worker: { batchEntries: 100, batchReadings: 20000, blockMs: 200, checkpointMs: 1000, claimIdleMs: 1000, eventsKeepSeconds: 3600, dlqMaxLen: 1000, statsSeconds: 10 },
+    worker: {
+      batchEntries: 100,
+      batchReadings: 20000,
+      blockMs: 200,
+      checkpointMs: 1000,
+      claimIdleMs: 1000,
+      eventsKeepSeconds: 3600,
+      dlqMaxLen: 1000,
+      statsSeconds: 10,
+    },
     ...over,
   };
 }

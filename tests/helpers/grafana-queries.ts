@@ -180,11 +180,34 @@ export function parseDuration(s: string): number {
 
 /** Grafana's interval rounding (kbn.roundInterval), to the steps a person would pick. */
 const ROUND_STEPS: Array<[number, number]> = [
-  [15, 10], [35, 20], [75, 50], [150, 100], [350, 200], [750, 500], [1500, 1000], [3500, 2000], [7500, 5000],
-  [12500, 10000], [17500, 15000], [25000, 20000], [45000, 30000], [90000, 60000], [210000, 120000],
-  [450000, 300000], [750000, 600000], [1050000, 900000], [1500000, 1200000], [2700000, 1800000],
-  [5400000, 3600000], [9000000, 7200000], [16200000, 10800000], [32400000, 21600000], [86400000, 43200000],
-  [604800000, 86400000], [1814400000, 604800000], [3628800000, 2592000000],
+  [15, 10],
+  [35, 20],
+  [75, 50],
+  [150, 100],
+  [350, 200],
+  [750, 500],
+  [1500, 1000],
+  [3500, 2000],
+  [7500, 5000],
+  [12500, 10000],
+  [17500, 15000],
+  [25000, 20000],
+  [45000, 30000],
+  [90000, 60000],
+  [210000, 120000],
+  [450000, 300000],
+  [750000, 600000],
+  [1050000, 900000],
+  [1500000, 1200000],
+  [2700000, 1800000],
+  [5400000, 3600000],
+  [9000000, 7200000],
+  [16200000, 10800000],
+  [32400000, 21600000],
+  [86400000, 43200000],
+  [604800000, 86400000],
+  [1814400000, 604800000],
+  [3628800000, 2592000000],
 ];
 
 export function roundInterval(ms: number): number {
@@ -193,7 +216,13 @@ export function roundInterval(ms: number): number {
 }
 
 export function formatInterval(ms: number): string {
-  for (const [unit, size] of [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, size] of [
+    ['w', 604_800_000],
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
@@ -307,7 +336,11 @@ export interface AlertRuleExpression {
 }
 
 /** The provisioned alert rules' data queries and server-side expressions, as Grafana reads the file. */
-export function loadAlertRules(file = ALERTING_FILE): { queries: AlertRuleQuery[]; expressions: AlertRuleExpression[]; conditions: Array<{ rule: string; condition: string; refIds: string[] }> } {
+export function loadAlertRules(file = ALERTING_FILE): {
+  queries: AlertRuleQuery[];
+  expressions: AlertRuleExpression[];
+  conditions: Array<{ rule: string; condition: string; refIds: string[] }>;
+} {
   const doc: unknown = parseYaml(readFileSync(file, 'utf8'));
   const queries: AlertRuleQuery[] = [];
   const expressions: AlertRuleExpression[] = [];
@@ -328,7 +361,14 @@ export function loadAlertRules(file = ALERTING_FILE): { queries: AlertRuleQuery[
         }
         const range = isObject(d.relativeTimeRange) ? d.relativeTimeRange : {};
         const from = range.from;
-        queries.push({ rule, title: str(r, 'title') ?? '', refId, datasourceUid: ds, query: str(model, 'query') ?? '', fromSeconds: typeof from === 'number' ? from : 600 });
+        queries.push({
+          rule,
+          title: str(r, 'title') ?? '',
+          refId,
+          datasourceUid: ds,
+          query: str(model, 'query') ?? '',
+          fromSeconds: typeof from === 'number' ? from : 600,
+        });
       }
       conditions.push({ rule, condition: str(r, 'condition') ?? '', refIds });
     }

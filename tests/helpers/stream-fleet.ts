@@ -47,8 +47,16 @@ export const at = (day: number, hour: number, minute = 0): number => FLEET_START
 
 function customer(i: number, over: Partial<FleetCustomer> = {}): FleetCustomer {
   return {
-    meterId: id(i), customerId: `C-${i}`, class: 'residential', tariff: 'default', contractKw: 10,
-    feederId: i % 2 === 0 ? 'F-A' : 'F-B', transformerId: i % 2 === 0 ? 'T-A' : 'T-B', hasPv: false, intervalMinutes: 15, ...over,
+    meterId: id(i),
+    customerId: `C-${i}`,
+    class: 'residential',
+    tariff: 'default',
+    contractKw: 10,
+    feederId: i % 2 === 0 ? 'F-A' : 'F-B',
+    transformerId: i % 2 === 0 ? 'T-A' : 'T-B',
+    hasPv: false,
+    intervalMinutes: 15,
+    ...over,
   };
 }
 
@@ -79,8 +87,8 @@ function exchangedMeter(x: (typeof EXCHANGED)[number], end: number, items: Fleet
   for (let t = FLEET_START; t <= end; t += Q) {
     items.push({ deliverAt: t, reading: { meterId: x.meterId, ts: t, importWh: imp, exportWh: 0 } });
     if (t === at(1, 8)) {
-      const removalWh = imp + (installTs - t) / 60_000 * perMin;
-      imp = x.installWh + (t + Q - installTs) / 60_000 * perMin;
+      const removalWh = imp + ((installTs - t) / 60_000) * perMin;
+      imp = x.installWh + ((t + Q - installTs) / 60_000) * perMin;
       const ex: MeterExchangeEvent = { meterId: x.meterId, ts: installTs, event: 'meterExchange', installWh: x.installWh, installExportWh: 0 };
       if (x.withRemoval) ex.removalWh = removalWh;
       items.push({ deliverAt: x.deliverAt, event: ex });
@@ -106,10 +114,12 @@ export function buildFleet(o: FleetOptions): Fleet {
   for (let i = 0; i < o.meters; i++) {
     const a = o.anomalies;
     const hot = a && i >= 10 && i <= 13;
-    customers.push(customer(i, {
-      ...(hot ? { transformerId: 'T-HOT', feederId: 'F-H' } : {}),
-      ...(a && i === 5 ? { contractKw: 5 } : {}),
-    }));
+    customers.push(
+      customer(i, {
+        ...(hot ? { transformerId: 'T-HOT', feederId: 'F-H' } : {}),
+        ...(a && i === 5 ? { contractKw: 5 } : {}),
+      }),
+    );
     let imp = 1_000_000 + i * 1000;
     let exp = 0;
     for (let t = FLEET_START; t <= end; t += Q) {

@@ -52,7 +52,12 @@ export async function startWebhookReceiver(secret: string, respond: Responder = 
       const body = await read(req);
       const n = requests.length + 1;
       const idempotencyKey = header(req, HEADER_IDEMPOTENCY) ?? '';
-      const v = verifyWebhook(secret, { timestamp: header(req, HEADER_TIMESTAMP), signature: header(req, HEADER_SIGNATURE) }, body, Math.floor(Date.now() / 1000));
+      const v = verifyWebhook(
+        secret,
+        { timestamp: header(req, HEADER_TIMESTAMP), signature: header(req, HEADER_SIGNATURE) },
+        body,
+        Math.floor(Date.now() / 1000),
+      );
       let json: unknown = null;
       try {
         json = JSON.parse(body);

@@ -61,14 +61,17 @@ describe('alerts worker killed mid-delivery', () => {
     // The first request is held open until the test has killed the worker; later ones succeed.
     receiver = await startWebhookReceiver(SECRET, (n) => (n === 1 ? new Promise<number>((r) => (release = r)) : 200));
     dir = mkdtempSync(join(tmpdir(), 'mf-alerts-'));
-    writeFileSync(join(dir, 'alerts.yaml'), stringify({
-      webhooks: [{ name: 'ops', url: receiver.url, secretEnv: 'MF_WEBHOOK_OPS_SECRET' }],
-      routes: [{ webhook: 'ops', severities: [], types: [], customerClasses: [], changes: [] }],
-      quietHours: { enabled: false },
-      notify: { attempts: 5, backoffMs: 200, maxBackoffMs: 5000, timeoutMs: 20_000, concurrency: 2 },
-      worker: { lockSeconds: 2, sweepSeconds: 0.5 },
-      influx: { enabled: false },
-    }));
+    writeFileSync(
+      join(dir, 'alerts.yaml'),
+      stringify({
+        webhooks: [{ name: 'ops', url: receiver.url, secretEnv: 'MF_WEBHOOK_OPS_SECRET' }],
+        routes: [{ webhook: 'ops', severities: [], types: [], customerClasses: [], changes: [] }],
+        quietHours: { enabled: false },
+        notify: { attempts: 5, backoffMs: 200, maxBackoffMs: 5000, timeoutMs: 20_000, concurrency: 2 },
+        worker: { lockSeconds: 2, sweepSeconds: 0.5 },
+        influx: { enabled: false },
+      }),
+    );
   });
 
   afterAll(async () => {
@@ -87,8 +90,18 @@ describe('alerts worker killed mid-delivery', () => {
 
     const events = new Queue(EVENTS_QUEUE, { connection: redis });
     const ev: DetectionEvent = {
-      id: `customerPeak:M-K1:${T0}:firing`, type: 'customerPeak', status: 'firing', subjectKind: 'meter', subject: 'M-K1', ts: T0,
-      meterId: 'M-K1', value: 14.2, expected: 10, score: 1.42, severity: 'warning', reason: '14.2 kW over the contracted 10 kW',
+      id: `customerPeak:M-K1:${T0}:firing`,
+      type: 'customerPeak',
+      status: 'firing',
+      subjectKind: 'meter',
+      subject: 'M-K1',
+      ts: T0,
+      meterId: 'M-K1',
+      value: 14.2,
+      expected: 10,
+      score: 1.42,
+      severity: 'warning',
+      reason: '14.2 kW over the contracted 10 kW',
     };
     await events.add(ev.type, ev, { jobId: ev.id.replaceAll(':', '|') });
     await waitFor('the first delivery attempt to arrive', () => receiver.requests.length === 1);
@@ -116,7 +129,11 @@ describe('alerts worker killed mid-delivery', () => {
     expect(await notify.getJobCounts('active', 'completed', 'failed')).toEqual({ active: 0, completed: 1, failed: 0 });
 
     // The alert survived the kill: the next interval's event counts on it, no new alert, no new notice.
-    await events.add(ev.type, { ...ev, id: `customerPeak:M-K1:${T0 + 900_000}:firing`, ts: T0 + 900_000 }, { jobId: `customerPeak|M-K1|${T0 + 900_000}|firing` });
+    await events.add(
+      ev.type,
+      { ...ev, id: `customerPeak:M-K1:${T0 + 900_000}:firing`, ts: T0 + 900_000 },
+      { jobId: `customerPeak|M-K1|${T0 + 900_000}|firing` },
+    );
     await waitFor('count 2', async () => {
       const raw = await redis.hget('mf:{alerts}:doc', 'k:customerPeak:M-K1');
       const id: unknown = raw === null ? null : JSON.parse(raw);

@@ -110,7 +110,9 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     alert(key: string): Promise<AlertRecord | undefined>;
   }
 
-  async function harness(opts: { responder?: Responder; workers?: number; attempts?: number; influxDb?: string; keyPrefix?: string; notifyConcurrency?: number; log?: Logger } = {}): Promise<Harness> {
+  async function harness(
+    opts: { responder?: Responder; workers?: number; attempts?: number; influxDb?: string; keyPrefix?: string; notifyConcurrency?: number; log?: Logger } = {},
+  ): Promise<Harness> {
     const receiver = await startWebhookReceiver(SECRET, opts.responder);
     const keyPrefix = opts.keyPrefix ?? uniquePrefix('al');
     const queuePrefix = uniquePrefix('bq');
@@ -118,7 +120,12 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     const cfg = alertsCfg(receiver.url, { attempts: opts.attempts, influx: opts.influxDb !== undefined, notifyConcurrency: opts.notifyConcurrency });
     const handles: AlertsHandle[] = [];
     for (let i = 0; i < (opts.workers ?? 1); i++) {
-      handles.push(await startAlerts({ config, log: opts.log ?? log, metrics: createMetrics() }, { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix, queuePrefix }));
+      handles.push(
+        await startAlerts(
+          { config, log: opts.log ?? log, metrics: createMetrics() },
+          { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix, queuePrefix },
+        ),
+      );
     }
     const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix });
     cleanups.push(async () => {
@@ -159,7 +166,11 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     expect(h.receiver.requests.length).toBe(1);
     const req = h.receiver.requests[0];
     expect(req?.verified).toBe(true);
-    expect(req?.json).toMatchObject({ change: 'opened', idempotencyKey: `${a.id}.1.opened`, alert: { id: a.id, key: 'spike:M-100', state: 'open', type: 'spike' } });
+    expect(req?.json).toMatchObject({
+      change: 'opened',
+      idempotencyKey: `${a.id}.1.opened`,
+      alert: { id: a.id, key: 'spike:M-100', state: 'open', type: 'spike' },
+    });
     expect(await h.handles[0]?.store.list({ type: 'spike' }, 10, undefined)).toMatchObject({ items: [{ id: a.id }], nextCursor: null });
 
     for (const x of h.handles) await x.close(); // flushes the InfluxDB writer
@@ -175,8 +186,15 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
     // Checked against the contract like any registry import (this also narrows the plain objects to its type).
     const meters = Array.from({ length: 60 }, (_, i): unknown => ({
-      meterId: `${tid}-M${i}`, customerId: `${tid}-C${i}`, class: i === 5 || i === 33 ? 'critical' : 'residential', tariff: 'default',
-      contractKw: 10, feederId: 'F-7', transformerId: tid, hasPv: false, intervalMinutes: 15,
+      meterId: `${tid}-M${i}`,
+      customerId: `${tid}-C${i}`,
+      class: i === 5 || i === 33 ? 'critical' : 'residential',
+      tariff: 'default',
+      contractKw: 10,
+      feederId: 'F-7',
+      transformerId: tid,
+      hasPv: false,
+      intervalMinutes: 15,
     })).filter((m): m is CustomerRecord => checkCustomer.Check(m));
     expect(meters.length).toBe(60);
     await registry.upsertMeters(meters);
@@ -184,7 +202,15 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     const h = await harness({ workers: 2 });
     const ids = meters.map((m) => m.meterId);
     const meterEvent = (type: AnomalyType, m: string, ts: number, status: 'firing' | 'clear' = 'firing'): DetectionEvent =>
-      event(type, m, ts, status, { transformerId: tid, feederId: 'F-7', customerClass: m.endsWith('M5') || m.endsWith('M33') ? 'critical' : 'residential', value: 0, expected: 0, score: 0, reason: type });
+      event(type, m, ts, status, {
+        transformerId: tid,
+        feederId: 'F-7',
+        customerClass: m.endsWith('M5') || m.endsWith('M33') ? 'critical' : 'residential',
+        value: 0,
+        expected: 0,
+        score: 0,
+        reason: type,
+      });
 
     await h.setWatermark(T0 - IV);
     await h.send(ids.map((m, i) => meterEvent('lastGasp', m, T0 + i * 250)));
@@ -228,11 +254,22 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
 
     expect(resolved.id).toBe(outage.id);
     expect(resolved.outage).toEqual({
-      transformerId: tid, feederId: 'F-7', metersTotal: 60, metersAffected: 60, customersAffected: 60,
-      criticalCustomers: [`${tid}-C33`, `${tid}-C5`], startedAt: T0, restoredAt: back, durationMs: 95 * MIN, stillDown: 6,
+      transformerId: tid,
+      feederId: 'F-7',
+      metersTotal: 60,
+      metersAffected: 60,
+      customersAffected: 60,
+      criticalCustomers: [`${tid}-C33`, `${tid}-C5`],
+      startedAt: T0,
+      restoredAt: back,
+      durationMs: 95 * MIN,
+      stillDown: 6,
     });
     expect(h.receiver.requests.length).toBe(storm + 1);
-    expect(h.receiver.requests[storm]?.json).toMatchObject({ change: 'resolved', alert: { id: outage.id, state: 'resolved', outage: { durationMs: 95 * MIN, customersAffected: 60 } } });
+    expect(h.receiver.requests[storm]?.json).toMatchObject({
+      change: 'resolved',
+      alert: { id: outage.id, state: 'resolved', outage: { durationMs: 95 * MIN, customersAffected: 60 } },
+    });
     expect(h.receiver.requests.every((r) => r.verified)).toBe(true);
     const stillOpen = (await store.list({ state: 'open' }, 500, undefined)).items.filter((a) => a.subject.startsWith(tid) || a.subject === tid);
     expect(stillOpen).toEqual([]);
@@ -261,10 +298,13 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     let hold: () => void = () => undefined;
     const held = new Promise<void>((r) => (hold = r));
     // The first delivery is held while the rest queue up behind it; the single notify slot then picks by priority.
-    const h = await harness({ notifyConcurrency: 1, responder: async (n) => {
-      if (n === 1) await held;
-      return 200;
-    } });
+    const h = await harness({
+      notifyConcurrency: 1,
+      responder: async (n) => {
+        if (n === 1) await held;
+        return 200;
+      },
+    });
     await h.send([event('spike', 'M-P0', T0)]);
     await waitFor('first request', () => h.receiver.requests.length === 1);
     await h.send([
@@ -331,7 +371,14 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     const h = await harness({ responder: () => 503, attempts: 3, keyPrefix: 'mf' });
     const config = appConfig({ API_TOKENS: JSON.stringify({ [READER]: [], [WRITER]: ['alerts:write'], [BILLING]: ['billing:read'] }) });
     const influx: Influx = await createInflux(config.influx, log);
-    const app = await buildApp({ config, log, metrics: createMetrics(), redis, influx, registry: new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults) });
+    const app = await buildApp({
+      config,
+      log,
+      metrics: createMetrics(),
+      redis,
+      influx,
+      registry: new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults),
+    });
     cleanups.push(async () => {
       await app.close();
       await influx.close();
@@ -342,7 +389,10 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
       event('flatline', 'M-A3', T0 + 2 * IV),
       event('spike', 'M-A1', T0 + 3 * IV),
     ]);
-    await waitFor('alerts', async () => (await h.alert('spike:M-A1'))?.count === 2 && (await h.alert('flatline:M-A3')) !== undefined && (await h.alert('spike:M-A2')) !== undefined);
+    await waitFor(
+      'alerts',
+      async () => (await h.alert('spike:M-A1'))?.count === 2 && (await h.alert('flatline:M-A3')) !== undefined && (await h.alert('spike:M-A2')) !== undefined,
+    );
 
     const get = (url: string, token?: string) => app.inject({ method: 'GET', url, headers: token ? { authorization: `Bearer ${token}` } : {} });
     const post = (url: string, token: string, body?: object) =>
@@ -354,7 +404,14 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     expect(all.statusCode).toBe(200);
     // Newest first by first event time.
     expect(all.json().items.map((a: { key: string }) => a.key)).toEqual(['flatline:M-A3', 'spike:M-A2', 'spike:M-A1']);
-    expect(all.json().items[2]).toMatchObject({ count: 2, firstSeen: new Date(T0).toISOString(), lastSeen: new Date(T0 + 3 * IV).toISOString(), state: 'open', flapping: false, severity: 'warning' });
+    expect(all.json().items[2]).toMatchObject({
+      count: 2,
+      firstSeen: new Date(T0).toISOString(),
+      lastSeen: new Date(T0 + 3 * IV).toISOString(),
+      state: 'open',
+      flapping: false,
+      severity: 'warning',
+    });
 
     const page1 = (await get('/api/v1/alerts?type=spike&limit=1', READER)).json();
     expect(page1.items.map((a: { key: string }) => a.key)).toEqual(['spike:M-A2']);
@@ -363,7 +420,10 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     expect(page2).toMatchObject({ items: [{ key: 'spike:M-A1' }], nextCursor: null });
     expect((await get('/api/v1/alerts?severity=major', READER)).json().items.map((a: { key: string }) => a.key)).toEqual(['spike:M-A2']);
     expect((await get('/api/v1/alerts?subject=M-A3', READER)).json().items.length).toBe(1);
-    expect((await get(`/api/v1/alerts?since=${new Date(T0 + 2 * IV).toISOString()}`, READER)).json().items.map((a: { key: string }) => a.key)).toEqual(['flatline:M-A3', 'spike:M-A1']);
+    expect((await get(`/api/v1/alerts?since=${new Date(T0 + 2 * IV).toISOString()}`, READER)).json().items.map((a: { key: string }) => a.key)).toEqual([
+      'flatline:M-A3',
+      'spike:M-A1',
+    ]);
     expect((await get(`/api/v1/alerts?since=${T0 + 2 * IV + 1}`, READER)).json().items.map((a: { key: string }) => a.key)).toEqual(['spike:M-A1']);
     expect((await get('/api/v1/alerts?since=yesterday', READER)).statusCode).toBe(400);
     expect((await get('/api/v1/alerts?cursor=bogus', READER)).statusCode).toBe(400);
@@ -403,6 +463,14 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
     expect(h.receiver.requests.length).toBe(12);
 
     const docs = await get('/docs/json');
-    expect(Object.keys(docs.json().paths)).toEqual(expect.arrayContaining(['/api/v1/alerts', '/api/v1/alerts/{id}', '/api/v1/alerts/{id}/ack', '/api/v1/alerts/{id}/resolve', '/api/v1/notifications/dead-letters']));
+    expect(Object.keys(docs.json().paths)).toEqual(
+      expect.arrayContaining([
+        '/api/v1/alerts',
+        '/api/v1/alerts/{id}',
+        '/api/v1/alerts/{id}/ack',
+        '/api/v1/alerts/{id}/resolve',
+        '/api/v1/notifications/dead-letters',
+      ]),
+    );
   });
 });

@@ -34,12 +34,21 @@ const meters: FixtureMeter[] = [
   { meterId: 'A-1', customerId: 'CUST-1', tariff: cn, intervalMinutes: 15, startRegisterWh: 10 },
   { meterId: 'A-2', customerId: 'CUST-1', tariff: cn, intervalMinutes: 60, startRegisterWh: 20 },
   { meterId: 'B-1', customerId: 'CUST, "two"', tariff: us, intervalMinutes: 15, startRegisterWh: 30 },
-  { meterId: 'B-2', customerId: 'CUST-3', tariff: us, intervalMinutes: 30, startRegisterWh: 40, estimated: new Set([200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1550, 1560, 1570, 1580, 1590, 1591, 1592, 1593, 1594, 1595, 1596, 1597, 1460, 1470, 1480, 1490, 1450]) },
+  {
+    meterId: 'B-2',
+    customerId: 'CUST-3',
+    tariff: us,
+    intervalMinutes: 30,
+    startRegisterWh: 40,
+    estimated: new Set([
+      200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1550, 1560, 1570, 1580, 1590, 1591, 1592, 1593, 1594, 1595, 1596, 1597, 1460,
+      1470, 1480, 1490, 1450,
+    ]),
+  },
   { meterId: 'C-1', customerId: 'CUST-4', tariff: flat, intervalMinutes: 60, startRegisterWh: 50 },
 ];
 const TOKEN = 'billing-reader-token';
 const OTHER = 'alerts-writer-token';
-
 
 describe('billing API', () => {
   let redisSrv: LocalService;
@@ -55,7 +64,10 @@ describe('billing API', () => {
   beforeAll(async () => {
     [redisSrv, influxSrv] = await Promise.all([startRedis(), startInflux()]);
     const config = loadConfig({
-      REDIS_URL: redisSrv.url, INFLUX_URL: influxSrv.url, INFLUX_API: 'v1', INFLUX_BUCKET: uniquePrefix('api'),
+      REDIS_URL: redisSrv.url,
+      INFLUX_URL: influxSrv.url,
+      INFLUX_API: 'v1',
+      INFLUX_BUCKET: uniquePrefix('api'),
       API_TOKENS: JSON.stringify({ [TOKEN]: ['billing:read'], [OTHER]: ['alerts:write'] }),
       MQTT_URL: 'mqtt://127.0.0.1:1', // remote-read is not exercised here
     });
@@ -64,8 +76,15 @@ describe('billing API', () => {
     redis = createRedis(config.redis.url, 'test');
     const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
     const records = meters.map((m): unknown => ({
-      meterId: m.meterId, customerId: m.customerId, class: 'commercial', tariff: m.tariff.name, contractKw: 50,
-      feederId: 'F1', transformerId: 'T1', hasPv: false, intervalMinutes: m.intervalMinutes,
+      meterId: m.meterId,
+      customerId: m.customerId,
+      class: 'commercial',
+      tariff: m.tariff.name,
+      contractKw: 50,
+      feederId: 'F1',
+      transformerId: 'T1',
+      hasPv: false,
+      intervalMinutes: m.intervalMinutes,
     }));
     await registry.upsertMeters(records.filter((r) => checkCustomer.Check(r)));
     const writer = influx.writer({ batchSize: 20_000 });
@@ -79,10 +98,16 @@ describe('billing API', () => {
 
     // Close March directly (the role's queue and watermark are covered by billing-close.test.ts).
     const closer = new BillingCloser({
-      source: influxBillingSource(influx), writer, state: redisBillingState(redis),
+      source: influxBillingSource(influx),
+      writer,
+      state: redisBillingState(redis),
       meters: { allMeterIds: async () => (await registry.allMeters()).map((m) => m.meterId), getMeters: (ids) => registry.getMeters(ids) },
-      tariffs, cfg: loadSection('billing', BillingConfig, {}), log, now: () => Date.now(),
-      enqueueCloseDay: async () => {}, enqueueClosePeriod: async () => {},
+      tariffs,
+      cfg: loadSection('billing', BillingConfig, {}),
+      log,
+      now: () => Date.now(),
+      enqueueCloseDay: async () => {},
+      enqueueClosePeriod: async () => {},
     });
     for (const timezone of ['Asia/Shanghai', 'America/Los_Angeles', 'UTC']) {
       for (const day of daysBetween('2026-03-01', '2026-04-01')) await closer.closeDay({ timezone, day });
@@ -101,8 +126,21 @@ describe('billing API', () => {
   function expectLedger(item: BillingRead | undefined, m: FixtureMeter, fromDay: string, toDay: string): void {
     if (item === undefined) throw new Error(`no read for ${m.meterId}`);
     const want = expectedRead(m, truth.get(m.meterId) ?? [], fromDay, toDay);
-    expect({ meter: item.meterId, start: item.startRegisterWh, end: item.endRegisterWh, total: item.totalWh, bands: item.bands, est: item.estimatedIntervals })
-      .toEqual({ meter: m.meterId, start: want.startRegisterWh, end: want.endRegisterWh, total: want.totalWh, bands: want.bands, est: want.estimatedIntervals });
+    expect({
+      meter: item.meterId,
+      start: item.startRegisterWh,
+      end: item.endRegisterWh,
+      total: item.totalWh,
+      bands: item.bands,
+      est: item.estimatedIntervals,
+    }).toEqual({
+      meter: m.meterId,
+      start: want.startRegisterWh,
+      end: want.endRegisterWh,
+      total: want.totalWh,
+      bands: want.bands,
+      est: want.estimatedIntervals,
+    });
     expect(item.totalWh).toBe((item.endRegisterWh ?? NaN) - (item.startRegisterWh ?? NaN));
     expect(item.maxDemandW).toBe(want.maxDemandW);
     expect(item.customerId).toBe(m.customerId);
@@ -119,9 +157,22 @@ describe('billing API', () => {
     const body = readsOf(res);
     expect(body.items.map((i) => i.meterId)).toEqual(['A-1', 'A-2', 'B-1', 'B-2', 'C-1']);
     expect(body.nextCursor).toBeNull();
-    for (const m of meters) expectLedger(body.items.find((i) => i.meterId === m.meterId), m, '2026-03-01', '2026-04-01');
+    for (const m of meters)
+      expectLedger(
+        body.items.find((i) => i.meterId === m.meterId),
+        m,
+        '2026-03-01',
+        '2026-04-01',
+      );
     const a1 = body.items[0];
-    expect([a1?.from, a1?.to, a1?.timezone, a1?.tariff, a1?.completeness, a1?.quality]).toEqual(['2026-03-01T00:00:00+08:00', '2026-04-01T00:00:00+08:00', 'Asia/Shanghai', 'cn-tou', 100, 'actual']);
+    expect([a1?.from, a1?.to, a1?.timezone, a1?.tariff, a1?.completeness, a1?.quality]).toEqual([
+      '2026-03-01T00:00:00+08:00',
+      '2026-04-01T00:00:00+08:00',
+      'Asia/Shanghai',
+      'cn-tou',
+      100,
+      'actual',
+    ]);
     const b1 = body.items[2];
     expect([b1?.from, b1?.to, b1?.intervals]).toEqual(['2026-03-01T00:00:00-08:00', '2026-04-01T00:00:00-07:00', 743 * 4]);
     // 31 estimated half-hours of 1486 in March (2.09 %) → estimated.
@@ -165,9 +216,25 @@ describe('billing API', () => {
     const [header, ...data] = parseCsv(res.body);
     if (header === undefined) throw new Error('empty CSV');
     expect(header).toEqual([
-      'meterId', 'customerId', 'tariff', 'timezone', 'from', 'to', 'startRegisterWh', 'startInterpolated', 'endRegisterWh', 'endInterpolated', 'totalWh', 'exportWh',
+      'meterId',
+      'customerId',
+      'tariff',
+      'timezone',
+      'from',
+      'to',
+      'startRegisterWh',
+      'startInterpolated',
+      'endRegisterWh',
+      'endInterpolated',
+      'totalWh',
+      'exportWh',
       ...tariffs.allBands.map((b) => `band_${b}_wh`),
-      'maxDemandW', 'maxDemandAt', 'intervals', 'estimatedIntervals', 'completeness', 'quality',
+      'maxDemandW',
+      'maxDemandAt',
+      'intervals',
+      'estimatedIntervals',
+      'completeness',
+      'quality',
     ]);
     expect(data).toHaveLength(json.items.length);
     data.forEach((row, i) => {
@@ -175,7 +242,8 @@ describe('billing API', () => {
       if (item === undefined) throw new Error('row without item');
       const cell = (name: string): string => row[header.indexOf(name)] ?? 'missing';
       for (const k of ['meterId', 'customerId', 'tariff', 'timezone', 'from', 'to', 'maxDemandAt', 'quality'] as const) expect(cell(k)).toBe(String(item[k]));
-      for (const k of ['startRegisterWh', 'endRegisterWh', 'totalWh', 'exportWh', 'maxDemandW', 'intervals', 'estimatedIntervals', 'completeness'] as const) expect(Number(cell(k))).toBe(item[k]);
+      for (const k of ['startRegisterWh', 'endRegisterWh', 'totalWh', 'exportWh', 'maxDemandW', 'intervals', 'estimatedIntervals', 'completeness'] as const)
+        expect(Number(cell(k))).toBe(item[k]);
       for (const b of tariffs.allBands) expect(cell(`band_${b}_wh`)).toBe(item.bands[b] === undefined ? '' : String(item.bands[b]));
     });
     expect(data[2]?.[1]).toBe('CUST, "two"');

@@ -39,7 +39,14 @@ const meters: FixtureMeter[] = [
   // Raw reads only every 6 h and not at local midnight: boundary registers are interpolated.
   { meterId: 'CN-2', customerId: 'C-CN-2', tariff: cn, intervalMinutes: 60, startRegisterWh: 55, readsOnlyAt: new Set(range(200, 6 * H, FROM + 3 * H)) },
   // Four quarter-hours of 2026-03-10 (Shanghai) not delivered yet.
-  { meterId: 'CN-GAP', customerId: 'C-CN-GAP', tariff: cn, intervalMinutes: 15, startRegisterWh: 42, missing: new Set(range(4, 1, idx('2026-03-10T02:00:00Z', 15))) },
+  {
+    meterId: 'CN-GAP',
+    customerId: 'C-CN-GAP',
+    tariff: cn,
+    intervalMinutes: 15,
+    startRegisterWh: 42,
+    missing: new Set(range(4, 1, idx('2026-03-10T02:00:00Z', 15))),
+  },
   { meterId: 'US-1', customerId: 'C-US-1', tariff: us, intervalMinutes: 15, startRegisterWh: 7 },
   // 1 % estimated → actual; 3 % → estimated.
   { meterId: 'US-EST1', customerId: 'C-US-EST1', tariff: us, intervalMinutes: 30, startRegisterWh: 9, estimated: new Set(range(17, 100)) },
@@ -67,8 +74,15 @@ describe('billing role: closing days and periods from intervals', () => {
     redis = createRedis(config.redis.url, 'test');
     const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
     const records = meters.map((m): unknown => ({
-      meterId: m.meterId, customerId: m.customerId, class: 'residential', tariff: m.tariff.name, contractKw: 10,
-      feederId: 'F1', transformerId: 'T1', hasPv: false, intervalMinutes: m.intervalMinutes,
+      meterId: m.meterId,
+      customerId: m.customerId,
+      class: 'residential',
+      tariff: m.tariff.name,
+      contractKw: 10,
+      feederId: 'F1',
+      transformerId: 'T1',
+      hasPv: false,
+      intervalMinutes: m.intervalMinutes,
     }));
     await registry.upsertMeters(records.filter((r) => checkCustomer.Check(r)));
     expect(await registry.allMeters()).toHaveLength(meters.length);
@@ -108,7 +122,14 @@ describe('billing role: closing days and periods from intervals', () => {
 
   async function periodReads(): Promise<Map<string, StoredRead>> {
     const src = influxBillingSource(influx);
-    const stored = latestPerStart(await src.stored(PERIOD_MEASUREMENT, all.map((m) => m.meterId), Date.parse('2026-02-28T00:00:00Z'), Date.parse('2026-03-02T00:00:00Z')));
+    const stored = latestPerStart(
+      await src.stored(
+        PERIOD_MEASUREMENT,
+        all.map((m) => m.meterId),
+        Date.parse('2026-02-28T00:00:00Z'),
+        Date.parse('2026-03-02T00:00:00Z'),
+      ),
+    );
     return new Map(stored.map((s) => [s.read.meterId, s]));
   }
 
@@ -120,11 +141,23 @@ describe('billing role: closing days and periods from intervals', () => {
       });
     }
     // Every tariff zone (Madrid has no meters here), and the watermark has not passed the end of 2026-04-01 anywhere.
-    expect(await redis.hgetall(billingKeys.closedDays)).toEqual({ 'America/Los_Angeles': '2026-03-31', 'Asia/Shanghai': '2026-03-31', 'Europe/Madrid': '2026-03-31', UTC: '2026-03-31' });
+    expect(await redis.hgetall(billingKeys.closedDays)).toEqual({
+      'America/Los_Angeles': '2026-03-31',
+      'Asia/Shanghai': '2026-03-31',
+      'Europe/Madrid': '2026-03-31',
+      UTC: '2026-03-31',
+    });
     // 02-27 (partial) then every March day; ANON-1 is billed too.
     const src = influxBillingSource(influx);
-    const dailies = latestPerStart(await src.stored(DAILY_MEASUREMENT, ['CN-1', 'ANON-1'], Date.parse('2026-02-26T00:00:00Z'), Date.parse('2026-04-02T00:00:00Z')));
-    expect(dailies.filter((d) => d.read.meterId === 'CN-1').map((d) => d.read.fromDay).slice(0, 3)).toEqual(['2026-02-27', '2026-02-28', '2026-03-01']);
+    const dailies = latestPerStart(
+      await src.stored(DAILY_MEASUREMENT, ['CN-1', 'ANON-1'], Date.parse('2026-02-26T00:00:00Z'), Date.parse('2026-04-02T00:00:00Z')),
+    );
+    expect(
+      dailies
+        .filter((d) => d.read.meterId === 'CN-1')
+        .map((d) => d.read.fromDay)
+        .slice(0, 3),
+    ).toEqual(['2026-02-27', '2026-02-28', '2026-03-01']);
     expect(dailies.filter((d) => d.read.meterId === 'CN-1')).toHaveLength(33);
     expect(dailies.filter((d) => d.read.meterId === 'ANON-1').map((d) => d.customerId)[0]).toBe('unregistered:ANON-1');
   }, 120_000);
@@ -132,7 +165,14 @@ describe('billing role: closing days and periods from intervals', () => {
   it('period reads equal the ledger to the Wh, bands sum to the total, quality as gated', async () => {
     const reads = await periodReads();
     const quality: Record<string, string> = {
-      'CN-1': 'actual', 'CN-2': 'actual', 'CN-GAP': 'incomplete', 'US-1': 'actual', 'US-EST1': 'actual', 'US-EST3': 'estimated', 'UTC-1': 'actual', 'ANON-1': 'actual',
+      'CN-1': 'actual',
+      'CN-2': 'actual',
+      'CN-GAP': 'incomplete',
+      'US-1': 'actual',
+      'US-EST1': 'actual',
+      'US-EST3': 'estimated',
+      'UTC-1': 'actual',
+      'ANON-1': 'actual',
     };
     for (const m of all) {
       const got = reads.get(m.meterId);
@@ -172,31 +212,47 @@ describe('billing role: closing days and periods from intervals', () => {
     if (m === undefined) throw new Error('fixture');
     const ivs = truth.get(m.meterId) ?? [];
     const late = influx.writer();
-    late.write(intervalLines(m, ivs.filter((iv) => iv.missing), true));
+    late.write(
+      intervalLines(
+        m,
+        ivs.filter((iv) => iv.missing),
+        true,
+      ),
+    );
     await late.flush();
     await billing.queue.add(BILLING_JOBS.recompute, { meterId: m.meterId, day: '2026-03-10' }, recomputeJobOptions(m.meterId, '2026-03-10'));
 
-    const fixed = await waitFor('CN-GAP recomputed', async () => {
-      const r = (await periodReads()).get('CN-GAP');
-      return r?.assessment.quality === 'actual' ? r : undefined;
-    }, 30_000);
+    const fixed = await waitFor(
+      'CN-GAP recomputed',
+      async () => {
+        const r = (await periodReads()).get('CN-GAP');
+        return r?.assessment.quality === 'actual' ? r : undefined;
+      },
+      30_000,
+    );
     const want = expectedRead(m, ivs, '2026-03-01', '2026-04-01');
     expect([fixed.read.totalWh, fixed.read.startRegisterWh, fixed.read.endRegisterWh]).toEqual([want.totalWh, want.startRegisterWh, want.endRegisterWh]);
     expect(fixed.read.bands).toEqual(want.bands);
     expect(fixed.assessment.completeness).toBe(100);
 
     const src = influxBillingSource(influx);
-    const day = latestPerStart(await src.stored(DAILY_MEASUREMENT, ['CN-GAP'], dayWindow(cn.timezone, '2026-03-10').startMs, dayWindow(cn.timezone, '2026-03-11').startMs));
+    const day = latestPerStart(
+      await src.stored(DAILY_MEASUREMENT, ['CN-GAP'], dayWindow(cn.timezone, '2026-03-10').startMs, dayWindow(cn.timezone, '2026-03-11').startMs),
+    );
     const wantDay = expectedRead(m, ivs, '2026-03-10', '2026-03-11');
     expect(day.map((d) => [d.read.totalWh, d.assessment.quality])).toEqual([[wantDay.totalWh, 'actual']]);
   }, 60_000);
 
   it('malformed jobs fail without retries', async () => {
     const job = await billing.queue.add(BILLING_JOBS.recompute, { meterId: 'x', day: 'yesterday' }, { attempts: 5 });
-    const failed = await waitFor('malformed job failed', async () => {
-      const state = await job.getState();
-      return state === 'failed' ? state : undefined;
-    }, 10_000);
+    const failed = await waitFor(
+      'malformed job failed',
+      async () => {
+        const state = await job.getState();
+        return state === 'failed' ? state : undefined;
+      },
+      10_000,
+    );
     expect(failed).toBe('failed');
     const again = await billing.queue.getJob(job.id ?? '');
     expect(again?.attemptsMade).toBe(1);

@@ -49,8 +49,13 @@ export function ledger(m: FixtureMeter, fromMs: number, toMs: number): FixtureIn
     const wh = Math.floor(rand() * (hour >= 8 && hour < 20 ? 900 : 300) * (m.intervalMinutes / 15));
     reg += wh;
     out.push({
-      start: s, end: s + dur, wh, exportWh: hour === 12 ? Math.floor(rand() * 50) : 0, registerWh: reg,
-      estimated: m.estimated?.has(i) ?? false, missing: m.missing?.has(i) ?? false,
+      start: s,
+      end: s + dur,
+      wh,
+      exportWh: hour === 12 ? Math.floor(rand() * 50) : 0,
+      registerWh: reg,
+      estimated: m.estimated?.has(i) ?? false,
+      missing: m.missing?.has(i) ?? false,
     });
   }
   return out;
@@ -60,9 +65,20 @@ export function intervalLines(m: FixtureMeter, ivs: readonly FixtureInterval[], 
   const dur = m.intervalMinutes * 60_000;
   return ivs
     .filter((iv) => includeMissing || !iv.missing)
-    .map((iv) => lp('interval', { meter: m.meterId, feeder: 'F1', transformer: 'T1', class: 'residential', band: bandAt(m.tariff, iv.start) }, {
-      wh: int(iv.wh), export_wh: int(iv.exportWh), demand_w: (iv.wh * 3_600_000) / dur, register_wh: int(iv.registerWh), estimated: iv.estimated,
-    }, iv.start));
+    .map((iv) =>
+      lp(
+        'interval',
+        { meter: m.meterId, feeder: 'F1', transformer: 'T1', class: 'residential', band: bandAt(m.tariff, iv.start) },
+        {
+          wh: int(iv.wh),
+          export_wh: int(iv.exportWh),
+          demand_w: (iv.wh * 3_600_000) / dur,
+          register_wh: int(iv.registerWh),
+          estimated: iv.estimated,
+        },
+        iv.start,
+      ),
+    );
 }
 
 export function readingLines(m: FixtureMeter, ivs: readonly FixtureInterval[]): string[] {

@@ -41,33 +41,41 @@ const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema, {}), 
 const ZONES = ['America/Los_Angeles', 'Asia/Shanghai', 'UTC'];
 const TOKEN = 'billing-month-token';
 
-const scenario = loadScenario({
-  name: 'billing-month',
-  seed: 2026_03,
-  timezone: 'UTC',
-  from: '2026-02-28T00:00:00Z',
-  to: '2026-04-02T06:00:00Z',
-  batch: 10,
-  fleet: {
-    meters: 50,
-    feeders: 2,
-    metersPerTransformer: [6, 12],
-    intervalMix: { '15': 0.6, '30': 0.2, '60': 0.2 },
-    pvShare: 0.2,
-    tariffs: { residential: 'us-tou', commercial: 'cn-tou', industrial: 'default', critical: 'cn-tou' },
+const scenario = loadScenario(
+  {
+    name: 'billing-month',
+    seed: 2026_03,
+    timezone: 'UTC',
+    from: '2026-02-28T00:00:00Z',
+    to: '2026-04-02T06:00:00Z',
+    batch: 10,
+    fleet: {
+      meters: 50,
+      feeders: 2,
+      metersPerTransformer: [6, 12],
+      intervalMix: { '15': 0.6, '30': 0.2, '60': 0.2 },
+      pvShare: 0.2,
+      tariffs: { residential: 'us-tou', commercial: 'cn-tou', industrial: 'default', critical: 'cn-tou' },
+    },
+    // Silent gaps mid-month, away from the month boundaries (filled by estimation when reads resume).
+    anomalies: { window: { start: '3d', end: '4d' }, silent: { count: 4, subtleShare: 0 } },
+    transport: {
+      duplicates: { count: 80 },
+      outOfOrder: { count: 40 },
+      // A concentrator flushes 5-6 h of backlog late, across midnight UTC 2026-03-10: intervals of closed days.
+      lateBatches: { count: 1, hours: [5, 6], window: { start: '9.875d', end: '+10.125d' } },
+      malformed: { count: 6 },
+    },
   },
-  // Silent gaps mid-month, away from the month boundaries (filled by estimation when reads resume).
-  anomalies: { window: { start: '3d', end: '4d' }, silent: { count: 4, subtleShare: 0 } },
-  transport: {
-    duplicates: { count: 80 },
-    outOfOrder: { count: 40 },
-    // A concentrator flushes 5-6 h of backlog late, across midnight UTC 2026-03-10: intervals of closed days.
-    lateBatches: { count: 1, hours: [5, 6], window: { start: '9.875d', end: '+10.125d' } },
-    malformed: { count: 6 },
-  },
-}, {}, { now: Date.parse('2026-11-01T00:00:00Z') });
+  {},
+  { now: Date.parse('2026-11-01T00:00:00Z') },
+);
 
-interface LedgerRow { ts: number; importWh: number; published: boolean }
+interface LedgerRow {
+  ts: number;
+  importWh: number;
+  published: boolean;
+}
 
 function readLedger(file: string): Map<string, LedgerRow[]> {
   const out = new Map<string, LedgerRow[]>();
@@ -100,9 +108,15 @@ describe('billing: a simulated month through the real pipeline', () => {
   beforeAll(async () => {
     [svc.redis, svc.mqtt, svc.influx] = await Promise.all([startRedis(), startMosquitto(), startInflux()]);
     dir = mkdtempSync(join(tmpdir(), 'mf-billing-month-'));
-    const env = serviceEnv({ redis: svc.redis, mqtt: svc.mqtt, influx: svc.influx }, {
-      INFLUX_API: 'v1', INFLUX_BUCKET: uniquePrefix('month'), MF_TIMEZONE: 'UTC', API_TOKENS: JSON.stringify({ [TOKEN]: ['billing:read'] }),
-    });
+    const env = serviceEnv(
+      { redis: svc.redis, mqtt: svc.mqtt, influx: svc.influx },
+      {
+        INFLUX_API: 'v1',
+        INFLUX_BUCKET: uniquePrefix('month'),
+        MF_TIMEZONE: 'UTC',
+        API_TOKENS: JSON.stringify({ [TOKEN]: ['billing:read'] }),
+      },
+    );
     const { log, lines: logLines } = memoryLogger('warn');
     logs = logLines;
     const { ctx, config } = roleContext(env, log);
@@ -132,7 +146,7 @@ describe('billing: a simulated month through the real pipeline', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('closes March with every meter\'s read equal to the ledger', async () => {
+  it("closes March with every meter's read equal to the ledger", async () => {
     summary = await runSimulation({ scenario, mqttUrl: svc.mqtt?.url, outDir: dir, backfill: true, respond: false, clientId: 'billing-month-sim' });
     expect(summary.meters).toBe(50);
     expect(summary.duplicates).toBeGreaterThanOrEqual(80);
@@ -144,8 +158,10 @@ describe('billing: a simulated month through the real pipeline', () => {
     while (settled < 3) {
       if (Date.now() > deadline) {
         const lens = await Promise.all([0, 1, 2, 3].map((sh) => redis.xlen(keys.readings(sh))));
-        throw new Error(`pipeline did not settle: watermarks ${JSON.stringify(await redis.hgetall(keys.watermark))}, stream lengths ${lens.join(',')}, ` +
-          `closed ${JSON.stringify(await redis.hgetall(billingKeys.closedPeriods))}, logs: ${logs.slice(-10).join('\n')}`);
+        throw new Error(
+          `pipeline did not settle: watermarks ${JSON.stringify(await redis.hgetall(keys.watermark))}, stream lengths ${lens.join(',')}, ` +
+            `closed ${JSON.stringify(await redis.hgetall(billingKeys.closedPeriods))}, logs: ${logs.slice(-10).join('\n')}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 1000));
       const wm = Object.values(await redis.hgetall(keys.watermark)).map(Number);
@@ -153,8 +169,11 @@ describe('billing: a simulated month through the real pipeline', () => {
       // Real work left: any billing job but the repeatable tick (a recompute waiting, running or retrying).
       const jobs = await billing.queue.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
       const busy = jobs.filter((j) => j.name !== BILLING_JOBS.tick).length;
-      const done = wm.length === 4 && Math.min(...wm) >= Date.parse('2026-04-02T05:00:00Z') &&
-        ZONES.every((z) => /^\d+$/.test(closed[`${z}|2026-03`] ?? '')) && busy === 0;
+      const done =
+        wm.length === 4 &&
+        Math.min(...wm) >= Date.parse('2026-04-02T05:00:00Z') &&
+        ZONES.every((z) => /^\d+$/.test(closed[`${z}|2026-03`] ?? '')) &&
+        busy === 0;
       settled = done ? settled + 1 : 0;
     }
     // Whether the late backlog lands in a day the watermark has already closed depends on how the ingest batches the
@@ -187,8 +206,12 @@ describe('billing: a simulated month through the real pipeline', () => {
       expect({ meter: item.meterId, published: [start.published, end.published] }).toEqual({ meter: item.meterId, published: [true, true] });
 
       // The invariant and the ledger, to the Wh.
-      expect({ meter: item.meterId, start: item.startRegisterWh, end: item.endRegisterWh, total: item.totalWh })
-        .toEqual({ meter: item.meterId, start: start.importWh, end: end.importWh, total: end.importWh - start.importWh });
+      expect({ meter: item.meterId, start: item.startRegisterWh, end: item.endRegisterWh, total: item.totalWh }).toEqual({
+        meter: item.meterId,
+        start: start.importWh,
+        end: end.importWh,
+        total: end.importWh - start.importWh,
+      });
       expect(Object.values(item.bands).reduce((s, v) => s + v, 0)).toBe(item.totalWh);
       expect([item.completeness, item.customerId, item.tariff, item.timezone]).toEqual([100, meter.customerId, tariff.name, tariff.timezone]);
       expect(item.intervals).toBe((to - from) / (meter.intervalMinutes * 60_000));
@@ -216,9 +239,15 @@ describe('billing: a simulated month through the real pipeline', () => {
     expect(exactBands + withEstimates).toBe(50);
 
     // The /reads range over the same days agrees with the stored period reads; CSV agrees with JSON.
-    const range = readsOf(await app.inject({ method: 'GET', url: '/api/v1/billing/reads?from=2026-03-01&to=2026-04-01&limit=1000', headers: { authorization: `Bearer ${TOKEN}` } }));
+    const range = readsOf(
+      await app.inject({ method: 'GET', url: '/api/v1/billing/reads?from=2026-03-01&to=2026-04-01&limit=1000', headers: { authorization: `Bearer ${TOKEN}` } }),
+    );
     expect(range.items).toEqual(body.items);
-    const csv = await app.inject({ method: 'GET', url: '/api/v1/billing/reads?from=2026-03-01&to=2026-04-01&limit=1000', headers: { authorization: `Bearer ${TOKEN}`, accept: 'text/csv' } });
+    const csv = await app.inject({
+      method: 'GET',
+      url: '/api/v1/billing/reads?from=2026-03-01&to=2026-04-01&limit=1000',
+      headers: { authorization: `Bearer ${TOKEN}`, accept: 'text/csv' },
+    });
     const lines = csv.body.trim().split('\r\n');
     const header = (lines[0] ?? '').split(',');
     expect(lines).toHaveLength(51);

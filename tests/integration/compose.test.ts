@@ -63,9 +63,20 @@ describe('docker-compose.yml', () => {
 
   it('brings the whole stack: broker, Redis, InfluxDB, Grafana, every role and a simulator', () => {
     const services = obj(rendered().services);
-    expect(Object.keys(services).sort()).toEqual(
-      ['admin', 'alerts', 'api', 'billing', 'grafana', 'influxdb', 'ingest', 'mosquitto', 'mosquitto-auth', 'redis', 'simulate', 'stream'],
-    );
+    expect(Object.keys(services).sort()).toEqual([
+      'admin',
+      'alerts',
+      'api',
+      'billing',
+      'grafana',
+      'influxdb',
+      'ingest',
+      'mosquitto',
+      'mosquitto-auth',
+      'redis',
+      'simulate',
+      'stream',
+    ]);
     // The admin service is for one-off commands (`docker compose run --rm admin customers import …`), not `up`.
     expect(strings(obj(services.admin).profiles)).toEqual(['tools']);
     for (const role of ROLES) {
@@ -105,14 +116,27 @@ describe('docker-compose.yml', () => {
       for (const [k, v] of Object.entries(env)) {
         // A secret never sits in the environment itself; *_FILE points at a secret this service mounts.
         expect(['MQTT_PASSWORD', 'INFLUX_TOKEN', 'INFLUX_PASSWORD', 'API_TOKENS'], `${role} ${k}`).not.toContain(k);
-        if (k.endsWith('_FILE')) expect(mounted.map((m) => `/run/secrets/${m}`), `${role} ${k}`).toContain(v);
+        if (k.endsWith('_FILE'))
+          expect(
+            mounted.map((m) => `/run/secrets/${m}`),
+            `${role} ${k}`,
+          ).toContain(v);
       }
       if (role !== 'simulate') {
-        expect(env, role).toMatchObject({ REDIS_URL: 'redis://redis:6379', INFLUX_URL: 'http://influxdb:8086', INFLUX_BUCKET: 'meterflow', INFLUX_TOKEN_FILE: '/run/secrets/influx_token' });
+        expect(env, role).toMatchObject({
+          REDIS_URL: 'redis://redis:6379',
+          INFLUX_URL: 'http://influxdb:8086',
+          INFLUX_BUCKET: 'meterflow',
+          INFLUX_TOKEN_FILE: '/run/secrets/influx_token',
+        });
       }
     }
     expect(obj(obj(services.ingest).environment)).toMatchObject({ MQTT_USERNAME: 'ingest@meterflow', MQTT_SHARED_GROUP: 'meterflow' });
-    expect(obj(obj(services.api).environment)).toMatchObject({ MQTT_USERNAME: 'api@meterflow', API_HOST: '0.0.0.0', API_TOKENS_FILE: '/run/secrets/api_tokens' });
+    expect(obj(obj(services.api).environment)).toMatchObject({
+      MQTT_USERNAME: 'api@meterflow',
+      API_HOST: '0.0.0.0',
+      API_TOKENS_FILE: '/run/secrets/api_tokens',
+    });
     expect(obj(obj(services.simulate).environment)).toMatchObject({ MQTT_USERNAME: 'headend@meterflow' });
     for (const s of ['stream', 'alerts', 'billing']) expect(Object.keys(obj(obj(services[s]).environment)), s).not.toContain('MQTT_USERNAME');
   });
@@ -122,7 +146,11 @@ describe('docker-compose.yml', () => {
     expect(String(grafana.image)).toMatch(/^grafana\/grafana-oss:11\./);
     expect(strings(grafana.volumes).join('\n')).toContain('/grafana/provisioning:/etc/grafana/provisioning:ro');
     expect(strings(grafana.entrypoint).join(' ')).toContain('cat /run/secrets/influx_token');
-    expect(obj(grafana.environment)).toMatchObject({ INFLUX_URL: 'http://influxdb:8086', INFLUX_BUCKET: 'meterflow', GF_SECURITY_ADMIN_PASSWORD__FILE: '/run/secrets/grafana_admin_password' });
+    expect(obj(grafana.environment)).toMatchObject({
+      INFLUX_URL: 'http://influxdb:8086',
+      INFLUX_BUCKET: 'meterflow',
+      GF_SECURITY_ADMIN_PASSWORD__FILE: '/run/secrets/grafana_admin_password',
+    });
   });
 
   it('builds an image that holds what the roles run', () => {
@@ -130,7 +158,10 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).toMatch(/^FROM node:20/m);
     expect(dockerfile).toContain('npm ci --omit=dev');
     expect(dockerfile).toContain('ENTRYPOINT ["meterflow-entrypoint", "node", "/app/bin/meterflow.js"]');
-    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     for (const needed of ['src', 'bin', 'config', 'simulators', 'package.json', 'package-lock.json', 'deploy/docker-entrypoint.sh']) {
       expect(ignored, needed).not.toContain(needed);
     }
@@ -153,7 +184,15 @@ describe('deploy scripts', () => {
       return r.stdout;
     };
     run();
-    const names = ['influx_admin_password', 'influx_token', 'grafana_admin_password', 'mqtt_ingest_password', 'mqtt_api_password', 'mqtt_headend_password', 'api_tokens'];
+    const names = [
+      'influx_admin_password',
+      'influx_token',
+      'grafana_admin_password',
+      'mqtt_ingest_password',
+      'mqtt_api_password',
+      'mqtt_headend_password',
+      'api_tokens',
+    ];
     const first = Object.fromEntries(names.map((n) => [n, readFileSync(join(secrets, n), 'utf8')]));
     for (const n of names.filter((x) => x !== 'api_tokens')) expect(first[n], n).toMatch(/^[A-Za-z0-9]{30,}$/);
     expect(new Set(Object.values(first)).size).toBe(names.length);
@@ -168,13 +207,19 @@ describe('deploy scripts', () => {
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, 's3cr3t-token\n');
     const env = (extra: Record<string, string>): NodeJS.ProcessEnv => ({ PATH: process.env.PATH, ...extra });
-    const ok = spawnSync('sh', [join(DEPLOY, 'docker-entrypoint.sh'), 'env'], { env: env({ INFLUX_TOKEN_FILE: tokenFile, MQTT_URL: 'mqtt://x' }), encoding: 'utf8' });
+    const ok = spawnSync('sh', [join(DEPLOY, 'docker-entrypoint.sh'), 'env'], {
+      env: env({ INFLUX_TOKEN_FILE: tokenFile, MQTT_URL: 'mqtt://x' }),
+      encoding: 'utf8',
+    });
     expect(ok.status, ok.stderr).toBe(0);
     const lines = ok.stdout.split('\n');
     expect(lines).toContain('INFLUX_TOKEN=s3cr3t-token');
     expect(lines).toContain('MQTT_URL=mqtt://x');
     expect(lines.filter((l) => l.startsWith('INFLUX_TOKEN_FILE='))).toEqual([]);
-    const both = spawnSync('sh', [join(DEPLOY, 'docker-entrypoint.sh'), 'env'], { env: env({ INFLUX_TOKEN_FILE: tokenFile, INFLUX_TOKEN: 'x' }), encoding: 'utf8' });
+    const both = spawnSync('sh', [join(DEPLOY, 'docker-entrypoint.sh'), 'env'], {
+      env: env({ INFLUX_TOKEN_FILE: tokenFile, INFLUX_TOKEN: 'x' }),
+      encoding: 'utf8',
+    });
     expect(both.status).toBe(64);
     expect(both.stderr).toContain('both INFLUX_TOKEN and INFLUX_TOKEN_FILE are set');
     const missing = spawnSync('sh', [join(DEPLOY, 'docker-entrypoint.sh'), 'env'], { env: env({ API_TOKENS_FILE: join(dir, 'nope') }), encoding: 'utf8' });
@@ -216,7 +261,11 @@ describe('mosquitto with the deployed config, password file and ACL', () => {
     });
     expect(built.status, built.stderr).toBe(0);
     expect(built.stdout).toContain('wrote 6 accounts');
-    for (const [user, file] of [['ingest@meterflow', 'mqtt_ingest_password'], ['api@meterflow', 'mqtt_api_password'], ['headend@meterflow', 'mqtt_headend_password']] as const) {
+    for (const [user, file] of [
+      ['ingest@meterflow', 'mqtt_ingest_password'],
+      ['api@meterflow', 'mqtt_api_password'],
+      ['headend@meterflow', 'mqtt_headend_password'],
+    ] as const) {
       passwords[user] = readFileSync(join(secrets, file), 'utf8');
     }
     Object.assign(passwords, { 'M-1': 'pw-m1', 'M-2': 'pw-m2', 'CONC-7': 'pw-c7' });

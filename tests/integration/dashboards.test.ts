@@ -20,8 +20,16 @@ import { planScenario } from '../../simulators/plan.js';
 import { runSimulation, type SimSummary } from '../../simulators/publish.js';
 import { loadScenario, type ResolvedScenario } from '../../simulators/scenario.js';
 import {
-  expandQuery, loadAlertRules, loadDashboards, queriesOf, variablesOf, variablesUsed,
-  type Dashboard, type PanelQuery, type Range, type VariableValue,
+  expandQuery,
+  loadAlertRules,
+  loadDashboards,
+  queriesOf,
+  variablesOf,
+  variablesUsed,
+  type Dashboard,
+  type PanelQuery,
+  type Range,
+  type VariableValue,
 } from '../helpers/grafana-queries.js';
 import { memoryLogger, roleContext, serviceEnv } from '../helpers/pipeline.js';
 import { startInflux, startMosquitto, startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
@@ -43,38 +51,43 @@ const STEP = 15 * MIN;
 const DAY = 86_400_000;
 const TODAY = Math.floor(Date.now() / DAY) * DAY;
 const FROM = TODAY - ((new Date(TODAY).getUTCDay() + 6) % 7) * DAY - 7 * DAY;
-const scenarioOf = (seed: number): ResolvedScenario => loadScenario({
-  name: 'dashboards',
-  seed,
-  timezone: 'UTC',
-  from: new Date(FROM).toISOString(),
-  to: '+3d',
-  batch: 10,
-  fleet: {
-    meters: 40, feeders: 2, metersPerTransformer: [6, 10], intervalMix: { '15': 1 }, pvShare: 0.2,
-    // More critical customers than a real fleet, so a seed putting the silent injection on one comes early.
-    classMix: { residential: 0.65, commercial: 0.1, industrial: 0.05, critical: 0.2 },
-  },
-  // After the 1-day warm-up set below, so the baseline detectors can fire.
-  anomalies: {
-    window: { start: '26h', end: '0h' },
-    spike: { count: 1, subtleShare: 0 },
-    // A long bypass, longer than the drop rule's sliding window.
-    drop: { count: 1, subtleShare: 0, clear: { hours: [44, 46], bypass: [0.1, 0.2] } },
-    flatline: { count: 1, subtleShare: 0 },
-    reverseFlow: { count: 1, subtleShare: 0 },
-    voltage: { count: 1, subtleShare: 0 },
-    silent: { count: 1, subtleShare: 0 },
-    outage: { count: 1, subtleShare: 0 },
-    customerPeak: { count: 1, subtleShare: 0 },
-    feederOverload: { count: 1, subtleShare: 0 },
-  },
-  transport: {
-    duplicates: { count: 10 },
-    outOfOrder: { count: 4 },
-    malformed: { count: 8 },
-  },
-});
+const scenarioOf = (seed: number): ResolvedScenario =>
+  loadScenario({
+    name: 'dashboards',
+    seed,
+    timezone: 'UTC',
+    from: new Date(FROM).toISOString(),
+    to: '+3d',
+    batch: 10,
+    fleet: {
+      meters: 40,
+      feeders: 2,
+      metersPerTransformer: [6, 10],
+      intervalMix: { '15': 1 },
+      pvShare: 0.2,
+      // More critical customers than a real fleet, so a seed putting the silent injection on one comes early.
+      classMix: { residential: 0.65, commercial: 0.1, industrial: 0.05, critical: 0.2 },
+    },
+    // After the 1-day warm-up set below, so the baseline detectors can fire.
+    anomalies: {
+      window: { start: '26h', end: '0h' },
+      spike: { count: 1, subtleShare: 0 },
+      // A long bypass, longer than the drop rule's sliding window.
+      drop: { count: 1, subtleShare: 0, clear: { hours: [44, 46], bypass: [0.1, 0.2] } },
+      flatline: { count: 1, subtleShare: 0 },
+      reverseFlow: { count: 1, subtleShare: 0 },
+      voltage: { count: 1, subtleShare: 0 },
+      silent: { count: 1, subtleShare: 0 },
+      outage: { count: 1, subtleShare: 0 },
+      customerPeak: { count: 1, subtleShare: 0 },
+      feederOverload: { count: 1, subtleShare: 0 },
+    },
+    transport: {
+      duplicates: { count: 10 },
+      outOfOrder: { count: 4 },
+      malformed: { count: 8 },
+    },
+  });
 
 /**
  * The first seed whose silent meter is a critical customer, so the critical-customer panel has data (the
@@ -84,14 +97,18 @@ function pickSeed(): { scenario: ResolvedScenario; fleet: Fleet } {
   for (let seed = 1; seed <= 100; seed++) {
     const scenario = scenarioOf(seed);
     const fleet = generateFleet(scenario);
-      const silent = planScenario(fleet, scenario).truth.find((t) => t.type === 'silent');
+    const silent = planScenario(fleet, scenario).truth.find((t) => t.type === 'silent');
     if (fleet.customers.find((c) => c.meterId === silent?.subject)?.class === 'critical') return { scenario, fleet };
   }
   throw new Error('no seed in 1..100 puts the silent injection on a critical customer');
 }
 const { scenario, fleet } = pickSeed();
 
-interface LedgerRow { ts: number; importWh: number; published: boolean }
+interface LedgerRow {
+  ts: number;
+  importWh: number;
+  published: boolean;
+}
 
 function readLedger(file: string): Map<string, Map<number, LedgerRow>> {
   const out = new Map<string, Map<number, LedgerRow>>();
@@ -105,23 +122,32 @@ function readLedger(file: string): Map<string, Map<number, LedgerRow>> {
   return out;
 }
 
-interface Injection { type: string; subject: string; meters: string[]; startMs: number; endMs: number }
+interface Injection {
+  type: string;
+  subject: string;
+  meters: string[];
+  startMs: number;
+  endMs: number;
+}
 
 /** The fields of the simulator's truth.jsonl this test uses, parsed. */
 function readTruth(file: string): Injection[] {
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
-    const v: unknown = JSON.parse(l);
-    const o = v !== null && typeof v === 'object' ? v : {};
-    const type = 'type' in o ? o.type : undefined;
-    const subject = 'subject' in o ? o.subject : undefined;
-    const meters = 'meters' in o ? o.meters : undefined;
-    const startMs = 'startMs' in o ? o.startMs : undefined;
-    const endMs = 'endMs' in o ? o.endMs : undefined;
-    if (typeof type !== 'string' || typeof subject !== 'string' || !Array.isArray(meters) || typeof startMs !== 'number' || typeof endMs !== 'number') {
-      throw new Error(`not a truth record: ${l}`);
-    }
-    return { type, subject, meters: meters.filter((m): m is string => typeof m === 'string'), startMs, endMs };
-  });
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const v: unknown = JSON.parse(l);
+      const o = v !== null && typeof v === 'object' ? v : {};
+      const type = 'type' in o ? o.type : undefined;
+      const subject = 'subject' in o ? o.subject : undefined;
+      const meters = 'meters' in o ? o.meters : undefined;
+      const startMs = 'startMs' in o ? o.startMs : undefined;
+      const endMs = 'endMs' in o ? o.endMs : undefined;
+      if (typeof type !== 'string' || typeof subject !== 'string' || !Array.isArray(meters) || typeof startMs !== 'number' || typeof endMs !== 'number') {
+        throw new Error(`not a truth record: ${l}`);
+      }
+      return { type, subject, meters: meters.filter((m): m is string => typeof m === 'string'), startMs, endMs };
+    });
 }
 
 /** Fleet demand per 15-minute interval from the ledger (every meter reads every 15 minutes here). */
@@ -257,18 +283,28 @@ describe('dashboards against a real InfluxDB filled by a simulated pipeline run'
     const cfgFile = join(dir, 'overrides.yaml');
     // A 1-day warm-up (instead of 21) so three days exercise the baseline detectors;
     // short stats periods so a one-minute run leaves several pipeline-health points.
-    writeFileSync(cfgFile, `detection:
+    writeFileSync(
+      cfgFile,
+      `detection:
   baseline: { warmupDays: 1 }
   systemPeak: { thresholdKw: ${thresholdKw} }
   worker: { blockMs: 100, claimIdleMs: 500, statsSeconds: 2 }
 ingest:
   statsIntervalSeconds: 2
-`);
+`,
+    );
     // Config sections read process.env's MF_CONFIG (one process per role), so in-process roles need it set.
     process.env.MF_CONFIG = cfgFile;
-    const env = serviceEnv({ redis: svc.redis, mqtt: svc.mqtt, influx: svc.influx }, {
-      INFLUX_API: 'v1', INFLUX_BUCKET: db, MF_TIMEZONE: 'UTC', MF_CONFIG: cfgFile, STREAM_SHARDS: String(SHARDS),
-    });
+    const env = serviceEnv(
+      { redis: svc.redis, mqtt: svc.mqtt, influx: svc.influx },
+      {
+        INFLUX_API: 'v1',
+        INFLUX_BUCKET: db,
+        MF_TIMEZONE: 'UTC',
+        MF_CONFIG: cfgFile,
+        STREAM_SHARDS: String(SHARDS),
+      },
+    );
     const { log, lines: logLines } = memoryLogger('warn');
     logs = logLines;
     const { ctx, config } = roleContext(env, log);
@@ -321,7 +357,12 @@ ingest:
 
   it('finds the six dashboards', () => {
     expect(dashboards.map((d) => d.uid).sort()).toEqual([
-      'meterflow-alerts', 'meterflow-billing', 'meterflow-feeders', 'meterflow-fleet', 'meterflow-meter', 'meterflow-pipeline',
+      'meterflow-alerts',
+      'meterflow-billing',
+      'meterflow-feeders',
+      'meterflow-fleet',
+      'meterflow-meter',
+      'meterflow-pipeline',
     ]);
   });
 
@@ -334,7 +375,9 @@ ingest:
       const key = (o: Outcome): string => `${o.query.dashboard}|${o.query.title}|${o.query.refId}`;
       const errors = outcomes.filter((o) => o.error !== undefined).map((o) => `${key(o)}: ${o.error ?? ''}\n    ${o.expanded}`);
       expect(errors, errors.join('\n')).toEqual([]);
-      const failed = outcomes.filter((o) => !o.ok && NO_DATA_EXPECTED[key(o)] === undefined).map((o) => `${o.query.kind} ${key(o)}: no data\n    ${o.expanded}`);
+      const failed = outcomes
+        .filter((o) => !o.ok && NO_DATA_EXPECTED[key(o)] === undefined)
+        .map((o) => `${o.query.kind} ${key(o)}: no data\n    ${o.expanded}`);
       expect(failed, failed.join('\n')).toEqual([]);
       expect(outcomes.length).toBeGreaterThan(0);
     });
@@ -346,7 +389,9 @@ ingest:
     const q = d === undefined ? undefined : queriesOf(d).find((x) => x.kind === 'panel' && x.title === title && x.refId === refId);
     if (d === undefined || q === undefined) throw new Error(`no panel "${title}" ${refId} in ${uid}`);
     const variables = variablesOf(d);
-    const values = new Map<string, VariableValue>(variables.map((v) => [v.name, chosen[v.name] ? { values: chosen[v.name] ?? [] } : v.type === 'textbox' ? { values: v.current } : { all: true }]));
+    const values = new Map<string, VariableValue>(
+      variables.map((v) => [v.name, chosen[v.name] ? { values: chosen[v.name] ?? [] } : v.type === 'textbox' ? { values: v.current } : { all: true }]),
+    );
     return run(expandQuery(q, { range, variables, values, datasourceMin: DATASOURCE_MIN_INTERVAL }));
   }
   const nonNull = (s: InfluxSeries | undefined, column: string): unknown[] => {
@@ -354,7 +399,7 @@ ingest:
     return (s?.values ?? []).map((r) => r[i]).filter((v) => v !== null);
   };
 
-  it('alert rules: every InfluxQL query runs over the rule\'s own time range and returns the broker figures', async () => {
+  it("alert rules: every InfluxQL query runs over the rule's own time range and returns the broker figures", async () => {
     const { queries } = loadAlertRules();
     const results: string[] = [];
     for (const q of queries) {
@@ -388,15 +433,14 @@ ingest:
   // Exact answers from the simulator's own records: the ledger (every meter's registers at every read, and
   // whether the read was published) and the truth file (what was injected where).
   describe('panel queries compute what the operator reads (simulator ledger and truth)', () => {
-    const published = (meterId: string): LedgerRow[] =>
-      [...(ledger.get(meterId)?.values() ?? [])].filter((r) => r.published).sort((a, b) => a.ts - b.ts);
+    const published = (meterId: string): LedgerRow[] => [...(ledger.get(meterId)?.values() ?? [])].filter((r) => r.published).sort((a, b) => a.ts - b.ts);
 
     it('meters expected: the whole simulated fleet', async () => {
       const series = await panel('meterflow-fleet', 'Meters expected', 'A');
       expect(nonNull(series[0], 'count')).toEqual([fleet.customers.length]);
     });
 
-    it('energy in range and register of every meter equal the ledger\'s register delta and last register', async () => {
+    it("energy in range and register of every meter equal the ledger's register delta and last register", async () => {
       const got: Array<[string, unknown, unknown]> = [];
       const want: Array<[string, number, number]> = [];
       for (const c of fleet.customers) {
@@ -509,7 +553,10 @@ ingest:
         const [total] = nonNull(s, 'total Wh');
         const bands = s.columns.filter((c) => c.startsWith('sum_band_')).map((c) => nonNull(s, c)[0] ?? 0);
         expect(typeof start === 'number' && typeof total === 'number' ? start + total : undefined, s.tags.meter).toBe(end);
-        expect(bands.reduce((x: number, y) => x + (typeof y === 'number' ? y : Number.NaN), 0), s.tags.meter).toBe(total);
+        expect(
+          bands.reduce((x: number, y) => x + (typeof y === 'number' ? y : Number.NaN), 0),
+          s.tags.meter,
+        ).toBe(total);
       }
     });
   });
@@ -522,7 +569,8 @@ async function settle(redis: Redis, billing: BillingHandle, toMs: number, logs: 
     const deadline = Date.now() + 120_000;
     let quiet = 0;
     while (quiet < 3) {
-      if (Date.now() > deadline) throw new Error(`pipeline did not settle: watermarks ${JSON.stringify(await redis.hgetall(keys.watermark))}, logs:\n${logs.slice(-10).join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(`pipeline did not settle: watermarks ${JSON.stringify(await redis.hgetall(keys.watermark))}, logs:\n${logs.slice(-10).join('\n')}`);
       await new Promise((r) => setTimeout(r, 1000));
       let backlog = 0;
       for (let s = 0; s < SHARDS; s++) backlog += await redis.xlen(keys.readings(s));
@@ -532,8 +580,8 @@ async function settle(redis: Redis, billing: BillingHandle, toMs: number, logs: 
         return (c.waiting ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0);
       };
       // The newest reads are at `toMs`; the watermark trails them by the 30-minute lateness.
-      const done = backlog === 0 && wms.length === SHARDS && Math.min(...wms) >= toMs - 45 * MIN &&
-        (await busy(events)) === 0 && (await busy(billing.queue)) === 0;
+      const done =
+        backlog === 0 && wms.length === SHARDS && Math.min(...wms) >= toMs - 45 * MIN && (await busy(events)) === 0 && (await busy(billing.queue)) === 0;
       quiet = done ? quiet + 1 : 0;
     }
   } finally {

@@ -110,7 +110,9 @@ describe('ingest MQTT source: PUBACKs bound to their connection', () => {
     source = await startMqttSource(
       cfg,
       {
-        clientId: 'acks-poison', log, maxAttempts: 3,
+        clientId: 'acks-poison',
+        log,
+        maxAttempts: 3,
         giveUp: async (_t, payload, err) => {
           givenUp.push({ payload: payload.toString(), err: err instanceof Error ? err.message : String(err) });
         },
@@ -138,7 +140,9 @@ describe('ingest MQTT source: PUBACKs bound to their connection', () => {
     source = await startMqttSource(
       cfg,
       {
-        clientId: 'acks-transient', log, maxAttempts: 2,
+        clientId: 'acks-transient',
+        log,
+        maxAttempts: 2,
         isTransient: (err) => err instanceof Error && err.message.startsWith('LOADING'),
         giveUp: async (_t, payload) => {
           givenUp.push(payload.toString());
@@ -162,7 +166,10 @@ describe('ingest MQTT source: PUBACKs bound to their connection', () => {
       handled++;
     });
     for (let i = 0; i < 10; i++) pub.publish('meters/M-1/readings', `m-${i}`, { qos: 1 });
-    expect(await eventually(async () => handled === 10 && source?.stats.acksSent === 10, 30_000, 50), `${handled} ${JSON.stringify(source.stats)}\n${logs.lines.join("\n")}`).toBe(true);
+    expect(
+      await eventually(async () => handled === 10 && source?.stats.acksSent === 10, 30_000, 50),
+      `${handled} ${JSON.stringify(source.stats)}\n${logs.lines.join('\n')}`,
+    ).toBe(true);
     expect(logs.lines.filter((l) => l.includes('mqtt offline') || l.includes('reconnecting'))).toEqual([]);
   }, 45_000);
 });

@@ -12,7 +12,14 @@ const SHARDS = 4;
 const T0 = Math.floor(Date.now() / 900_000) * 900_000 - 30 * 86_400_000; // 30 days ago, on a 15-min boundary
 
 function reading(meter: number, k: number): { meterId: string; ts: number; importWh: number; exportWh: number; powerW: number; voltageV: number } {
-  return { meterId: `M-${String(meter).padStart(4, '0')}`, ts: T0 + k * 900_000, importWh: 1_000_000 + k * 250 + meter, exportWh: 0, powerW: 1000, voltageV: 230 };
+  return {
+    meterId: `M-${String(meter).padStart(4, '0')}`,
+    ts: T0 + k * 900_000,
+    importWh: 1_000_000 + k * 250 + meter,
+    exportWh: 0,
+    powerW: 1000,
+    voltageV: 230,
+  };
 }
 
 async function publishAll(client: MqttClient, msgs: Array<[string, string]>): Promise<void> {
@@ -85,11 +92,25 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     await publishAll(pub, msgs);
 
     const expectedReasons = [
-      'not_json', 'not_object', 'meter_mismatch', 'register_negative', 'register_not_integer', 'bad_timestamp', 'future_timestamp', 'missing_field',
-      'missing_field', 'register_negative', 'not_object',
+      'not_json',
+      'not_object',
+      'meter_mismatch',
+      'register_negative',
+      'register_not_integer',
+      'bad_timestamp',
+      'future_timestamp',
+      'missing_field',
+      'missing_field',
+      'register_negative',
+      'not_object',
     ].sort();
     // `meters/x/y/readings` matches no subscription, so the broker never delivers it: nothing to dead-letter.
-    expect(await eventually(async () => (await dlqReasons(redis)).length >= expectedReasons.length && ingest !== undefined && ingest.ingestor.totals.messages >= msgs.length - 1, 30_000)).toBe(true);
+    expect(
+      await eventually(
+        async () => (await dlqReasons(redis)).length >= expectedReasons.length && ingest !== undefined && ingest.ingestor.totals.messages >= msgs.length - 1,
+        30_000,
+      ),
+    ).toBe(true);
 
     const stored = await streamReadings(redis, SHARDS);
     expect(stored.length).toBe(1000);
@@ -181,13 +202,17 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const done = await eventually(async () => new Set((await streamReadings(redis, SHARDS)).map((r) => `${r.meterId}|${r.ts}`)).size >= total, 60_000, 200);
     await handle.close();
     await publisher.endAsync();
-    expect(logs.lines.some((l) => l.includes('mqtt offline')), 'the takeover did not disconnect the ingest').toBe(true);
+    expect(
+      logs.lines.some((l) => l.includes('mqtt offline')),
+      'the takeover did not disconnect the ingest',
+    ).toBe(true);
     const stored = await streamReadings(redis, SHARDS);
     expect(done, `${new Set(stored.map((r) => `${r.meterId}|${r.ts}`)).size}/${total}\n${logs.lines.join('\n').slice(-3000)}`).toBe(true);
     const lastTs = new Map<string, number>();
     const overtaken: string[] = [];
     for (const r of stored) {
-      if ((lastTs.get(r.meterId) ?? -Infinity) > r.ts) overtaken.push(`${r.meterId}@${(r.ts - T0) / 900_000} after ${((lastTs.get(r.meterId) ?? 0) - T0) / 900_000}`);
+      if ((lastTs.get(r.meterId) ?? -Infinity) > r.ts)
+        overtaken.push(`${r.meterId}@${(r.ts - T0) / 900_000} after ${((lastTs.get(r.meterId) ?? 0) - T0) / 900_000}`);
       lastTs.set(r.meterId, Math.max(lastTs.get(r.meterId) ?? -Infinity, r.ts));
     }
     expect(overtaken.slice(0, 20)).toEqual([]);
@@ -217,8 +242,14 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     await exited(child);
     const have = new Set((await streamReadings(redis, SHARDS)).map((r) => `${r.meterId}|${r.ts}`));
     const got = have.size;
-    const missing = msgs.map(([, p]) => JSON.parse(p) as { meterId: string; ts: number }).filter((r) => !have.has(`${r.meterId}|${r.ts}`)).map((r) => `${r.meterId}@${(r.ts - T0) / 900_000}`);
-    expect(done, `${got}/${total} readings after restart (${atKill} at the kill); missing ${missing.slice(0, 30).join(' ')}; dlq ${(await dlqReasons(redis)).join(',')}; ${child.output()}`).toBe(true);
+    const missing = msgs
+      .map(([, p]) => JSON.parse(p) as { meterId: string; ts: number })
+      .filter((r) => !have.has(`${r.meterId}|${r.ts}`))
+      .map((r) => `${r.meterId}@${(r.ts - T0) / 900_000}`);
+    expect(
+      done,
+      `${got}/${total} readings after restart (${atKill} at the kill); missing ${missing.slice(0, 30).join(' ')}; dlq ${(await dlqReasons(redis)).join(',')}; ${child.output()}`,
+    ).toBe(true);
     expect(atKill).toBeLessThan(total);
     const stored = await streamReadings(redis, SHARDS);
     const ids = new Set(stored.map((r) => `${r.meterId}|${r.ts}`));

@@ -20,7 +20,13 @@ const READER = 'billing-only-token';
 /** How the test meter answers a command on meters/{id}/commands. */
 type Behaviour = 'answer' | 'silent' | 'late' | 'garbage' | 'wrongMeter' | 'wrongTopic' | 'error';
 const behaviour: Record<string, Behaviour> = {
-  'RR-1': 'answer', 'RR-SILENT': 'silent', 'RR-LATE': 'late', 'RR-BAD': 'garbage', 'RR-WRONG': 'wrongMeter', 'RR-TOPIC': 'wrongTopic', 'RR-ERR': 'error',
+  'RR-1': 'answer',
+  'RR-SILENT': 'silent',
+  'RR-LATE': 'late',
+  'RR-BAD': 'garbage',
+  'RR-WRONG': 'wrongMeter',
+  'RR-TOPIC': 'wrongTopic',
+  'RR-ERR': 'error',
 };
 for (let i = 0; i < 20; i++) behaviour[`RR-P${i}`] = 'answer';
 
@@ -37,18 +43,33 @@ describe('remote read over MQTT', () => {
   const commands: unknown[] = [];
   const log = createLogger({ level: 'silent' });
   const post = (id: string, q?: { timeoutMs: number }, token = TOKEN) =>
-    app.inject({ method: 'POST', url: `/api/v1/meters/${id}/remote-read${q ? `?timeoutMs=${q.timeoutMs}` : ''}`, headers: { authorization: `Bearer ${token}` } });
+    app.inject({
+      method: 'POST',
+      url: `/api/v1/meters/${id}/remote-read${q ? `?timeoutMs=${q.timeoutMs}` : ''}`,
+      headers: { authorization: `Bearer ${token}` },
+    });
 
   beforeAll(async () => {
     [redisSrv, broker] = await Promise.all([startRedis(), startMosquitto()]);
     const config = loadConfig({
-      REDIS_URL: redisSrv.url, MQTT_URL: broker.url, INFLUX_API: 'v1', INFLUX_URL: `http://127.0.0.1:${await freePort()}`,
+      REDIS_URL: redisSrv.url,
+      MQTT_URL: broker.url,
+      INFLUX_API: 'v1',
+      INFLUX_URL: `http://127.0.0.1:${await freePort()}`,
       API_TOKENS: JSON.stringify({ [TOKEN]: ['meters:command'], [READER]: ['billing:read'] }),
     });
     redis = createRedis(config.redis.url, 'test');
     const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
     const records = Object.keys(behaviour).map((meterId): unknown => ({
-      meterId, customerId: `C-${meterId}`, class: 'residential', tariff: 'default', contractKw: 5, feederId: 'F', transformerId: 'T', hasPv: false, intervalMinutes: 15,
+      meterId,
+      customerId: `C-${meterId}`,
+      class: 'residential',
+      tariff: 'default',
+      contractKw: 5,
+      feederId: 'F',
+      transformerId: 'T',
+      hasPv: false,
+      intervalMinutes: 15,
     }));
     await registry.upsertMeters(records.filter((r) => checkCustomer.Check(r)));
 
@@ -63,13 +84,20 @@ describe('remote read over MQTT', () => {
       const reading = { meterId: id, ts: '2026-03-05T10:15:00Z', seq: 7, importWh: registerOf(id), exportWh: 0, powerW: 812.5, voltageV: 231.2 };
       const reply = (t: string, body: object) => void meter.publishAsync(t, JSON.stringify(body), { qos: 1 });
       switch (behaviour[id]) {
-        case 'answer': return reply(`meters/${id}/responses`, { ...reading, requestId });
-        case 'late': return void setTimeout(() => reply(`meters/${id}/responses`, { ...reading, requestId }), 1500);
-        case 'garbage': return reply(`meters/${id}/responses`, { requestId, importWh: -5 });
-        case 'wrongMeter': return reply(`meters/${id}/responses`, { ...reading, meterId: 'RR-1', requestId });
-        case 'wrongTopic': return reply('meters/RR-1/responses', { ...reading, requestId });
-        case 'error': return reply(`meters/${id}/responses`, { requestId, error: 'optical port busy' });
-        default: return undefined;
+        case 'answer':
+          return reply(`meters/${id}/responses`, { ...reading, requestId });
+        case 'late':
+          return void setTimeout(() => reply(`meters/${id}/responses`, { ...reading, requestId }), 1500);
+        case 'garbage':
+          return reply(`meters/${id}/responses`, { requestId, importWh: -5 });
+        case 'wrongMeter':
+          return reply(`meters/${id}/responses`, { ...reading, meterId: 'RR-1', requestId });
+        case 'wrongTopic':
+          return reply('meters/RR-1/responses', { ...reading, requestId });
+        case 'error':
+          return reply(`meters/${id}/responses`, { requestId, error: 'optical port busy' });
+        default:
+          return undefined;
       }
     });
     // What ingest would see.
@@ -99,7 +127,15 @@ describe('remote read over MQTT', () => {
     const res = await post('RR-1');
     expect(res.statusCode).toBe(200);
     const body = res.json();
-    expect(body.reading).toEqual({ meterId: 'RR-1', ts: '2026-03-05T10:15:00.000Z', seq: 7, importWh: registerOf('RR-1'), exportWh: 0, powerW: 812.5, voltageV: 231.2 });
+    expect(body.reading).toEqual({
+      meterId: 'RR-1',
+      ts: '2026-03-05T10:15:00.000Z',
+      seq: 7,
+      importWh: registerOf('RR-1'),
+      exportWh: 0,
+      powerW: 812.5,
+      voltageV: 231.2,
+    });
     expect(body.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(commands).toContainEqual({ cmd: 'read', requestId: body.requestId });
     await waitFor(() => ingested.some((m) => m.topic === 'meters/RR-1/readings'));
@@ -145,7 +181,7 @@ describe('remote read over MQTT', () => {
     expect(ingested.some((m) => m.topic === `meters/${id}/readings`)).toBe(false);
   });
 
-  it('ignores an answer on another meter\'s topic', async () => {
+  it("ignores an answer on another meter's topic", async () => {
     expect((await post('RR-TOPIC', { timeoutMs: 500 })).statusCode).toBe(504);
   });
 

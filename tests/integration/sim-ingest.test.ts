@@ -20,7 +20,8 @@ async function streamEvents(redis: Redis): Promise<Array<{ meterId: string; even
       const raw = i >= 0 ? fields[i + 1] : undefined;
       const parsed: unknown = raw === undefined ? [] : JSON.parse(raw);
       for (const e of Array.isArray(parsed) ? parsed : []) {
-        if (e !== null && typeof e === 'object' && typeof e.meterId === 'string' && typeof e.event === 'string') out.push({ meterId: e.meterId, event: e.event });
+        if (e !== null && typeof e === 'object' && typeof e.meterId === 'string' && typeof e.event === 'string')
+          out.push({ meterId: e.meterId, event: e.event });
       }
     }
   }
@@ -60,7 +61,9 @@ describe('simulated fleet through the real ingest', () => {
     for (const m of sim.messages()) void m;
     const summary = await runSimulation({ scenario, mqttUrl: s.mqtt.url, respond: false });
 
-    expect(await eventually(async () => (await streamReadings(redis, SHARDS)).length >= summary.readings && (await redis.xlen(keys.dlq)) >= summary.rejects, 60_000)).toBe(true);
+    expect(
+      await eventually(async () => (await streamReadings(redis, SHARDS)).length >= summary.readings && (await redis.xlen(keys.dlq)) >= summary.rejects, 60_000),
+    ).toBe(true);
     await new Promise((r) => setTimeout(r, 500));
     const stored = await streamReadings(redis, SHARDS);
     expect(stored.length).toBe(summary.readings);
@@ -81,6 +84,11 @@ describe('simulated fleet through the real ingest', () => {
     // every replaced meter's work order passes the ingest's event validation
     const replaced = sim.plan.truth.filter((t) => t.type === 'registerReset').map((t) => t.meterId);
     expect(replaced).toHaveLength(1); // small.yaml: one register reset
-    expect(events.filter((e) => e.event === 'meterExchange').map((e) => e.meterId).sort()).toEqual(replaced.sort());
+    expect(
+      events
+        .filter((e) => e.event === 'meterExchange')
+        .map((e) => e.meterId)
+        .sort(),
+    ).toEqual(replaced.sort());
   });
 });

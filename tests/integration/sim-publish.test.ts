@@ -10,7 +10,9 @@ import { startMosquitto, type LocalService } from '../helpers/services.js';
 
 /** Order-free fingerprint of a set of messages (QoS 1 keeps order per topic, not across topics). */
 function fingerprint(lines: string[]): string {
-  return createHash('sha256').update([...lines].sort().join('\n')).digest('hex');
+  return createHash('sha256')
+    .update([...lines].sort().join('\n'))
+    .digest('hex');
 }
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -57,7 +59,10 @@ describe('simulator publishing to a real Mosquitto', () => {
     const out = outDir();
     let fleetSeen = 0;
     const summary: SimSummary = await runSimulation({
-      scenario, mqttUrl: broker.url, outDir: out, maxInFlight: 64,
+      scenario,
+      mqttUrl: broker.url,
+      outDir: out,
+      maxInFlight: 64,
       onFleet: (fleet, plan) => {
         // Before the first publish: nothing has been received yet.
         expect(received).toEqual([]);
@@ -97,7 +102,14 @@ describe('simulator publishing to a real Mosquitto', () => {
     let firstReading = Number.NaN;
     // 3 simulated hours at 3600x: about 3 s of wall time.
     const run = runSimulation({
-      mqttUrl: broker.url, meters: 6, interval: '15m', seed: 3, from: '2026-01-05T00:00:00Z', to: '+3h', speed: 3600, progressMs: 100,
+      mqttUrl: broker.url,
+      meters: 6,
+      interval: '15m',
+      seed: 3,
+      from: '2026-01-05T00:00:00Z',
+      to: '+3h',
+      speed: 3600,
+      progressMs: 100,
       onProgress: (p) => {
         if (p.readings > 0 && Number.isNaN(firstReading)) firstReading = p.simTime;
       },
@@ -126,7 +138,15 @@ describe('simulator publishing to a real Mosquitto', () => {
     received = [];
     const ac = new AbortController();
     const summary = await runSimulation({
-      mqttUrl: broker.url, meters: 300, interval: '15m', seed: 4, from: '2026-01-05T00:00:00Z', to: '+7d', signal: ac.signal, respond: false, progressMs: 50,
+      mqttUrl: broker.url,
+      meters: 300,
+      interval: '15m',
+      seed: 4,
+      from: '2026-01-05T00:00:00Z',
+      to: '+7d',
+      signal: ac.signal,
+      respond: false,
+      progressMs: 50,
       onProgress: (p) => {
         if (p.messages >= 2000) ac.abort();
       },
@@ -139,6 +159,8 @@ describe('simulator publishing to a real Mosquitto', () => {
   });
 
   it('fails clearly when the broker is not there', async () => {
-    await expect(runSimulation({ mqttUrl: 'mqtt://127.0.0.1:1', meters: 1, from: '2026-01-05T00:00:00Z', to: '+1h', connectTimeoutMs: 1000 })).rejects.toThrow(/not reachable/);
+    await expect(runSimulation({ mqttUrl: 'mqtt://127.0.0.1:1', meters: 1, from: '2026-01-05T00:00:00Z', to: '+1h', connectTimeoutMs: 1000 })).rejects.toThrow(
+      /not reachable/,
+    );
   });
 });

@@ -40,12 +40,15 @@ afterAll(async () => {
  */
 function configFile(extra = ''): string {
   const file = join(dir, `${uniquePrefix('cfg')}.yaml`);
-  writeFileSync(file, `detection:
+  writeFileSync(
+    file,
+    `detection:
   baseline: { warmupDays: 2, minSlotSamples: 1 }
   stuck: { minHours: 1000000 }
   systemPeak: { thresholdKw: 23, warningRatio: 0.9 }
   worker: { blockMs: 100, claimIdleMs: 500, batchEntries: ${extra === 'small-batches' ? 16 : 50}, statsSeconds: 1 }
-`);
+`,
+  );
   return file;
 }
 
@@ -53,8 +56,17 @@ function configFile(extra = ''): string {
 function env(redis: LocalService, db: string, cfg: string): Record<string, string> {
   process.env.MF_CONFIG = cfg;
   return {
-    REDIS_URL: redis.url, INFLUX_URL: influxd.url, INFLUX_BUCKET: db, INFLUX_API: 'v1', STREAM_SHARDS: String(SHARDS),
-    MF_TIMEZONE: 'UTC', MF_CONFIG: cfg, LOG_LEVEL: 'warn', MF_INSTANCE: 'test', WORKER_INDEX: '0', WORKER_COUNT: '1',
+    REDIS_URL: redis.url,
+    INFLUX_URL: influxd.url,
+    INFLUX_BUCKET: db,
+    INFLUX_API: 'v1',
+    STREAM_SHARDS: String(SHARDS),
+    MF_TIMEZONE: 'UTC',
+    MF_CONFIG: cfg,
+    LOG_LEVEL: 'warn',
+    MF_INSTANCE: 'test',
+    WORKER_INDEX: '0',
+    WORKER_COUNT: '1',
   };
 }
 
@@ -130,19 +142,33 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     const flat: string[] = [];
     for (let t = at(4, 2); t <= at(4, 6); t += Q) flat.push(`flatline M-0007 firing ${hhmm(t)}`);
     const expected = [
-      'spike M-0000 firing d4 12:15', 'spike M-0000 clear d4 12:30',
-      'reverseFlow M-0001 firing d3 10:15', 'reverseFlow M-0001 firing d3 10:30', 'reverseFlow M-0001 clear d3 10:45',
-      'lastGasp M-0002 firing d4 06:05', 'silent M-0002 firing d4 07:00',
-      'silent M-0009 firing d1 23:45', 'silent M-0009 clear d1 23:45',
-      'registerReset M-0003 firing d3 08:00', 'registerReset M-0003 clear d3 08:15',
-      'voltage M-0004 firing d2 09:30', 'voltage M-0004 clear d2 09:45',
-      'customerPeak M-0005 firing d3 14:15', 'customerPeak M-0005 clear d3 14:30',
-      'spike M-0005 firing d3 14:15', 'spike M-0005 clear d3 14:30',
+      'spike M-0000 firing d4 12:15',
+      'spike M-0000 clear d4 12:30',
+      'reverseFlow M-0001 firing d3 10:15',
+      'reverseFlow M-0001 firing d3 10:30',
+      'reverseFlow M-0001 clear d3 10:45',
+      'lastGasp M-0002 firing d4 06:05',
+      'silent M-0002 firing d4 07:00',
+      'silent M-0009 firing d1 23:45',
+      'silent M-0009 clear d1 23:45',
+      'registerReset M-0003 firing d3 08:00',
+      'registerReset M-0003 clear d3 08:15',
+      'voltage M-0004 firing d2 09:30',
+      'voltage M-0004 clear d2 09:45',
+      'customerPeak M-0005 firing d3 14:15',
+      'customerPeak M-0005 clear d3 14:30',
+      'spike M-0005 firing d3 14:15',
+      'spike M-0005 clear d3 14:30',
       // drop: from d2 00:00 at a fifth of its baseline; seen ~5 h later (the CUSUM's evidence), repeated daily while it holds
-      'drop M-0006 firing d2 05:15', 'drop M-0006 firing d3 05:15', 'drop M-0006 firing d4 05:15',
-      ...flat, 'flatline M-0007 clear d4 06:15',
-      'feederOverload T-HOT firing d4 18:15', 'feederOverload T-HOT clear d4 18:30',
-      'systemPeak system firing d4 18:15', 'systemPeak system clear d4 18:30',
+      'drop M-0006 firing d2 05:15',
+      'drop M-0006 firing d3 05:15',
+      'drop M-0006 firing d4 05:15',
+      ...flat,
+      'flatline M-0007 clear d4 06:15',
+      'feederOverload T-HOT firing d4 18:15',
+      'feederOverload T-HOT clear d4 18:30',
+      'systemPeak system firing d4 18:15',
+      'systemPeak system clear d4 18:30',
     ].sort();
     expect(got).toEqual(expected);
     const overload = events.find((e) => e.type === 'feederOverload' && e.status === 'firing');
@@ -151,7 +177,14 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     // a meter gone silent still carries its registry facts (it had no read in the batch that noticed)
     expect(events.find((e) => e.type === 'silent' && e.subject === 'M-0002')).toMatchObject({ customerId: 'C-2', transformerId: 'T-A', feederId: 'F-A' });
     const spike = events.find((e) => e.id === `spike:M-0000:${at(4, 12, 15)}:firing`);
-    expect(spike).toMatchObject({ subjectKind: 'meter', meterId: 'M-0000', customerId: 'C-0', customerClass: 'residential', transformerId: 'T-A', value: 2000 });
+    expect(spike).toMatchObject({
+      subjectKind: 'meter',
+      meterId: 'M-0000',
+      customerId: 'C-0',
+      customerClass: 'residential',
+      transformerId: 'T-A',
+      value: 2000,
+    });
 
     // the backlog flushed after its day closed asks billing to recompute that day, once
     const billing = new Queue('billing', { connection: redis });
@@ -196,12 +229,25 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     const q = async (sql: string) => (await influx.query(sql, { db }))[0]?.values[0] ?? [];
     for (const x of EXCHANGED) {
       // every interval written, summing to the ledger (the meters' true energy) to the watt-hour
-      expect([x.meterId, ...(await q(`SELECT count(wh), sum(wh) FROM interval WHERE meter='${x.meterId}'`)).slice(1)]).toEqual([x.meterId, quarters, quarters * EXCHANGED_WH_PER_Q]);
+      expect([x.meterId, ...(await q(`SELECT count(wh), sum(wh) FROM interval WHERE meter='${x.meterId}'`)).slice(1)]).toEqual([
+        x.meterId,
+        quarters,
+        quarters * EXCHANGED_WH_PER_Q,
+      ]);
       // the reset interval itself: exact, not estimated
-      expect([x.meterId, ...(await q(`SELECT wh, estimated FROM interval WHERE meter='${x.meterId}' AND time=${at(1, 8)}ms`)).slice(1)]).toEqual([x.meterId, EXCHANGED_WH_PER_Q, false]);
+      expect([x.meterId, ...(await q(`SELECT wh, estimated FROM interval WHERE meter='${x.meterId}' AND time=${at(1, 8)}ms`)).slice(1)]).toEqual([
+        x.meterId,
+        EXCHANGED_WH_PER_Q,
+        false,
+      ]);
     }
     const { events } = await queuedEvents(svc.url);
-    expect(events.filter((e) => e.type === 'registerReset' && e.status === 'firing').map((e) => `${e.subject} ${hhmm(e.ts)}`).sort()).toEqual(['M-X1 d1 08:15', 'M-X2 d1 08:15', 'M-X3 d1 08:15']);
+    expect(
+      events
+        .filter((e) => e.type === 'registerReset' && e.status === 'firing')
+        .map((e) => `${e.subject} ${hhmm(e.ts)}`)
+        .sort(),
+    ).toEqual(['M-X1 d1 08:15', 'M-X2 d1 08:15', 'M-X3 d1 08:15']);
     // the work order that came after its day closed asks billing to recompute that day, like late readings do
     const billing = new Queue('billing', { connection: redis });
     const recomputes = await billing.getJobs(['waiting'], 0, -1);

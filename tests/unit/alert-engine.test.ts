@@ -35,7 +35,11 @@ const CRITICAL = new Set([3, 41]);
 const topo: TransformerTopology = {
   transformerId: 'T-9',
   feederId: 'F-2',
-  meters: Array.from({ length: 60 }, (_, i) => ({ meterId: `M-${i}`, customerId: `C-${i}`, class: CRITICAL.has(i) ? ('critical' as const) : ('residential' as const) })),
+  meters: Array.from({ length: 60 }, (_, i) => ({
+    meterId: `M-${i}`,
+    customerId: `C-${i}`,
+    class: CRITICAL.has(i) ? ('critical' as const) : ('residential' as const),
+  })),
   intervalMs: IV,
 };
 
@@ -45,7 +49,20 @@ function meterCtx(id: string): MeterContext {
 }
 
 function ev(type: AnomalyType, meter: string, ts: number, status: 'firing' | 'clear' = 'firing', severity: Severity = 'warning'): DetectionEvent {
-  return { id: `${type}:${meter}:${ts}:${status}`, type, status, subjectKind: 'meter', subject: meter, ts, meterId: meter, value: 0, expected: 0, score: 0, severity, reason: type };
+  return {
+    id: `${type}:${meter}:${ts}:${status}`,
+    type,
+    status,
+    subjectKind: 'meter',
+    subject: meter,
+    ts,
+    meterId: meter,
+    value: 0,
+    expected: 0,
+    score: 0,
+    severity,
+    reason: type,
+  };
 }
 
 /** The engine over an in-memory store, the way the Redis adapter drives it (without the atomicity). */
@@ -121,8 +138,16 @@ describe('outage storm', () => {
     const done = s.get('outage:T-9');
     expect(done).toMatchObject({ state: 'resolved', resolvedBy: 'restored', resolvedAt: back, count: 60 });
     expect(done?.outage).toEqual({
-      transformerId: 'T-9', feederId: 'F-2', metersTotal: 60, metersAffected: 60, customersAffected: 60,
-      criticalCustomers: ['C-3', 'C-41'], startedAt: T0, restoredAt: back, durationMs: 95 * MIN, stillDown: 6,
+      transformerId: 'T-9',
+      feederId: 'F-2',
+      metersTotal: 60,
+      metersAffected: 60,
+      customersAffected: 60,
+      criticalCustomers: ['C-3', 'C-41'],
+      startedAt: T0,
+      restoredAt: back,
+      durationMs: 95 * MIN,
+      stillDown: 6,
     });
     expect(done?.reason).toBe('power restored on transformer T-9 after 95 min: 60 customers affected, 2 critical (C-3, C-41); 6 meters still down');
     const open = [...s.byKey.values()].filter((a) => a.state !== 'resolved').map((a) => a.key);

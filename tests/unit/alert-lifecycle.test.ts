@@ -72,7 +72,8 @@ function run(steps: Step[]): { alert: AlertRecord | undefined; changes: string[]
     } else if ('clear' in s) {
       take(clear(alert, s.clear, NOW, cfg));
     } else if ('sweep' in s) {
-      if (alert) take(sweep(alert, { watermark: s.sweep, now: s.now ?? NOW, suppression: s.suppression ?? { kind: 'none' }, advancing: s.advancing ?? false }, cfg));
+      if (alert)
+        take(sweep(alert, { watermark: s.sweep, now: s.now ?? NOW, suppression: s.suppression ?? { kind: 'none' }, advancing: s.advancing ?? false }, cfg));
     } else if ('ack' in s) {
       if (alert) {
         const r = acknowledge(alert, 'ops', NOW);
@@ -97,81 +98,169 @@ describe('alert lifecycle', () => {
     expect(r.alert).toMatchObject({ state: 'open', count: 100, firstSeen: at(0), lastSeen: at(99), flapping: false, key: 'spike:M-1' });
   });
 
-  const table: Array<{ name: string; steps: Step[]; state: string; count: number; flapping: boolean; changes: string[]; ids: number; resolvedAt?: number | null }> = [
+  const table: Array<{
+    name: string;
+    steps: Step[];
+    state: string;
+    count: number;
+    flapping: boolean;
+    changes: string[];
+    ids: number;
+    resolvedAt?: number | null;
+  }> = [
     {
       name: 'clear then quiet for 2 intervals resolves at clear + 2 intervals (hysteresis)',
       steps: [{ fire: at(0) }, { fire: at(1) }, { clear: at(2) }, { sweep: at(3) }, { sweep: at(4) }],
-      state: 'resolved', count: 2, flapping: false, changes: ['opened!', 'resolved!'], ids: 1, resolvedAt: at(4),
+      state: 'resolved',
+      count: 2,
+      flapping: false,
+      changes: ['opened!', 'resolved!'],
+      ids: 1,
+      resolvedAt: at(4),
     },
     {
       name: 'the watermark one ms short of the hysteresis keeps it open',
       steps: [{ fire: at(0) }, { clear: at(1) }, { sweep: at(3) - 1 }],
-      state: 'open', count: 1, flapping: false, changes: ['opened!'], ids: 1, resolvedAt: null,
+      state: 'open',
+      count: 1,
+      flapping: false,
+      changes: ['opened!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 'firing again inside the hysteresis cancels the clear',
       steps: [{ fire: at(0) }, { clear: at(1) }, { fire: at(2) }, { sweep: at(3) }, { sweep: at(4) }],
-      state: 'open', count: 2, flapping: false, changes: ['opened!'], ids: 1, resolvedAt: null,
+      state: 'open',
+      count: 2,
+      flapping: false,
+      changes: ['opened!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 'a late firing from before the clear does not cancel it',
       steps: [{ fire: at(0) }, { fire: at(2) }, { clear: at(3) }, { fire: at(1) }, { sweep: at(5) }],
-      state: 'resolved', count: 3, flapping: false, changes: ['opened!', 'resolved!'], ids: 1, resolvedAt: at(5),
+      state: 'resolved',
+      count: 3,
+      flapping: false,
+      changes: ['opened!', 'resolved!'],
+      ids: 1,
+      resolvedAt: at(5),
     },
     {
       name: 'a stale clear (older than the last firing) is ignored',
       steps: [{ fire: at(0) }, { fire: at(3) }, { clear: at(2) }, { sweep: at(10) }],
-      state: 'open', count: 2, flapping: false, changes: ['opened!'], ids: 1, resolvedAt: null,
+      state: 'open',
+      count: 2,
+      flapping: false,
+      changes: ['opened!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 're-opening within the flap window: same alert, flapping, notified once',
       steps: [
-        { fire: at(0) }, { clear: at(1) }, { sweep: at(3) },
-        { fire: at(4) }, { clear: at(5) }, { sweep: at(7) },
-        { fire: at(8) }, { clear: at(9) }, { sweep: at(11) },
+        { fire: at(0) },
+        { clear: at(1) },
+        { sweep: at(3) },
+        { fire: at(4) },
+        { clear: at(5) },
+        { sweep: at(7) },
+        { fire: at(8) },
+        { clear: at(9) },
+        { sweep: at(11) },
       ],
-      state: 'resolved', count: 3, flapping: true,
-      changes: ['opened!', 'resolved!', 'flapping!', 'resolved', 'reopened', 'resolved'], ids: 1, resolvedAt: at(11),
+      state: 'resolved',
+      count: 3,
+      flapping: true,
+      changes: ['opened!', 'resolved!', 'flapping!', 'resolved', 'reopened', 'resolved'],
+      ids: 1,
+      resolvedAt: at(11),
     },
     {
       name: 'a signal after the hysteresis elapsed (sweep never ran) resolves then re-opens as flapping',
       steps: [{ fire: at(0) }, { clear: at(1) }, { fire: at(6) }],
-      state: 'open', count: 2, flapping: true, changes: ['opened!', 'resolved!', 'flapping!'], ids: 1, resolvedAt: null,
+      state: 'open',
+      count: 2,
+      flapping: true,
+      changes: ['opened!', 'resolved!', 'flapping!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 'firing after the flap window opens a new alert',
       steps: [{ fire: at(0) }, { clear: at(1) }, { sweep: at(3) }, { fire: at(3) + 6 * 60 * MIN + 1 }],
-      state: 'open', count: 1, flapping: false, changes: ['opened!', 'resolved!', 'opened!'], ids: 2, resolvedAt: null,
+      state: 'open',
+      count: 1,
+      flapping: false,
+      changes: ['opened!', 'resolved!', 'opened!'],
+      ids: 2,
+      resolvedAt: null,
     },
     {
       name: 'exactly at the flap window edge it is still the same alert',
       steps: [{ fire: at(0) }, { clear: at(1) }, { sweep: at(3) }, { fire: at(3) + 6 * 60 * MIN }],
-      state: 'open', count: 2, flapping: true, changes: ['opened!', 'resolved!', 'flapping!'], ids: 1, resolvedAt: null,
+      state: 'open',
+      count: 2,
+      flapping: true,
+      changes: ['opened!', 'resolved!', 'flapping!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 'late evidence after resolution is counted without re-opening',
       steps: [{ fire: at(0) }, { fire: at(1) }, { clear: at(2) }, { sweep: at(4) }, { fire: at(1) + 1 }],
-      state: 'resolved', count: 3, flapping: false, changes: ['opened!', 'resolved!'], ids: 1, resolvedAt: at(4),
+      state: 'resolved',
+      count: 3,
+      flapping: false,
+      changes: ['opened!', 'resolved!'],
+      ids: 1,
+      resolvedAt: at(4),
     },
     {
       name: 'escalation after the notice is news; severity never drops within an episode',
-      steps: [{ fire: at(0), severity: 'warning' }, { fire: at(1), severity: 'critical' }, { fire: at(2), severity: 'info' }],
-      state: 'open', count: 3, flapping: false, changes: ['opened!', 'escalated!'], ids: 1, resolvedAt: null,
+      steps: [
+        { fire: at(0), severity: 'warning' },
+        { fire: at(1), severity: 'critical' },
+        { fire: at(2), severity: 'info' },
+      ],
+      state: 'open',
+      count: 3,
+      flapping: false,
+      changes: ['opened!', 'escalated!'],
+      ids: 1,
+      resolvedAt: null,
     },
     {
       name: 'acknowledge, keep counting, auto-resolve tells the resolution',
       steps: [{ fire: at(0) }, { ack: true }, { ack: true }, { fire: at(1) }, { clear: at(2) }, { sweep: at(4) }],
-      state: 'resolved', count: 2, flapping: false, changes: ['opened!', 'acknowledged!', 'resolved!'], ids: 1, resolvedAt: at(4),
+      state: 'resolved',
+      count: 2,
+      flapping: false,
+      changes: ['opened!', 'acknowledged!', 'resolved!'],
+      ids: 1,
+      resolvedAt: at(4),
     },
     {
       name: 'operator resolve; acknowledging a resolved alert is refused',
       steps: [{ fire: at(0) }, { fire: at(1) }, { resolve: true }, { resolve: true }, { ack: true }],
-      state: 'resolved', count: 2, flapping: false, changes: ['opened!', 'resolved!', 'refused:resolved'], ids: 1, resolvedAt: at(1),
+      state: 'resolved',
+      count: 2,
+      flapping: false,
+      changes: ['opened!', 'resolved!', 'refused:resolved'],
+      ids: 1,
+      resolvedAt: at(1),
     },
     {
       name: 'lastGasp has no hysteresis: the clear resolves at once',
       steps: [{ fire: at(0), type: 'lastGasp' }, { clear: at(0) + 5 * MIN }],
-      state: 'resolved', count: 1, flapping: false, changes: ['opened', 'resolved'], ids: 1, resolvedAt: at(0) + 5 * MIN,
+      state: 'resolved',
+      count: 1,
+      flapping: false,
+      changes: ['opened', 'resolved'],
+      ids: 1,
+      resolvedAt: at(0) + 5 * MIN,
     },
   ];
 
@@ -189,19 +278,50 @@ describe('alert lifecycle', () => {
 describe('held notices (silent, lastGasp)', () => {
   const s = (n: number): Step => ({ fire: at(n), type: 'silent' });
   const table: Array<{ name: string; steps: Step[]; changes: string[]; pending: boolean; suppressedBy: string | null; state: string }> = [
-    { name: 'held until the watermark passes one interval', steps: [s(0), { sweep: at(1) - 1 }], changes: ['opened'], pending: true, suppressedBy: null, state: 'open' },
+    {
+      name: 'held until the watermark passes one interval',
+      steps: [s(0), { sweep: at(1) - 1 }],
+      changes: ['opened'],
+      pending: true,
+      suppressedBy: null,
+      state: 'open',
+    },
     { name: 'released at ts + 1 interval', steps: [s(0), { sweep: at(1) }], changes: ['opened', 'opened!'], pending: false, suppressedBy: null, state: 'open' },
-    { name: 'released by the wall clock when the watermark stalls', steps: [s(0), { sweep: at(0), now: NOW + 60_000 }], changes: ['opened', 'opened!'], pending: false, suppressedBy: null, state: 'open' },
-    { name: 'not by the wall clock while the watermark still moves (a backfill)', steps: [s(0), { sweep: at(0), now: NOW + 600_000, advancing: true }], changes: ['opened'], pending: true, suppressedBy: null, state: 'open' },
+    {
+      name: 'released by the wall clock when the watermark stalls',
+      steps: [s(0), { sweep: at(0), now: NOW + 60_000 }],
+      changes: ['opened', 'opened!'],
+      pending: false,
+      suppressedBy: null,
+      state: 'open',
+    },
+    {
+      name: 'not by the wall clock while the watermark still moves (a backfill)',
+      steps: [s(0), { sweep: at(0), now: NOW + 600_000, advancing: true }],
+      changes: ['opened'],
+      pending: true,
+      suppressedBy: null,
+      state: 'open',
+    },
     {
       name: 'resolved while held: nobody told, no all-clear either',
       steps: [s(0), { clear: at(0) + MIN }, { sweep: at(2) + MIN }],
-      changes: ['opened', 'resolved'], pending: false, suppressedBy: null, state: 'resolved',
+      changes: ['opened', 'resolved'],
+      pending: false,
+      suppressedBy: null,
+      state: 'resolved',
     },
     {
       name: 'an active outage parks it',
-      steps: [s(0), { sweep: at(1), suppression: { kind: 'active', outageId: 'O1' } }, { sweep: at(50), now: NOW + 3_600_000, suppression: { kind: 'active', outageId: 'O1' } }],
-      changes: ['opened'], pending: true, suppressedBy: 'O1', state: 'open',
+      steps: [
+        s(0),
+        { sweep: at(1), suppression: { kind: 'active', outageId: 'O1' } },
+        { sweep: at(50), now: NOW + 3_600_000, suppression: { kind: 'active', outageId: 'O1' } },
+      ],
+      changes: ['opened'],
+      pending: true,
+      suppressedBy: 'O1',
+      state: 'open',
     },
     {
       name: 'created under an active outage: parked at once',
@@ -209,12 +329,23 @@ describe('held notices (silent, lastGasp)', () => {
         { fire: at(0), type: 'silent', suppression: { kind: 'active', outageId: 'O1' } },
         { sweep: at(9), now: NOW + 3_600_000, suppression: { kind: 'active', outageId: 'O1' } },
       ],
-      changes: ['opened'], pending: true, suppressedBy: 'O1', state: 'open',
+      changes: ['opened'],
+      pending: true,
+      suppressedBy: 'O1',
+      state: 'open',
     },
     {
       name: 'absorbed by an outage that is over: dropped, never told',
-      steps: [s(0), { sweep: at(1), suppression: { kind: 'active', outageId: 'O1' } }, { sweep: at(3), suppression: { kind: 'absorbed', outageId: 'O1' } }, { sweep: at(9) }],
-      changes: ['opened'], pending: false, suppressedBy: 'O1', state: 'open',
+      steps: [
+        s(0),
+        { sweep: at(1), suppression: { kind: 'active', outageId: 'O1' } },
+        { sweep: at(3), suppression: { kind: 'absorbed', outageId: 'O1' } },
+        { sweep: at(9) },
+      ],
+      changes: ['opened'],
+      pending: false,
+      suppressedBy: 'O1',
+      state: 'open',
     },
     {
       name: 'still down after the outage: held afresh, then told',
@@ -225,7 +356,10 @@ describe('held notices (silent, lastGasp)', () => {
         { sweep: at(5) - 1, suppression: { kind: 'stillDown', outageId: 'O1', since: at(4) } },
         { sweep: at(5), suppression: { kind: 'stillDown', outageId: 'O1', since: at(4) } },
       ],
-      changes: ['opened', 'opened!'], pending: false, suppressedBy: null, state: 'open',
+      changes: ['opened', 'opened!'],
+      pending: false,
+      suppressedBy: null,
+      state: 'open',
     },
   ];
 

@@ -85,7 +85,8 @@ function drive(n: number, steps: Array<[number, number, 'down' | 'up']>): { trac
         record(marked.step);
       } else if (s.kind === 'grow') log.push(`grow affected=${s.affected.length}`);
       else if (s.kind === 'joinLast') log.push(`joinLast affected=${s.affected.length}`);
-      else if (s.kind === 'restore') log.push(`restore after ${(s.restoredAt - s.startedAt) / MIN}min affected=${s.affected.length} stillDown=${s.stillDown.length}`);
+      else if (s.kind === 'restore')
+        log.push(`restore after ${(s.restoredAt - s.startedAt) / MIN}min affected=${s.affected.length} stillDown=${s.stillDown.length}`);
     };
     record(r.step);
   }
@@ -94,8 +95,7 @@ function drive(n: number, steps: Array<[number, number, 'down' | 'up']>): { trac
 
 const downs = (from: number, to: number, ts: (i: number) => number): Array<[number, number, 'down']> =>
   Array.from({ length: to - from }, (_, k) => [from + k, ts(from + k), 'down']);
-const ups = (from: number, to: number, ts: number): Array<[number, number, 'up']> =>
-  Array.from({ length: to - from }, (_, k) => [from + k, ts, 'up']);
+const ups = (from: number, to: number, ts: number): Array<[number, number, 'up']> => Array.from({ length: to - from }, (_, k) => [from + k, ts, 'up']);
 
 describe('outage tracker', () => {
   it.each([
@@ -140,7 +140,7 @@ describe('outage tracker', () => {
       down: 5,
     },
     {
-      name: 'gasps applied after the meters\' later signs of life (a replay): the outage happened, opened and over at once',
+      name: "gasps applied after the meters' later signs of life (a replay): the outage happened, opened and over at once",
       n: 10,
       steps: [...ups(0, 5, T0 + MIN), ...downs(0, 5, () => T0), [5, T0 + 30_000, 'down']],
       log: ['open@0s affected=5 start=0s', 'restore after 1min affected=5 stillDown=0', 'joinLast affected=6'],
@@ -206,7 +206,10 @@ describe('outage tracker', () => {
     expect(suppressionOf(t, 'M-0', T0 + 60 * MIN + w + 1, w)).toEqual({ kind: 'none' });
     expect(suppressionOf(t, 'M-5', T0, w)).toEqual({ kind: 'stillDown', outageId: 'O1', since: T0 + 60 * MIN });
     expect(suppressionOf(t, 'M-9', T0, w)).toEqual({ kind: 'none' });
-    const during = drive(10, downs(0, 6, () => T0)).tracker;
+    const during = drive(
+      10,
+      downs(0, 6, () => T0),
+    ).tracker;
     expect(suppressionOf(during, 'M-3', T0, w)).toEqual({ kind: 'active', outageId: 'O1' });
     expect(suppressionOf(during, 'M-7', T0, w)).toEqual({ kind: 'none' });
   });

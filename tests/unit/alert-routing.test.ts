@@ -13,8 +13,21 @@ function alert(severity: Severity, customerClass: CustomerClass | null, type: 's
   const a = fire(
     undefined,
     {
-      type, subjectKind: 'meter', subject: 'M-1', ts: T0, severity, reason: 'r', value: 1, expected: 1, score: 1,
-      customerClass, meterId: 'M-1', customerId: 'C-1', transformerId: 'T-1', feederId: 'F-1', intervalMs: 15 * MIN,
+      type,
+      subjectKind: 'meter',
+      subject: 'M-1',
+      ts: T0,
+      severity,
+      reason: 'r',
+      value: 1,
+      expected: 1,
+      score: 1,
+      customerClass,
+      meterId: 'M-1',
+      customerId: 'C-1',
+      transformerId: 'T-1',
+      feederId: 'F-1',
+      intervalMs: 15 * MIN,
     },
     { kind: 'none' },
     T0,
@@ -22,7 +35,21 @@ function alert(severity: Severity, customerClass: CustomerClass | null, type: 's
   ).alert;
   return critical.length === 0
     ? a
-    : { ...a, outage: { transformerId: 'T-1', feederId: null, metersTotal: 9, metersAffected: 9, customersAffected: 9, criticalCustomers: critical, startedAt: T0, restoredAt: null, durationMs: null, stillDown: 0 } };
+    : {
+        ...a,
+        outage: {
+          transformerId: 'T-1',
+          feederId: null,
+          metersTotal: 9,
+          metersAffected: 9,
+          customersAffected: 9,
+          criticalCustomers: critical,
+          startedAt: T0,
+          restoredAt: null,
+          durationMs: null,
+          stillDown: 0,
+        },
+      };
 }
 
 const cfg: RoutingConfig = {
@@ -45,20 +72,54 @@ describe('routing', () => {
   it.each([
     { name: 'warning opened → ops', a: alert('warning', 'residential'), kind: 'opened', notify: true, now: NOON, out: ['ops:0:4'] },
     { name: 'not to be notified → nobody', a: alert('critical', 'critical'), kind: 'opened', notify: false, now: NOON, out: [] },
-    { name: 'acknowledged falls through to the catch-all ops route', a: alert('warning', null), kind: 'acknowledged', notify: true, now: NOON, out: ['ops:0:4'] },
-    { name: 'critical customer: also critical-care, first in line', a: alert('major', 'critical'), kind: 'opened', notify: true, now: NOON, out: ['ops:0:1', 'critical-care:0:1'] },
+    {
+      name: 'acknowledged falls through to the catch-all ops route',
+      a: alert('warning', null),
+      kind: 'acknowledged',
+      notify: true,
+      now: NOON,
+      out: ['ops:0:4'],
+    },
+    {
+      name: 'critical customer: also critical-care, first in line',
+      a: alert('major', 'critical'),
+      kind: 'opened',
+      notify: true,
+      now: NOON,
+      out: ['ops:0:1', 'critical-care:0:1'],
+    },
     { name: 'outage → ops and grid', a: alert('major', null, 'outage'), kind: 'opened', notify: true, now: NOON, out: ['ops:0:3', 'grid:0:3'] },
-    { name: 'outage with critical customers goes first', a: alert('critical', null, 'outage', ['C-9']), kind: 'resolved', notify: true, now: NOON, out: ['ops:0:1', 'grid:0:1'] },
-    { name: 'info by day → ops (catch-all) and digest', a: alert('info', 'residential'), kind: 'opened', notify: true, now: NOON, out: ['ops:0:5', 'digest:0:5'] },
+    {
+      name: 'outage with critical customers goes first',
+      a: alert('critical', null, 'outage', ['C-9']),
+      kind: 'resolved',
+      notify: true,
+      now: NOON,
+      out: ['ops:0:1', 'grid:0:1'],
+    },
+    {
+      name: 'info by day → ops (catch-all) and digest',
+      a: alert('info', 'residential'),
+      kind: 'opened',
+      notify: true,
+      now: NOON,
+      out: ['ops:0:5', 'digest:0:5'],
+    },
     {
       name: 'info at 23:30 local is deferred to 07:00',
-      a: alert('info', 'residential'), kind: 'opened', notify: true, now: NIGHT,
+      a: alert('info', 'residential'),
+      kind: 'opened',
+      notify: true,
+      now: NIGHT,
       out: [`ops:${7.5 * 60 * MIN}:5`, `digest:${7.5 * 60 * MIN}:5`],
     },
     { name: 'warning at night is not held', a: alert('warning', 'residential'), kind: 'opened', notify: true, now: NIGHT, out: ['ops:0:4'] },
-  ] satisfies Array<{ name: string; a: AlertRecord; kind: AlertChangeKind; notify: boolean; now: number; out: string[] }>)('$name', ({ a, kind, notify, now, out }) => {
-    expect(routeChange(kind, notify, a, now, cfg).map((d) => `${d.webhook}:${d.delayMs}:${d.priority}`)).toEqual(out);
-  });
+  ] satisfies Array<{ name: string; a: AlertRecord; kind: AlertChangeKind; notify: boolean; now: number; out: string[] }>)(
+    '$name',
+    ({ a, kind, notify, now, out }) => {
+      expect(routeChange(kind, notify, a, now, cfg).map((d) => `${d.webhook}:${d.delayMs}:${d.priority}`)).toEqual(out);
+    },
+  );
 
   it('quiet hours with action drop deliver nothing', () => {
     const drop: RoutingConfig = { ...cfg, quietHours: { ...cfg.quietHours, action: 'drop' } };
@@ -90,7 +151,7 @@ describe('quiet hours', () => {
   });
 
   it('local time of day in a zone', () => {
-    expect(localTimeOfDayMs(Date.UTC(2026, 10, 26, 23, 30, 15, 250), 'Europe/Madrid')).toBe(((30 * 60 + 15) * 1000) + 250);
+    expect(localTimeOfDayMs(Date.UTC(2026, 10, 26, 23, 30, 15, 250), 'Europe/Madrid')).toBe((30 * 60 + 15) * 1000 + 250);
     expect(localTimeOfDayMs(Date.UTC(2026, 10, 26, 23, 30), 'America/New_York')).toBe((18 * 60 + 30) * MIN);
   });
 });

@@ -9,7 +9,12 @@ describe('watermarks for the alert sweep', () => {
   const wm = parseWatermarks({ [String(shard)]: '5000', [String(other)]: '3000', bogus: '9', '2x': '1', [String((shard + 2) % 4)]: 'NaN' }, 4);
 
   it('keeps valid shard entries only; the slowest is the floor', () => {
-    expect([...wm.byShard.entries()].sort()).toEqual([[shard, 5000], [other, 3000]].sort());
+    expect([...wm.byShard.entries()].sort()).toEqual(
+      [
+        [shard, 5000],
+        [other, 3000],
+      ].sort(),
+    );
     expect(wm.min).toBe(3000);
   });
 
@@ -17,7 +22,11 @@ describe('watermarks for the alert sweep', () => {
   it.each([
     { what: 'a spike on M-7: its shard', alert: { meterId: 'M-7', transformerId: 'T-1', type: 'spike' as const }, expected: 5000 },
     { what: 'a transformer alert: the slowest shard', alert: { meterId: null, transformerId: 'T-1', type: 'feederOverload' as const }, expected: 3000 },
-    { what: 'a last gasp on M-7: the slowest shard (its outage spans shards)', alert: { meterId: 'M-7', transformerId: 'T-1', type: 'lastGasp' as const }, expected: 3000 },
+    {
+      what: 'a last gasp on M-7: the slowest shard (its outage spans shards)',
+      alert: { meterId: 'M-7', transformerId: 'T-1', type: 'lastGasp' as const },
+      expected: 3000,
+    },
     { what: 'a silent meter without a transformer: its shard', alert: { meterId: 'M-7', transformerId: null, type: 'silent' as const }, expected: 5000 },
   ])('$what', ({ alert, expected }) => {
     expect(bucketWatermark(wm, dueBucket(alert, 4, wide))).toBe(expected);

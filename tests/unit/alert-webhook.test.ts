@@ -45,7 +45,11 @@ describe('alerts config', () => {
   });
 
   it('reads each webhook secret from the variable it names', () => {
-    expect(webhookTargets(withHook, { MF_WEBHOOK_OPS_SECRET: 'x'.repeat(32) }).get('ops')).toEqual({ name: 'ops', url: 'https://ops.example.net/hook', secret: 'x'.repeat(32) });
+    expect(webhookTargets(withHook, { MF_WEBHOOK_OPS_SECRET: 'x'.repeat(32) }).get('ops')).toEqual({
+      name: 'ops',
+      url: 'https://ops.example.net/hook',
+      secret: 'x'.repeat(32),
+    });
   });
 
   it.each([
@@ -57,15 +61,18 @@ describe('alerts config', () => {
       env: { MF_WEBHOOK_OPS_SECRET: 'x'.repeat(32) },
       variable: 'config/alerts.yaml: alerts.routes.0.webhook',
     },
-  ] satisfies Array<{ name: string; cfg: AlertsConfig; env: Record<string, string>; variable: string }>)('fails at start on a $name, naming it, without echoing the secret', ({ cfg, env, variable }) => {
-    let caught: unknown;
-    try {
-      webhookTargets(cfg, env);
-    } catch (err) {
-      caught = err;
-    }
-    expect(caught).toBeInstanceOf(ConfigError);
-    expect(caught instanceof ConfigError ? caught.variable : undefined).toBe(variable);
-    expect(String(caught)).not.toContain('short');
-  });
+  ] satisfies Array<{ name: string; cfg: AlertsConfig; env: Record<string, string>; variable: string }>)(
+    'fails at start on a $name, naming it, without echoing the secret',
+    ({ cfg, env, variable }) => {
+      let caught: unknown;
+      try {
+        webhookTargets(cfg, env);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(ConfigError);
+      expect(caught instanceof ConfigError ? caught.variable : undefined).toBe(variable);
+      expect(String(caught)).not.toContain('short');
+    },
+  );
 });

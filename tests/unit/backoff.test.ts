@@ -4,7 +4,14 @@ import { notifyBackoff } from '../../src/alerts/dispatcher.js';
 
 describe('backoffMs', () => {
   it.each([
-    [0, 100], [1, 200], [2, 400], [5, 3200], [6, 5000], [1000, 5000], [-1, 100], [Number.NaN, 100],
+    [0, 100],
+    [1, 200],
+    [2, 400],
+    [5, 3200],
+    [6, 5000],
+    [1000, 5000],
+    [-1, 100],
+    [Number.NaN, 100],
   ])('attempt %d → %d ms (base 100, cap 5000)', (attempt, ms) => {
     expect(backoffMs(attempt, 100, 5000)).toBe(ms);
   });

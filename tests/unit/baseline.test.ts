@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
-  coldBaseline, decodeBaseline, encodeBaseline, expectedInterval, expectedRate, learn, levelFactor, slotCount, slotOf, type BaselineSettings,
+  coldBaseline,
+  decodeBaseline,
+  encodeBaseline,
+  expectedInterval,
+  expectedRate,
+  learn,
+  levelFactor,
+  slotCount,
+  slotOf,
+  type BaselineSettings,
 } from '../../src/domain/baseline.js';
 import { MINUTE_MS } from '../../src/domain/local-time.js';
 import { testDetectionConfig } from '../helpers/detection-settings.js';
@@ -147,7 +156,9 @@ describe('serialisation', () => {
 
   it('an older checkpoint without the level factor decodes with factor 1', () => {
     const b = coldBaseline('commercial', settings);
-    const old = Buffer.from(encodeBaseline(b), 'base64').subarray(0, 48 * 9).toString('base64');
+    const old = Buffer.from(encodeBaseline(b), 'base64')
+      .subarray(0, 48 * 9)
+      .toString('base64');
     const d = decodeBaseline(old, 48);
     expect(d?.mean).toEqual(b.mean);
     expect(d === undefined ? 0 : levelFactor(d)).toBe(1);

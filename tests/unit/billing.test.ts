@@ -21,7 +21,14 @@ const config: TariffsConfig = {
       timezone: 'Europe/Madrid',
       bands: ['peak', 'off'],
       rules: [
-        { days: ['weekday'], periods: [{ from: '00:00', band: 'off' }, { from: '08:30', band: 'peak' }, { from: '20:00', band: 'off' }] },
+        {
+          days: ['weekday'],
+          periods: [
+            { from: '00:00', band: 'off' },
+            { from: '08:30', band: 'peak' },
+            { from: '20:00', band: 'off' },
+          ],
+        },
         { days: ['weekend', 'holiday'], periods: [{ from: '00:00', band: 'off' }] },
       ],
     },
@@ -29,12 +36,31 @@ const config: TariffsConfig = {
     kolkata: {
       timezone: 'Asia/Kolkata',
       bands: ['day', 'night'],
-      rules: [{ days: ['weekday', 'weekend', 'holiday'], periods: [{ from: '00:00', band: 'night' }, { from: '06:00', band: 'day' }, { from: '22:00', band: 'night' }] }],
+      rules: [
+        {
+          days: ['weekday', 'weekend', 'holiday'],
+          periods: [
+            { from: '00:00', band: 'night' },
+            { from: '06:00', band: 'day' },
+            { from: '22:00', band: 'night' },
+          ],
+        },
+      ],
     },
     la: {
       timezone: 'America/Los_Angeles',
       bands: ['onPeak', 'offPeak', 'superOffPeak'],
-      rules: [{ days: ['weekday', 'weekend', 'holiday'], periods: [{ from: '00:00', band: 'offPeak' }, { from: '08:00', band: 'superOffPeak' }, { from: '16:00', band: 'onPeak' }, { from: '21:00', band: 'offPeak' }] }],
+      rules: [
+        {
+          days: ['weekday', 'weekend', 'holiday'],
+          periods: [
+            { from: '00:00', band: 'offPeak' },
+            { from: '08:00', band: 'superOffPeak' },
+            { from: '16:00', band: 'onPeak' },
+            { from: '21:00', band: 'offPeak' },
+          ],
+        },
+      ],
     },
   },
 };
@@ -47,7 +73,13 @@ const tariff = (name: string): Tariff => {
 const QUALITY: QualityConfig = { maxEstimatedPct: 2, minCompletenessPct: 100 };
 
 /** A register-consistent series: interval i ends at startRegister + sum of wh[0..i]. */
-function series(startIso: string, durationMs: number, whs: readonly number[], startRegister: number, estimated: ReadonlySet<number> = new Set()): BillingInterval[] {
+function series(
+  startIso: string,
+  durationMs: number,
+  whs: readonly number[],
+  startRegister: number,
+  estimated: ReadonlySet<number> = new Set(),
+): BillingInterval[] {
   const start = at(startIso);
   let reg = startRegister;
   return whs.map((wh, i) => {
@@ -80,19 +112,35 @@ describe('computeDailyRead', () => {
     const whs = Array.from({ length: 96 }, (_, i) => 100 + i);
     const day = dayWindow('UTC', '2026-03-03');
     const read = computeDailyRead({
-      meterId: 'M-1', day: '2026-03-03', tariff: tariff('flat'),
+      meterId: 'M-1',
+      day: '2026-03-03',
+      tariff: tariff('flat'),
       intervals: series('2026-03-03T00:00:00Z', 15 * M, whs, 5_000),
       actualReadsAt: new Set([day.startMs, day.endMs]),
     });
     const total = whs.reduce((s, w) => s + w, 0);
     expect(total).toBe(14_160);
     expect(read).toEqual({
-      meterId: 'M-1', tariff: 'flat', timezone: 'UTC', fromDay: '2026-03-03', toDay: '2026-03-04',
-      fromMs: day.startMs, toMs: day.endMs,
-      startRegisterWh: 5_000, startInterpolated: false, endRegisterWh: 19_160, endInterpolated: false,
-      totalWh: 14_160, exportWh: 0, bands: { flat: 14_160 },
-      maxDemandW: 195 * 4, maxDemandAt: at('2026-03-03T23:45:00Z'),
-      intervals: 96, estimatedIntervals: 0, coveredMs: 24 * H, registerBreaks: 0,
+      meterId: 'M-1',
+      tariff: 'flat',
+      timezone: 'UTC',
+      fromDay: '2026-03-03',
+      toDay: '2026-03-04',
+      fromMs: day.startMs,
+      toMs: day.endMs,
+      startRegisterWh: 5_000,
+      startInterpolated: false,
+      endRegisterWh: 19_160,
+      endInterpolated: false,
+      totalWh: 14_160,
+      exportWh: 0,
+      bands: { flat: 14_160 },
+      maxDemandW: 195 * 4,
+      maxDemandAt: at('2026-03-03T23:45:00Z'),
+      intervals: 96,
+      estimatedIntervals: 0,
+      coveredMs: 24 * H,
+      registerBreaks: 0,
     });
     expect(assessRead(read, QUALITY)).toEqual({ completeness: 100, quality: 'actual' });
   });
@@ -110,8 +158,11 @@ describe('computeDailyRead', () => {
     whs[8] = 1001;
     whs[9] = 600;
     const read = computeDailyRead({
-      meterId: 'M-2', day: '2026-03-03', tariff: tariff('madrid'),
-      intervals: series('2026-03-02T23:00:00Z', H, whs, 0), actualReadsAt: new Set(),
+      meterId: 'M-2',
+      day: '2026-03-03',
+      tariff: tariff('madrid'),
+      intervals: series('2026-03-02T23:00:00Z', H, whs, 0),
+      actualReadsAt: new Set(),
     });
     expect(read.bands).toEqual({ peak: 500 + 600, off: 501 });
     expect(read.totalWh).toBe(1_601);
@@ -150,7 +201,13 @@ describe('computeDailyRead', () => {
     ['fall back', '2026-11-01', '2026-11-01T07:00:00Z', 100, { offPeak: (36 + 12) * 10, superOffPeak: 32 * 10, onPeak: 20 * 10 }],
     ['ordinary day', '2026-03-10', '2026-03-10T07:00:00Z', 96, { offPeak: (32 + 12) * 10, superOffPeak: 32 * 10, onPeak: 20 * 10 }],
   ])('DST: %s day has the right length and bands', (_name, day, startIso, count, bands) => {
-    const read = computeDailyRead({ meterId: 'M-4', day, tariff: tariff('la'), intervals: series(startIso, 15 * M, repeat(count, 10), 0), actualReadsAt: new Set() });
+    const read = computeDailyRead({
+      meterId: 'M-4',
+      day,
+      tariff: tariff('la'),
+      intervals: series(startIso, 15 * M, repeat(count, 10), 0),
+      actualReadsAt: new Set(),
+    });
     expect(read.intervals).toBe(count);
     expect(read.bands).toEqual(bands);
     expect(read.totalWh).toBe(count * 10);
@@ -184,8 +241,11 @@ describe('computeDailyRead', () => {
     const first = ivs[10];
     if (first === undefined) throw new Error('fixture');
     const dup = computeDailyRead({
-      meterId: 'M-7', day: '2026-03-03', tariff: tariff('flat'),
-      intervals: [...ivs, first, { ...first, start: first.start + 5 * M }], actualReadsAt: new Set(),
+      meterId: 'M-7',
+      day: '2026-03-03',
+      tariff: tariff('flat'),
+      intervals: [...ivs, first, { ...first, start: first.start + 5 * M }],
+      actualReadsAt: new Set(),
     });
     expect([dup.totalWh, dup.intervals, dup.registerBreaks]).toEqual([960, 96, 1]);
   });
@@ -194,7 +254,13 @@ describe('computeDailyRead', () => {
     const whs = repeat(96, 10);
     whs[20] = 50;
     whs[60] = 50;
-    const read = computeDailyRead({ meterId: 'M-8', day: '2026-03-03', tariff: tariff('flat'), intervals: series('2026-03-03T00:00:00Z', 15 * M, whs, 0), actualReadsAt: new Set() });
+    const read = computeDailyRead({
+      meterId: 'M-8',
+      day: '2026-03-03',
+      tariff: tariff('flat'),
+      intervals: series('2026-03-03T00:00:00Z', 15 * M, whs, 0),
+      actualReadsAt: new Set(),
+    });
     expect([read.maxDemandW, read.maxDemandAt]).toEqual([200, at('2026-03-03T05:00:00Z')]);
   });
 
@@ -255,8 +321,12 @@ function rng(seed: number): () => number {
 
 describe('invariant: interval energy = register delta, bands = total', () => {
   const cases: [string, number, string][] = [
-    ['flat', 15 * M, '2026-03'], ['madrid', 60 * M, '2026-03'], ['kolkata', 60 * M, '2026-03'],
-    ['la', 15 * M, '2026-03'], ['la', 30 * M, '2026-11'], ['madrid', 15 * M, '2026-10'],
+    ['flat', 15 * M, '2026-03'],
+    ['madrid', 60 * M, '2026-03'],
+    ['kolkata', 60 * M, '2026-03'],
+    ['la', 15 * M, '2026-03'],
+    ['la', 30 * M, '2026-11'],
+    ['madrid', 15 * M, '2026-10'],
   ];
   it.each(cases)('%s, %i ms intervals, period %s', (name, durationMs, period) => {
     const t = tariff(name);
@@ -282,9 +352,7 @@ describe('invariant: interval energy = register delta, bands = total', () => {
       expect(Object.values(d.bands).reduce((s, v) => s + v, 0)).toBe(d.totalWh);
     }
     const read = combineReads('P', t, window, daily);
-    const sumInside = ivs
-      .filter((iv) => iv.start >= read.fromMs && iv.start + iv.durationMs <= read.toMs)
-      .reduce((s, iv) => s + iv.wh, 0);
+    const sumInside = ivs.filter((iv) => iv.start >= read.fromMs && iv.start + iv.durationMs <= read.toMs).reduce((s, iv) => s + iv.wh, 0);
     expect(read.totalWh).toBe((read.endRegisterWh ?? NaN) - (read.startRegisterWh ?? NaN));
     expect(Object.values(read.bands).reduce((s, v) => s + v, 0)).toBe(read.totalWh);
     expect(read.coveredMs).toBe(read.toMs - read.fromMs);
@@ -304,12 +372,20 @@ describe('invariant: interval energy = register delta, bands = total', () => {
     const days = daysBetween('2026-03-01', '2026-04-01');
     const daily = days.map((day) => computeDailyRead({ meterId: 'P', day, tariff: t, intervals: ivs, actualReadsAt: new Set() }));
     const window = periodWindow('2026-03');
-    const gap = combineReads('P', t, window, daily.filter((d) => d.fromDay !== '2026-03-10'));
+    const gap = combineReads(
+      'P',
+      t,
+      window,
+      daily.filter((d) => d.fromDay !== '2026-03-10'),
+    );
     expect([gap.startRegisterWh, gap.endRegisterWh, gap.totalWh, gap.registerBreaks]).toEqual([0, 7_440, 7_200, 0]);
     expect(assessRead(gap, QUALITY)).toEqual({ completeness: 96.77, quality: 'incomplete' });
 
-    const jumped = daily.map((d) => (d.fromDay >= '2026-03-20' && d.startRegisterWh !== null && d.endRegisterWh !== null
-      ? { ...d, startRegisterWh: d.startRegisterWh + 1, endRegisterWh: d.endRegisterWh + 1 } : d));
+    const jumped = daily.map((d) =>
+      d.fromDay >= '2026-03-20' && d.startRegisterWh !== null && d.endRegisterWh !== null
+        ? { ...d, startRegisterWh: d.startRegisterWh + 1, endRegisterWh: d.endRegisterWh + 1 }
+        : d,
+    );
     const broken = combineReads('P', t, window, jumped);
     expect(broken.registerBreaks).toBe(1);
     expect(assessRead(broken, QUALITY).quality).toBe('incomplete');

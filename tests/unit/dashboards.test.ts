@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
-  datasourceUids, expandQuery, isObject, loadAlertRules, loadDashboards, panelsOf, queriesOf, unsupportedVariables, variablesOf, variablesUsed,
+  datasourceUids,
+  expandQuery,
+  isObject,
+  loadAlertRules,
+  loadDashboards,
+  panelsOf,
+  queriesOf,
+  unsupportedVariables,
+  variablesOf,
+  variablesUsed,
   type VariableValue,
 } from '../helpers/grafana-queries.js';
 
@@ -16,7 +25,10 @@ const PROVISIONING = new URL('../../grafana/provisioning/', import.meta.url).pat
  */
 const CONTRACT: Record<string, { tags: string[]; fields: string[] }> = {
   reading: { tags: ['meter', 'feeder'], fields: ['import_wh', 'export_wh', 'power_w', 'voltage_v'] },
-  interval: { tags: ['meter', 'feeder', 'transformer', 'class', 'band'], fields: ['wh', 'export_wh', 'demand_w', 'register_wh', 'estimated', 'anomaly', 'anomaly_score', 'expected_wh'] },
+  interval: {
+    tags: ['meter', 'feeder', 'transformer', 'class', 'band'],
+    fields: ['wh', 'export_wh', 'demand_w', 'register_wh', 'estimated', 'anomaly', 'anomaly_score', 'expected_wh'],
+  },
   baseline: { tags: ['meter'], fields: ['expected_wh', 'spread_wh'] },
   anomaly: { tags: ['meter', 'type', 'severity'], fields: ['value', 'expected', 'score', 'status', 'reason'] },
   feeder_load: { tags: ['feeder', 'transformer'], fields: ['demand_kw', 'rating_kw', 'utilization'] },
@@ -32,7 +44,19 @@ const CONTRACT: Record<string, { tags: string[]; fields: string[] }> = {
   // Counts are deltas per point; influx_retries / influx_failed_batches count since start; backlog and lag are gauges.
   pipeline: {
     tags: ['role', 'instance'],
-    fields: ['messages', 'readings', 'rejected', 'duplicates', 'lag', 'influx_backlog', 'influx_retries', 'influx_failed_batches', 'broker_stored', 'broker_stored_bytes', 'broker_dropped'],
+    fields: [
+      'messages',
+      'readings',
+      'rejected',
+      'duplicates',
+      'lag',
+      'influx_backlog',
+      'influx_retries',
+      'influx_failed_batches',
+      'broker_stored',
+      'broker_stored_bytes',
+      'broker_dropped',
+    ],
   },
   dlq: { tags: ['reason', 'instance'], fields: ['count'] },
 };
@@ -82,7 +106,12 @@ describe('grafana provisioning', () => {
 describe('dashboards', () => {
   it('are the six of issue 7, each with a unique uid and title', () => {
     expect(dashboards.map((d) => d.uid).sort()).toEqual([
-      'meterflow-alerts', 'meterflow-billing', 'meterflow-feeders', 'meterflow-fleet', 'meterflow-meter', 'meterflow-pipeline',
+      'meterflow-alerts',
+      'meterflow-billing',
+      'meterflow-feeders',
+      'meterflow-fleet',
+      'meterflow-meter',
+      'meterflow-pipeline',
     ]);
     expect(new Set(dashboards.map((d) => d.title)).size).toBe(6);
   });
@@ -213,7 +242,12 @@ describe('provisioned alert rules (grafana/provisioning/alerting)', () => {
       expect(q.datasourceUid, q.rule).toBe('meterflow-influxdb');
       expect(q.query, q.rule).toMatch(/^SELECT .* FROM "pipeline" WHERE .*\$timeFilter/);
       for (const [, id] of q.query.matchAll(/"([^"]+)"/g)) {
-        const ok = id !== undefined && ((CONTRACT.pipeline?.tags ?? []).includes(id) || (CONTRACT.pipeline?.fields ?? []).includes(id) || q.query.includes(`AS "${id}"`) || id === 'pipeline');
+        const ok =
+          id !== undefined &&
+          ((CONTRACT.pipeline?.tags ?? []).includes(id) ||
+            (CONTRACT.pipeline?.fields ?? []).includes(id) ||
+            q.query.includes(`AS "${id}"`) ||
+            id === 'pipeline');
         expect(ok, `${q.rule}: "${id}"`).toBe(true);
       }
     }
@@ -240,7 +274,15 @@ describe('query expansion', () => {
     ['"feeder" =~ /^${feeder}$/', undefined, undefined, { feeder: { all: true } }, '"feeder" =~ /^.*$/'],
     ["tz('$tz')", undefined, undefined, { tz: { values: ['Europe/Madrid'] } }, "tz('Europe/Madrid')"],
   ] as const)('%s (min %s, from %s)', (query, minInterval, timeFrom, values, expected) => {
-    const q = { dashboard: 'x', kind: 'panel' as const, title: 't', refId: 'A', query, ...(minInterval ? { minInterval } : {}), ...(timeFrom ? { timeFrom } : {}) };
+    const q = {
+      dashboard: 'x',
+      kind: 'panel' as const,
+      title: 't',
+      refId: 'A',
+      query,
+      ...(minInterval ? { minInterval } : {}),
+      ...(timeFrom ? { timeFrom } : {}),
+    };
     const map = new Map<string, VariableValue>(Object.entries(values));
     expect(expandQuery(q, { range, variables: vars, values: map, datasourceMin: '10s' })).toBe(expected);
   });

@@ -14,12 +14,33 @@ import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js
 const base = testDetectionConfig();
 const cfg: DetectionConfig = testDetectionConfig({
   baseline: {
-    ...base.baseline, slots: 'hourWeekdaySatSun', minSlotSamples: 3, alphaMin: 0.01, memoryWeeks: 4, clipK: 3,
-    spreadFloorShare: 0.15, meterSpreadFloorShare: 0.05, minSpreadWhPerHour: 5, weekendPoolShare: 0.7, levelDays: 4,
+    ...base.baseline,
+    slots: 'hourWeekdaySatSun',
+    minSlotSamples: 3,
+    alphaMin: 0.01,
+    memoryWeeks: 4,
+    clipK: 3,
+    spreadFloorShare: 0.15,
+    meterSpreadFloorShare: 0.05,
+    minSpreadWhPerHour: 5,
+    weekendPoolShare: 0.7,
+    levelDays: 4,
   },
   spike: { factor: 3, zScore: 6, minDemandW: 0, minExcessShare: 2, majorZScore: 12 },
   drop: { ratio: 0.5, minExpectedWh: 0 },
-  collective: { zClip: 4, k: 1, h: 14, minRatio: 1.2, maxRatio: 0.7, dayDevK: 2.5, longRunHours: 24, longRunSlack: 0.1, holdZ: 0.5, holdHours: 3, reminderHours: 24 },
+  collective: {
+    zClip: 4,
+    k: 1,
+    h: 14,
+    minRatio: 1.2,
+    maxRatio: 0.7,
+    dayDevK: 2.5,
+    longRunHours: 24,
+    longRunSlack: 0.1,
+    holdZ: 0.5,
+    holdHours: 3,
+    reminderHours: 24,
+  },
   stuck: { maxChance: 1e-6, resolutionWh: 1, minRun: 3, minHours: 3 },
   shape: { minDistance: 0.15, k: 4, minTotalRatio: 0.7, maxTotalRatio: 1.4, markShare: 0.4 },
   levelShift: { adoptDays: 14 },
@@ -112,8 +133,14 @@ describe('drop (CUSUM down)', () => {
   it('a week at 50 % is flagged from its first hour, reminded daily, marked every hour, and clears after', () => {
     const r = run(series(42, 300, { factor: (ts) => (within(DAY28, DAY28 + 7 * DAY_MS)(ts) ? 0.5 : 1) }));
     expect(brief(r.events)).toEqual([
-      'drop firing 11-30T07', 'drop firing 12-01T07', 'drop firing 12-02T07', 'drop firing 12-03T07',
-      'drop firing 12-04T07', 'drop firing 12-05T07', 'drop firing 12-06T07', 'drop clear 12-07T04',
+      'drop firing 11-30T07',
+      'drop firing 12-01T07',
+      'drop firing 12-02T07',
+      'drop firing 12-03T07',
+      'drop firing 12-04T07',
+      'drop firing 12-05T07',
+      'drop firing 12-06T07',
+      'drop clear 12-07T04',
     ]);
     expect(r.events[0]?.reason).toBe('import at 50 % of the usual 2.10 kWh for the last 7.0 h: 1.05 kWh');
     const drops = r.marks.filter((m) => m.type === 'drop');

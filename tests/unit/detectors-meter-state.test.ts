@@ -5,7 +5,15 @@ import { slotOf } from '../../src/domain/baseline.js';
 import { initialDetectors } from '../../src/domain/detectors.js';
 import { DAY_MS, HOUR_MS, MINUTE_MS } from '../../src/domain/local-time.js';
 import {
-  checkSilent, closedDays, compileSettings, decodeMeterState, encodeMeterState, type IntervalOut, type MeterState, processRead, type ReadResult,
+  checkSilent,
+  closedDays,
+  compileSettings,
+  decodeMeterState,
+  encodeMeterState,
+  type IntervalOut,
+  type MeterState,
+  processRead,
+  type ReadResult,
 } from '../../src/domain/meter-state.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 
@@ -89,7 +97,12 @@ describe('processRead', () => {
   it('a register reset fires at the read that fell and clears at the next normal read', () => {
     const reads: Reading[] = [0, 100, 200, 50, 150].map((wh, i) => ({ meterId: 'M-1', ts: T0 + i * Q, importWh: wh }));
     const r = run(reads);
-    expect(r.intervals.map((i) => [i.wh, i.estimated])).toEqual([[100, false], [100, false], [50, true], [100, false]]);
+    expect(r.intervals.map((i) => [i.wh, i.estimated])).toEqual([
+      [100, false],
+      [100, false],
+      [50, true],
+      [100, false],
+    ]);
     expect(brief(r.events)).toEqual(['registerReset firing 11-02T00:45', 'registerReset clear 11-02T01:00']);
     expect(r.events[0]).toMatchObject({ value: 50, expected: 200, reason: 'import register fell from 200 to 50 Wh' });
   });
@@ -114,7 +127,10 @@ describe('processRead', () => {
     const r = run([...reads, late]);
     expect(r.outcomes.at(-1)).toBe('accepted');
     const last = r.intervals.slice(-2);
-    expect(last.map((i) => [(i.start - T0) / Q, i.wh, i.estimated])).toEqual([[9, 100, false], [10, 100, false]]);
+    expect(last.map((i) => [(i.start - T0) / Q, i.wh, i.estimated])).toEqual([
+      [9, 100, false],
+      [10, 100, false],
+    ]);
     const firstPass = r.intervals.filter((i) => i.start === T0 + 9 * Q)[0];
     expect([firstPass?.wh, firstPass?.estimated]).toEqual([100, true]);
   });
@@ -152,7 +168,7 @@ describe('silent (event time, by the shard watermark)', () => {
     expect(brief(backlog.events)).toEqual(['silent clear 11-02T02:00']);
   });
 
-  it('a gap in the meter\'s own reads the watermark would have caught fires and clears too (replay does not depend on arrival order)', () => {
+  it("a gap in the meter's own reads the watermark would have caught fires and clears too (replay does not depend on arrival order)", () => {
     const before = run(steady(4)); // reads 00:00 … 01:00; no watermark passes its deadline (02:00)
     // Next read 3 h later: a gap over 4 intervals + 30 min of lateness.
     const back = processRead(before.state, { meterId: 'M-1', ts: T0 + 4 * HOUR_MS, importWh: 1_000_700 }, meter, s);
@@ -197,7 +213,12 @@ describe('checkpointing', () => {
     expect(b.state).toEqual(a.state);
     expect(a.outcomes.filter((o) => o === 'duplicate')).toHaveLength(1);
     expect(brief(a.events.filter((e) => e.type === 'registerReset'))).toEqual(['registerReset firing 11-22T20:00', 'registerReset clear 11-22T20:15']);
-    expect(brief(a.events.filter((e) => e.type === 'spike'))).toEqual(['spike firing 11-27T02:45', 'spike clear 11-27T03:00', 'spike firing 11-28T12:45', 'spike clear 11-28T13:00']);
+    expect(brief(a.events.filter((e) => e.type === 'spike'))).toEqual([
+      'spike firing 11-27T02:45',
+      'spike clear 11-27T03:00',
+      'spike firing 11-28T12:45',
+      'spike clear 11-28T13:00',
+    ]);
     // the last value of every interval sums to the register movement; the reset interval counts the new
     // meter's 5 Wh (it started at 0) instead of the usual 100
     const final = new Map<number, number>();
@@ -217,7 +238,12 @@ describe('checkpointing', () => {
     const b = run(reads, { checkpoint: true });
     expect(b.events).toEqual(a.events);
     expect(b.state).toEqual(a.state);
-    expect(brief(a.events.filter((e) => e.type === 'drop'))).toEqual(['drop firing 11-24T04:45', 'drop firing 11-25T04:45', 'drop firing 11-26T04:45', 'drop firing 11-27T04:45']);
+    expect(brief(a.events.filter((e) => e.type === 'drop'))).toEqual([
+      'drop firing 11-24T04:45',
+      'drop firing 11-25T04:45',
+      'drop firing 11-26T04:45',
+      'drop firing 11-27T04:45',
+    ]);
     const marks = a.marks.filter((m) => m.type === 'drop');
     expect(marks.length).toBe(4 * 96);
     // marked back at the firing, with what the slot expects then: it learnt the first hours (clipped) before it fired
@@ -228,7 +254,7 @@ describe('checkpointing', () => {
     const r = run(steady(4));
     const raw = JSON.parse(encodeMeterState(r.state ?? expect.fail('no state'))) as { d: number[]; w?: string; y?: string };
     // the earlier layout: [flags, flatFrom, flatExpWh, vRun, dropUntil, dropWh, dropExpWh, dropNextAt], drop firing (bit 7)
-    raw.d = [1 << 7 | 1 << 5, T0, 300, 2, T0, 400, 1000, T0 + 86_400_000];
+    raw.d = [(1 << 7) | (1 << 5), T0, 300, 2, T0, 400, 1000, T0 + 86_400_000];
     delete raw.w;
     delete raw.y;
     const st = decodeMeterState(JSON.stringify(raw), s);

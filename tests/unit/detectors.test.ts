@@ -14,7 +14,16 @@ function facts(over: Partial<IntervalFacts> & { at?: number }): IntervalFacts {
   const end = over.end ?? start + Q;
   const wh = over.wh ?? 100;
   return {
-    start, end, wh, exportWh: 0, estimated: false, demandW: (wh * HOUR_MS) / (end - start), expectedWh: 100, spreadWh: 12.5, warm: true, slotReady: true,
+    start,
+    end,
+    wh,
+    exportWh: 0,
+    estimated: false,
+    demandW: (wh * HOUR_MS) / (end - start),
+    expectedWh: 100,
+    spreadWh: 12.5,
+    warm: true,
+    slotReady: true,
     ...over,
   };
 }
@@ -51,9 +60,18 @@ describe('spike', () => {
     expect(r.brief).toEqual(['spike firing major 600', 'spike firing major 700', 'spike clear info 90']);
     expect(r.teach).toEqual([false, false, true, true]);
     expect(r.events[0]).toMatchObject({
-      id: `spike:M-1:${T0 + Q}:firing`, subjectKind: 'meter', subject: 'M-1', ts: T0 + Q,
-      meterId: 'M-1', customerId: 'C-1', customerClass: 'residential', transformerId: 'T-1', feederId: 'F-1',
-      expected: 100, score: 40, reason: '0.60 kWh in 15 min, 6.0x the usual 0.10 kWh',
+      id: `spike:M-1:${T0 + Q}:firing`,
+      subjectKind: 'meter',
+      subject: 'M-1',
+      ts: T0 + Q,
+      meterId: 'M-1',
+      customerId: 'C-1',
+      customerClass: 'residential',
+      transformerId: 'T-1',
+      feederId: 'F-1',
+      expected: 100,
+      score: 40,
+      reason: '0.60 kWh in 15 min, 6.0x the usual 0.10 kWh',
     });
   });
 });
@@ -143,7 +161,7 @@ describe('highUsage and drop (two-sided CUSUM of standardised residuals, the def
     { name: 'one hour at 50 %', series: [...hours(0, 48, 400), ...hours(48, 1, 200), ...hours(49, 24, 400)] },
     { name: 'one hour at 2×', series: [...hours(0, 48, 400), ...hours(48, 1, 800), ...hours(49, 24, 400)] },
     { name: 'a steady 90 % (within k spreads)', series: [...hours(0, 48, 400), ...hours(48, 96, 360)] },
-    { name: 'no import at all (outage or frozen register: flatline\'s business)', series: [...hours(0, 48, 400), ...hours(48, 48, 0)] },
+    { name: "no import at all (outage or frozen register: flatline's business)", series: [...hours(0, 48, 400), ...hours(48, 48, 0)] },
     { name: 'estimated intervals (gap fill)', series: [...hours(0, 48, 400), ...hours(48, 48, 100, { estimated: true })] },
     { name: 'during warm-up', series: [...hours(0, 48, 400, { warm: false }), ...hours(48, 48, 100, { warm: false })] },
     { name: 'a holiday', series: [...hours(0, 48, 400), ...hours(48, 24, 100, { holiday: true })] },
@@ -151,7 +169,11 @@ describe('highUsage and drop (two-sided CUSUM of standardised residuals, the def
   ])('no episode: $name', ({ series }) => {
     const r = judge(series);
     expect(r.events.filter((e) => e.startsWith('drop') || e.startsWith('highUsage'))).toEqual([]);
-    expect(r.marks).toEqual(series.some((iv) => iv.wh === 0) ? ['flatline 48', 'flatline 49', 'flatline 50', 'flatline 51', 'flatline 52', 'flatline 53'].concat(range('flatline', 54, 42)) : []);
+    expect(r.marks).toEqual(
+      series.some((iv) => iv.wh === 0)
+        ? ['flatline 48', 'flatline 49', 'flatline 50', 'flatline 51', 'flatline 52', 'flatline 53'].concat(range('flatline', 54, 42))
+        : [],
+    );
   });
 });
 
@@ -162,9 +184,7 @@ describe('flatline', () => {
 
   it('fires once the register has been frozen 6 h with ≥ 1.5 kWh expected, then clears', () => {
     const r = run(hourly([50, 0, 0, 0, 0, 0, 0, 0, 40], 300));
-    expect(r.events.map((e) => `${e.status} ${(e.ts - T0) / H}h ${e.expected} ${e.score}`)).toEqual([
-      'firing 7h 1800 6', 'firing 8h 2100 7', 'clear 9h 300 0',
-    ]);
+    expect(r.events.map((e) => `${e.status} ${(e.ts - T0) / H}h ${e.expected} ${e.score}`)).toEqual(['firing 7h 1800 6', 'firing 8h 2100 7', 'clear 9h 300 0']);
     expect(r.events[0]?.reason).toBe('register frozen for 6.0 h while 1.80 kWh was expected');
   });
 
@@ -194,11 +214,21 @@ describe('flatline', () => {
 
 describe('reverseFlow', () => {
   it.each([
-    { name: 'export on a meter without PV', m: meter, exportWh: [10, 25, 0], out: ['reverseFlow firing major 10', 'reverseFlow firing major 25', 'reverseFlow clear info 0'] },
+    {
+      name: 'export on a meter without PV',
+      m: meter,
+      exportWh: [10, 25, 0],
+      out: ['reverseFlow firing major 10', 'reverseFlow firing major 25', 'reverseFlow clear info 0'],
+    },
     { name: 'below the threshold', m: meter, exportWh: [9, 0], out: [] },
     { name: 'a PV meter may export', m: testMeter({ hasPv: true }), exportWh: [500, 800], out: [] },
   ])('$name', ({ m, exportWh, out }) => {
-    expect(run(exportWh.map((x, i) => facts({ at: i, exportWh: x })), m).brief).toEqual(out);
+    expect(
+      run(
+        exportWh.map((x, i) => facts({ at: i, exportWh: x })),
+        m,
+      ).brief,
+    ).toEqual(out);
   });
 });
 
@@ -238,7 +268,9 @@ describe('voltage', () => {
 describe('flatline needs a learned slot', () => {
   it('does not fire while the slot is new', () => {
     const H = HOUR_MS;
-    const series = Array.from({ length: 8 }, (_, i) => facts({ start: T0 + i * H, end: T0 + (i + 1) * H, wh: 0, expectedWh: 300, spreadWh: 50, slotReady: false }));
+    const series = Array.from({ length: 8 }, (_, i) =>
+      facts({ start: T0 + i * H, end: T0 + (i + 1) * H, wh: 0, expectedWh: 300, spreadWh: 50, slotReady: false }),
+    );
     expect(run(series).events).toEqual([]);
   });
 });

@@ -125,10 +125,15 @@ describe('parseMessage on the events topic', () => {
   });
   it('accepts a meter exchange with its install, removal and export reads', () => {
     const ts = '2026-11-26T02:15:00Z';
-    const p = parseMessage(evTopic, buf([
-      { meterId: 'M-1', ts, event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
-      { meterId: 'M-1', ts, event: 'meterExchange', installWh: 0 },
-    ]), NOW, LIMITS);
+    const p = parseMessage(
+      evTopic,
+      buf([
+        { meterId: 'M-1', ts, event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
+        { meterId: 'M-1', ts, event: 'meterExchange', installWh: 0 },
+      ]),
+      NOW,
+      LIMITS,
+    );
     expect(p.rejections).toEqual([]);
     expect(p.events).toEqual([
       { meterId: 'M-1', ts: Date.parse(ts), event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
@@ -138,9 +143,19 @@ describe('parseMessage on the events topic', () => {
   it.each([
     { name: 'no install read', extra: {}, reason: 'missing_field', detail: 'installWh: required for meterExchange' },
     { name: 'a negative install read', extra: { installWh: -3 }, reason: 'register_negative', detail: 'installWh: -3 is negative' },
-    { name: 'a fractional removal read', extra: { installWh: 20, removalWh: 10.5 }, reason: 'register_not_integer', detail: 'removalWh: 10.5 is not an integer Wh' },
+    {
+      name: 'a fractional removal read',
+      extra: { installWh: 20, removalWh: 10.5 },
+      reason: 'register_not_integer',
+      detail: 'removalWh: 10.5 is not an integer Wh',
+    },
     { name: 'a text install read', extra: { installWh: '20' }, reason: 'bad_type', detail: 'installWh: expected an integer number of Wh, got string' },
-    { name: 'an export read beyond 2^53', extra: { installWh: 20, installExportWh: 2 ** 60 }, reason: 'register_too_large', detail: `installExportWh: ${2 ** 60} is above 2^53-1` },
+    {
+      name: 'an export read beyond 2^53',
+      extra: { installWh: 20, installExportWh: 2 ** 60 },
+      reason: 'register_too_large',
+      detail: `installExportWh: ${2 ** 60} is above 2^53-1`,
+    },
   ])('dead-letters a meter exchange with $name', ({ extra, reason, detail }) => {
     const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:15:00Z', event: 'meterExchange', ...extra }), NOW, LIMITS);
     expect(p.events).toEqual([]);
@@ -153,7 +168,12 @@ describe('readingLine', () => {
     const { readingLine } = await import('../../src/shared/line-protocol.js');
     const { int, lp } = await import('../../src/shared/line-protocol.js');
     const r = { meterId: 'M-1', ts: NOW, importWh: 12345, exportWh: 7, powerW: 512.5, voltageV: 230.1 };
-    const generic = lp('reading', { meter: r.meterId, feeder: 'F 1,a' }, { import_wh: int(r.importWh), export_wh: int(r.exportWh), power_w: r.powerW, voltage_v: r.voltageV }, r.ts);
+    const generic = lp(
+      'reading',
+      { meter: r.meterId, feeder: 'F 1,a' },
+      { import_wh: int(r.importWh), export_wh: int(r.exportWh), power_w: r.powerW, voltage_v: r.voltageV },
+      r.ts,
+    );
     expect(readingLine(r, 'F 1,a')).toBe(generic);
     expect(readingLine({ meterId: 'M-2', ts: NOW, importWh: 0 }, 'F1')).toBe(`reading,feeder=F1,meter=M-2 import_wh=0i ${NOW}`);
   });

@@ -1,10 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import type { Reading } from '../../src/contracts/reading.js';
 import {
-  applyExchange, computeIntervals, insertRead, type Interval, type MeterExchange, type RegisterRead, settle, type VeeSettings, type VeeState,
+  applyExchange,
+  computeIntervals,
+  insertRead,
+  type Interval,
+  type MeterExchange,
+  type RegisterRead,
+  settle,
+  type VeeSettings,
+  type VeeState,
 } from '../../src/domain/intervals.js';
 import { MINUTE_MS } from '../../src/domain/local-time.js';
-import { compileSettings, decodeMeterState, encodeMeterState, type IntervalOut, type MeterState, processExchange, processRead } from '../../src/domain/meter-state.js';
+import {
+  compileSettings,
+  decodeMeterState,
+  encodeMeterState,
+  type IntervalOut,
+  type MeterState,
+  processExchange,
+  processRead,
+} from '../../src/domain/meter-state.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 
 const M = MINUTE_MS;
@@ -14,7 +30,11 @@ const settings: VeeSettings = { toleranceMs: 120 * M, linearGapMaxMs: 120 * M, g
 
 type Row = [minutes: number, imp: number, exp?: number];
 const read = ([min, imp, exp]: Row): RegisterRead => ({ ts: T0 + min * M, imp, exp: exp ?? 0 });
-const exchange = (min: number, installWh: number, more: Omit<MeterExchange, 'ts' | 'installWh'> = {}): MeterExchange => ({ ts: T0 + min * M, installWh, ...more });
+const exchange = (min: number, installWh: number, more: Omit<MeterExchange, 'ts' | 'installWh'> = {}): MeterExchange => ({
+  ts: T0 + min * M,
+  installWh,
+  ...more,
+});
 
 /** Inserts reads in order, settling after each like the stream worker does (so old reads leave the window). */
 function feed(rows: Row[], state: VeeState = { intervalMs: Q, reads: [] }): VeeState {
@@ -33,16 +53,41 @@ const byStart = (ivs: readonly Interval[]): Map<number, Interval> => new Map(ivs
 
 describe('a register decrease with the meter exchange known', () => {
   // The old meter reads 1000 and 1100; the new one 70 at :30 and 170 at :45.
-  const rows: Row[] = [[0, 1000], [15, 1100], [30, 70], [45, 170]];
+  const rows: Row[] = [
+    [0, 1000],
+    [15, 1100],
+    [30, 70],
+    [45, 170],
+  ];
   it.each([
     { name: 'no exchange: the new meter counted from 0 Wh, estimated (unchanged)', ex: undefined, wh: [100, 70, 100], estimated: [false, true, false] },
-    { name: 'installed at the removal read: new register minus install read, exact', ex: exchange(15, 20), wh: [100, 50, 100], estimated: [false, false, false] },
-    { name: 'installed between reads with the removal read: both meters\' stretches, exact', ex: exchange(22, 20, { removalWh: 1130 }), wh: [100, 30 + 50, 100], estimated: [false, false, false] },
-    { name: 'installed between reads without the removal read: the new meter\'s stretch, estimated', ex: exchange(22, 20), wh: [100, 50, 100], estimated: [false, true, false] },
-    { name: 'a removal read below the old meter\'s last read is ignored', ex: exchange(22, 20, { removalWh: 1090 }), wh: [100, 50, 100], estimated: [false, true, false] },
-    { name: 'installed at the new meter\'s first read', ex: exchange(30, 70, { removalWh: 1130 }), wh: [100, 30, 100], estimated: [false, false, false] },
+    {
+      name: 'installed at the removal read: new register minus install read, exact',
+      ex: exchange(15, 20),
+      wh: [100, 50, 100],
+      estimated: [false, false, false],
+    },
+    {
+      name: "installed between reads with the removal read: both meters' stretches, exact",
+      ex: exchange(22, 20, { removalWh: 1130 }),
+      wh: [100, 30 + 50, 100],
+      estimated: [false, false, false],
+    },
+    {
+      name: "installed between reads without the removal read: the new meter's stretch, estimated",
+      ex: exchange(22, 20),
+      wh: [100, 50, 100],
+      estimated: [false, true, false],
+    },
+    {
+      name: "a removal read below the old meter's last read is ignored",
+      ex: exchange(22, 20, { removalWh: 1090 }),
+      wh: [100, 50, 100],
+      estimated: [false, true, false],
+    },
+    { name: "installed at the new meter's first read", ex: exchange(30, 70, { removalWh: 1130 }), wh: [100, 30, 100], estimated: [false, false, false] },
     { name: 'an exchange after the decrease does not explain it', ex: exchange(40, 20), wh: [100, 70, 100], estimated: [false, true, false] },
-    { name: 'an install read above the new meter\'s read does not explain it', ex: exchange(15, 80), wh: [100, 70, 100], estimated: [false, true, false] },
+    { name: "an install read above the new meter's read does not explain it", ex: exchange(15, 80), wh: [100, 70, 100], estimated: [false, true, false] },
   ])('$name', ({ ex, wh, estimated }) => {
     const state: VeeState = { intervalMs: Q, reads: rows.map(read), ...(ex === undefined ? {} : { exchange: ex }) };
     const ivs = all(state);
@@ -52,8 +97,15 @@ describe('a register decrease with the meter exchange known', () => {
     expect(ivs.map((i) => i.registerWh)).toEqual([1100, 70, 170]);
   });
 
-  it('the export register restarts at the new meter\'s install export read', () => {
-    const reads = ([[0, 1000, 500], [15, 1100, 510], [30, 70, 3], [45, 170, 8]] as Row[]).map(read);
+  it("the export register restarts at the new meter's install export read", () => {
+    const reads = (
+      [
+        [0, 1000, 500],
+        [15, 1100, 510],
+        [30, 70, 3],
+        [45, 170, 8],
+      ] as Row[]
+    ).map(read);
     expect(all({ intervalMs: Q, reads, exchange: exchange(15, 20, { installExportWh: 0 }) }).map((i) => i.exportWh)).toEqual([10, 3, 5]);
     // without it, as today: no export is booked across the decrease
     expect(all({ intervalMs: Q, reads, exchange: exchange(15, 20) }).map((i) => i.exportWh)).toEqual([10, 0, 5]);
@@ -69,7 +121,13 @@ describe('a register decrease with the meter exchange known', () => {
 
 describe('an exchange that arrives after its decrease was computed', () => {
   it('with the decrease still in the window: its intervals are recomputed, the rest untouched', () => {
-    const state = feed([[0, 1000], [15, 1100], [30, 70], [45, 170], [60, 260]]);
+    const state = feed([
+      [0, 1000],
+      [15, 1100],
+      [30, 70],
+      [45, 170],
+      [60, 260],
+    ]);
     const before = all(state);
     const ex = exchange(15, 20, { removalWh: 1100 });
     const r = applyExchange(state, ex, settings);
@@ -82,7 +140,12 @@ describe('an exchange that arrives after its decrease was computed', () => {
 
   it('after the window moved on: corrected from the traced reads, equal to knowing it from the start', () => {
     // Reads off the grid (5 past), so the decrease's intervals also need the reads around it; then a day more.
-    const rows: Row[] = [[5, 1000], [20, 1100], [35, 40], [50, 140]];
+    const rows: Row[] = [
+      [5, 1000],
+      [20, 1100],
+      [35, 40],
+      [50, 140],
+    ];
     const newMeterAt = (min: number): number => 140 + (min - 50) * 6;
     for (let m = 65; m <= 24 * 60; m += 15) rows.push([m, newMeterAt(m)]);
     const ex = exchange(20, 15, { removalWh: 1100 });
@@ -104,11 +167,34 @@ describe('an exchange that arrives after its decrease was computed', () => {
 
   it('an exchange before its decrease waits for it; one that explains no decrease changes nothing', () => {
     const ex = exchange(30, 10);
-    const waiting = applyExchange(feed([[0, 1000], [15, 1100]]), ex, settings);
+    const waiting = applyExchange(
+      feed([
+        [0, 1000],
+        [15, 1100],
+      ]),
+      ex,
+      settings,
+    );
     expect(waiting.intervals).toEqual([]);
-    const after = feed([[30, 60], [45, 160]], waiting.state);
+    const after = feed(
+      [
+        [30, 60],
+        [45, 160],
+      ],
+      waiting.state,
+    );
     expect(all(after).map((i) => i.wh)).toEqual([100, 50, 100]);
-    expect(applyExchange(feed([[0, 1000], [15, 1100], [30, 1200]]), ex, settings).intervals).toEqual([]);
+    expect(
+      applyExchange(
+        feed([
+          [0, 1000],
+          [15, 1100],
+          [30, 1200],
+        ]),
+        ex,
+        settings,
+      ).intervals,
+    ).toEqual([]);
   });
 });
 

@@ -28,14 +28,24 @@ describe('intervals from register reads', () => {
   it.each([
     {
       name: 'reads on the boundaries: exact deltas',
-      reads: [[0, 1000], [15, 1100], [30, 1250], [45, 1255]] as Array<[number, number]>,
+      reads: [
+        [0, 1000],
+        [15, 1100],
+        [30, 1250],
+        [45, 1255],
+      ] as Array<[number, number]>,
       wh: [100, 150, 5],
       estimated: [false, false, false],
       register: [1100, 1250, 1255],
     },
     {
       name: 'reads off the boundary: apportioned, not estimated',
-      reads: [[5, 1000], [20, 1300], [35, 1450], [50, 1600]] as Array<[number, number]>,
+      reads: [
+        [5, 1000],
+        [20, 1300],
+        [35, 1450],
+        [50, 1600],
+      ] as Array<[number, number]>,
       // [15,30): 300 − round(300·10/15) = 100 from the first pair + round(150·10/15) = 100 from the second
       wh: [200, 150],
       estimated: [false, false],
@@ -43,14 +53,20 @@ describe('intervals from register reads', () => {
     },
     {
       name: 'one read missing (45 min apart): linear, estimated, sums exactly',
-      reads: [[0, 0], [45, 100]] as Array<[number, number]>,
+      reads: [
+        [0, 0],
+        [45, 100],
+      ] as Array<[number, number]>,
       wh: [33, 34, 33],
       estimated: [true, true, true],
       register: [33, 67, 100],
     },
     {
       name: 'a 2 h gap is still linear',
-      reads: [[0, 500], [120, 1300]] as Array<[number, number]>,
+      reads: [
+        [0, 500],
+        [120, 1300],
+      ] as Array<[number, number]>,
       wh: [100, 100, 100, 100, 100, 100, 100, 100],
       estimated: [true, true, true, true, true, true, true, true],
       register: [600, 700, 800, 900, 1000, 1100, 1200, 1300],
@@ -64,40 +80,55 @@ describe('intervals from register reads', () => {
   });
 
   it('the first interval starts at the first boundary at or after the first read', () => {
-    const { state } = feed([[7, 0], [22, 150], [37, 300], [52, 450]]);
+    const { state } = feed([
+      [7, 0],
+      [22, 150],
+      [37, 300],
+      [52, 450],
+    ]);
     expect(startsMin(state)).toEqual([15, 30]);
     expect(whs(state)).toEqual([150, 150]);
   });
 
   it('exports are apportioned like imports', () => {
-    const { state } = feed([[0, 0, 0], [15, 10, 40], [45, 20, 100]]);
+    const { state } = feed([
+      [0, 0, 0],
+      [15, 10, 40],
+      [45, 20, 100],
+    ]);
     expect(all(state).map((i) => i.exportWh)).toEqual([40, 30, 30]);
   });
 
   it('fills a 6 h gap by the baseline shape and sums exactly to the register delta', () => {
     // 100 Wh/h for 3 h then 400 Wh/h for 3 h: weights 25 per interval, then 100.
     const shape: GapShape = { rateAt: (ts) => ((ts - T0) / HOUR_MS < 3 ? 100 : 400) };
-    const { state } = feed([[0, 10_000], [360, 13_001]]);
+    const { state } = feed([
+      [0, 10_000],
+      [360, 13_001],
+    ]);
     const ivs = all(state, settings, shape);
     expect(ivs).toHaveLength(24);
-    expect(ivs.map((i) => i.wh)).toEqual([
-      50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50,
-      200, 200, 200, 200, 201, 200, 200, 200, 200, 200, 200, 200,
-    ]);
+    expect(ivs.map((i) => i.wh)).toEqual([50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 200, 200, 200, 200, 201, 200, 200, 200, 200, 200, 200, 200]);
     expect(ivs.reduce((a, i) => a + i.wh, 0)).toBe(3001);
     expect(ivs.every((i) => i.estimated)).toBe(true);
     expect(ivs.at(-1)?.registerWh).toBe(13_001);
   });
 
   it('a flat shape (all zero) falls back to linear', () => {
-    const { state } = feed([[0, 0], [180, 1200]]);
+    const { state } = feed([
+      [0, 0],
+      [180, 1200],
+    ]);
     const ivs = all(state, settings, { rateAt: () => 0 });
     expect(ivs.map((i) => i.wh)).toEqual(Array.from({ length: 12 }, () => 100));
   });
 
   it('stays exact with registers and products beyond 2^53', () => {
     const big = 2 ** 52;
-    const { state } = feed([[0, big], [105, big + 1_000_000_000_001]]);
+    const { state } = feed([
+      [0, big],
+      [105, big + 1_000_000_000_001],
+    ]);
     const ivs = all(state);
     expect(ivs).toHaveLength(7);
     expect(ivs.reduce((a, i) => a + i.wh, 0)).toBe(1_000_000_000_001);
@@ -121,7 +152,11 @@ describe('duplicates, out-of-order and late reads', () => {
   });
 
   it('accepts an out-of-order read within the tolerance and recomputes the intervals around it', () => {
-    const { state } = feed([[0, 0], [15, 100], [45, 400]]);
+    const { state } = feed([
+      [0, 0],
+      [15, 100],
+      [45, 400],
+    ]);
     expect(whs(state)).toEqual([100, 150, 150]);
     expect(all(state).map((i) => i.estimated)).toEqual([false, true, true]);
     const r = insertRead(state, { ts: T0 + 30 * M, imp: 200, exp: 0 }, settings);
@@ -138,12 +173,20 @@ describe('duplicates, out-of-order and late reads', () => {
     { name: 'exactly at the bound', minutes: 60, kind: 'late' },
     { name: 'beyond the bound', minutes: 45, kind: 'late' },
   ])('a read $name', ({ minutes, kind }) => {
-    const { state } = feed([[0, 0], [120, 1000], [180, 1500]]);
+    const { state } = feed([
+      [0, 0],
+      [120, 1000],
+      [180, 1500],
+    ]);
     expect(insertRead(state, { ts: T0 + minutes * M, imp: 900, exp: 0 }, settings).kind).toBe(kind);
   });
 
   it('a read before the first one (within the bound) extends the series backwards', () => {
-    const { state, kinds } = feed([[30, 300], [45, 450], [15, 150]]);
+    const { state, kinds } = feed([
+      [30, 300],
+      [45, 450],
+      [15, 150],
+    ]);
     expect(kinds).toEqual(['accepted', 'accepted', 'accepted']);
     expect(startsMin(state)).toEqual([15, 30]);
     expect(whs(state)).toEqual([150, 150]);
@@ -152,7 +195,12 @@ describe('duplicates, out-of-order and late reads', () => {
 
 describe('register resets', () => {
   it('never yields negative consumption: the reset pair counts the new meter from 0 Wh, estimated', () => {
-    const { state } = feed([[0, 1000], [15, 1100], [30, 50], [45, 150]]);
+    const { state } = feed([
+      [0, 1000],
+      [15, 1100],
+      [30, 50],
+      [45, 150],
+    ]);
     const ivs = all(state);
     expect(ivs.map((i) => i.wh)).toEqual([100, 50, 100]);
     expect(ivs.map((i) => i.estimated)).toEqual([false, true, false]);
@@ -160,7 +208,10 @@ describe('register resets', () => {
   });
 
   it('reports the read at which the register fell', () => {
-    const { state } = feed([[0, 1000], [15, 1100]]);
+    const { state } = feed([
+      [0, 1000],
+      [15, 1100],
+    ]);
     const r = insertRead(state, { ts: T0 + 30 * M, imp: 50, exp: 0 }, settings);
     expect(r.kind === 'accepted' ? r.resets : undefined).toEqual([{ ts: T0 + 30 * M, beforeWh: 1100, afterWh: 50 }]);
   });
@@ -180,7 +231,14 @@ describe('settling the window', () => {
   });
 
   it('keeps the read before an off-boundary anchor so the straddling interval stays computable', () => {
-    const { state } = feed([[5, 50], [20, 200], [35, 350], [50, 500], [65, 650], [200, 2000]]);
+    const { state } = feed([
+      [5, 50],
+      [20, 200],
+      [35, 350],
+      [50, 500],
+      [65, 650],
+      [200, 2000],
+    ]);
     const { state: kept, finalUntil } = settle(state, settings);
     expect((finalUntil - T0) / M).toBe(65);
     expect(kept.reads.map((r) => (r.ts - T0) / M)).toEqual([50, 65, 200]);

@@ -10,8 +10,20 @@ const R12 = { toleranceMs: 12 * H, defaultIntervalMinutes: 15 };
 function rec(over: Partial<TruthRecord> & Pick<TruthRecord, 'id' | 'type' | 'startMs' | 'endMs'>): TruthRecord {
   const meterId = over.meterId ?? 'A';
   return {
-    kind: 'anomaly', magnitude: 'moderate', subjectKind: 'meter', subject: meterId, meterId, transformerId: 'T-1', feederId: 'F-1',
-    meters: [meterId], intervalMinutes: 60, start: '', end: '', params: {}, expectedAlso: [], ...over,
+    kind: 'anomaly',
+    magnitude: 'moderate',
+    subjectKind: 'meter',
+    subject: meterId,
+    meterId,
+    transformerId: 'T-1',
+    feederId: 'F-1',
+    meters: [meterId],
+    intervalMinutes: 60,
+    start: '',
+    end: '',
+    params: {},
+    expectedAlso: [],
+    ...over,
   };
 }
 
@@ -21,10 +33,16 @@ const mark = (meterId: string, start: number, type = 'highUsage', end?: number):
 function numbers(g: GroupScore | undefined) {
   const r = (x: number | null) => (x === null ? null : Math.round(x * 1e6) / 1e6);
   const m = (s: GroupScore['interval']) => ({
-    labels: s.labels, found: s.found, flags: s.flags, trueFlags: s.trueFlags,
-    pooled: [r(s.pooled.precision), r(s.pooled.recall), r(s.pooled.f1)], mean: [r(s.mean.precision), r(s.mean.recall), r(s.mean.f1)],
+    labels: s.labels,
+    found: s.found,
+    flags: s.flags,
+    trueFlags: s.trueFlags,
+    pooled: [r(s.pooled.precision), r(s.pooled.recall), r(s.pooled.f1)],
+    mean: [r(s.mean.precision), r(s.mean.recall), r(s.mean.f1)],
   });
-  return g === undefined ? undefined : { meters: g.labelledMeters, clean: [g.cleanMetersFlagged, g.cleanFlags], interval: m(g.interval), tolerance: m(g.tolerance) };
+  return g === undefined
+    ? undefined
+    : { meters: g.labelledMeters, clean: [g.cleanMetersFlagged, g.cleanFlags], interval: m(g.interval), tolerance: m(g.tolerance) };
 }
 
 describe('scoreIntervals: interval level and tolerance, pooled and mean over meters', () => {
@@ -34,12 +52,26 @@ describe('scoreIntervals: interval level and tolerance, pooled and mean over met
   const truth = [
     rec({ id: 'h1', type: 'highUsage', meterId: 'A', startMs: T0, endMs: T0 + 4 * H }),
     rec({ id: 'd1', type: 'drop', meterId: 'B', startMs: T0, endMs: T0 + 2 * H }),
-    rec({ id: 'o1', type: 'outage', subjectKind: 'transformer', subject: 'T-9', meterId: undefined, magnitude: 'clear', meters: ['D'], startMs: T0, endMs: T0 + 2 * H }),
+    rec({
+      id: 'o1',
+      type: 'outage',
+      subjectKind: 'transformer',
+      subject: 'T-9',
+      meterId: undefined,
+      magnitude: 'clear',
+      meters: ['D'],
+      startMs: T0,
+      endMs: T0 + 2 * H,
+    }),
   ];
   const marks = [
-    mark('A', T0 + H), mark('A', T0 + 2 * H), mark('A', T0 + 10 * H), mark('A', T0 + 20 * H, 'drop'),
+    mark('A', T0 + H),
+    mark('A', T0 + 2 * H),
+    mark('A', T0 + 10 * H),
+    mark('A', T0 + 20 * H, 'drop'),
     mark('C', T0 + 5 * H, 'spike'),
-    mark('D', T0 + H, 'drop'), mark('D', T0 + 6 * H, 'drop'),
+    mark('D', T0 + H, 'drop'),
+    mark('D', T0 + 6 * H, 'drop'),
   ];
   const rep = scoreIntervals(truth, marks, R12);
 
@@ -49,11 +81,25 @@ describe('scoreIntervals: interval level and tolerance, pooled and mean over met
   });
 
   it('interval by interval: pooled P = R = F1 = 1/3; mean over labelled meters P 0.5, R 0.25, F1 0.25', () => {
-    expect(numbers(rep.groups[0])?.interval).toEqual({ labels: 6, found: 2, flags: 6, trueFlags: 2, pooled: [0.333333, 0.333333, 0.333333], mean: [0.5, 0.25, 0.25] });
+    expect(numbers(rep.groups[0])?.interval).toEqual({
+      labels: 6,
+      found: 2,
+      flags: 6,
+      trueFlags: 2,
+      pooled: [0.333333, 0.333333, 0.333333],
+      mean: [0.5, 0.25, 0.25],
+    });
   });
 
   it('tolerance 12 h: pooled P 3/5, R 2/3, F1 12/19; mean P 0.75, R 0.5, F1 3/7', () => {
-    expect(numbers(rep.groups[0])?.tolerance).toEqual({ labels: 6, found: 4, flags: 5, trueFlags: 3, pooled: [0.6, 0.666667, 0.631579], mean: [0.75, 0.5, 0.428571] });
+    expect(numbers(rep.groups[0])?.tolerance).toEqual({
+      labels: 6,
+      found: 4,
+      flags: 5,
+      trueFlags: 3,
+      pooled: [0.6, 0.666667, 0.631579],
+      mean: [0.75, 0.5, 0.428571],
+    });
   });
 
   it('meters with flags and no labels are counted apart (C and D, one flag each)', () => {
@@ -99,7 +145,14 @@ describe('scoreIntervals: groups excuse each other', () => {
   const group = (g: string) => numbers(rep.groups.find((x) => x.group === g));
 
   it('all: both meters', () => {
-    expect(group('all')?.interval).toEqual({ labels: 3, found: 2, flags: 3, trueFlags: 2, pooled: [0.666667, 0.666667, 0.666667], mean: [0.75, 0.75, 0.666667] });
+    expect(group('all')?.interval).toEqual({
+      labels: 3,
+      found: 2,
+      flags: 3,
+      trueFlags: 2,
+      pooled: [0.666667, 0.666667, 0.666667],
+      mean: [0.75, 0.75, 0.666667],
+    });
     expect(group('all')?.tolerance).toEqual({ labels: 3, found: 3, flags: 3, trueFlags: 3, pooled: [1, 1, 1], mean: [1, 1, 1] });
   });
 
@@ -118,7 +171,20 @@ describe('scoreIntervals: groups excuse each other', () => {
 
 describe('scoreIntervals: spans, 15-minute meters, marks with an extent, r configurable', () => {
   // Two labelled hours a day apart (a highUsage at night only) on a 15-minute meter: 8 labels.
-  const truth = [rec({ id: 'n1', type: 'highUsage', meterId: 'F', intervalMinutes: 15, startMs: T0, endMs: T0 + 25 * H, spans: [[T0, T0 + H], [T0 + 24 * H, T0 + 25 * H]] })];
+  const truth = [
+    rec({
+      id: 'n1',
+      type: 'highUsage',
+      meterId: 'F',
+      intervalMinutes: 15,
+      startMs: T0,
+      endMs: T0 + 25 * H,
+      spans: [
+        [T0, T0 + H],
+        [T0 + 24 * H, T0 + 25 * H],
+      ],
+    }),
+  ];
   const marks = [mark('F', T0, 'highUsage', T0 + 2 * M15), mark('F', T0 + 24 * H + M15), mark('F', T0 + 12 * H)];
 
   it('r = 12 h: a mark covering two intervals finds both; the mark between the spans is false by the hour, true within 12 h', () => {

@@ -23,7 +23,10 @@ describe('the stream shard with meter exchange work orders', () => {
   it('a late work order rewrites the reset interval and asks billing to recompute its closed day', () => {
     const w = new ShardWork(0, work);
     const reads = Array.from({ length: 2 * 96 + 1 }, (_, q) => read(q, registerAt(q)));
-    const first = w.process(reads.map((r) => entry([r])), () => meter);
+    const first = w.process(
+      reads.map((r) => entry([r])),
+      () => meter,
+    );
     const resetLine = (lines: string[]) => lines.filter((l) => l.startsWith('interval,') && l.endsWith(` ${T0 + 40 * Q}`));
     expect(resetLine(first.lines)).toEqual([expect.stringContaining(' wh=120i,')]);
 
@@ -41,7 +44,10 @@ describe('the stream shard with meter exchange work orders', () => {
     w.process([entry([read(0, 100)]), entry([read(1, 200)])], () => meter);
     // another meter's reads move the shard watermark on; M-1 has none after quarter 1
     const other = (q: number): Reading => ({ meterId: 'M-2', ts: T0 + q * Q, importWh: q * 10 });
-    const out = w.process(Array.from({ length: 12 }, (_, q) => entry([other(q)])), (id) => ({ ...meter, meterId: id }));
+    const out = w.process(
+      Array.from({ length: 12 }, (_, q) => entry([other(q)])),
+      (id) => ({ ...meter, meterId: id }),
+    );
     expect(out.events.filter((e) => e.type === 'silent').map((e) => [e.subject, e.ts])).toEqual([[meter.meterId, T0 + (1 + 4) * Q]]);
   });
 
@@ -59,8 +65,14 @@ describe('billing recomputes for late data', () => {
     const meterOf = (id: string): MeterRecord => ({ ...meter, meterId: id });
     // The meter's concentrator goes offline after quarter 19; another meter moves the shard watermark two days on.
     const other = (q: number): Reading => ({ meterId: 'M-2', ts: T0 + q * Q, importWh: q * 10 });
-    w.process(Array.from({ length: 20 }, (_, q) => entry([read(q, 50_000 + q * 100)])), meterOf);
-    w.process(Array.from({ length: 2 * 96 + 1 }, (_, q) => entry([other(q)])), meterOf);
+    w.process(
+      Array.from({ length: 20 }, (_, q) => entry([read(q, 50_000 + q * 100)])),
+      meterOf,
+    );
+    w.process(
+      Array.from({ length: 2 * 96 + 1 }, (_, q) => entry([other(q)])),
+      meterOf,
+    );
     // Its backlog arrives in two batches, after the day closed on this shard.
     const first = w.process([entry(Array.from({ length: 10 }, (_, k) => read(20 + k, 50_000 + (20 + k) * 100)))], meterOf);
     const second = w.process([entry(Array.from({ length: 10 }, (_, k) => read(30 + k, 50_000 + (30 + k) * 100)))], meterOf);
@@ -80,7 +92,13 @@ describe('a work order delivered twice (an MQTT redelivery)', () => {
     const reads = Array.from({ length: 2 * 96 + 1 }, (_, q) => read(q, registerAt(q)));
     const lines: string[] = [];
     for (const step of order) {
-      const out = step === 'x' ? w.process([entry([], [exchange])], () => meter) : w.process(reads.map((r) => entry([r])), () => meter);
+      const out =
+        step === 'x'
+          ? w.process([entry([], [exchange])], () => meter)
+          : w.process(
+              reads.map((r) => entry([r])),
+              () => meter,
+            );
       lines.push(...out.lines);
     }
     const reset = lines.filter((l) => l.startsWith('interval,') && l.endsWith(` ${T0 + 40 * Q}`));

@@ -28,14 +28,23 @@ describe('the stream shard writes every anomalous interval as fields on its inte
     const out = w.process(reads.slice(dropFrom + 1).map(entry), () => meter);
     // z clips at −4: 3 spread-hours an hour, past h = 14 in the 5th hour; marked from the first
     expect(out.marks.map((m) => [(m.start - T0) / H - dropFrom, m.type, m.wh])).toEqual([
-      [0, 'drop', 180], [1, 'drop', 181], [2, 'drop', 182], [3, 'drop', 180], [4, 'drop', 181], [5, 'drop', 182], [6, 'drop', 180], [7, 'drop', 181],
+      [0, 'drop', 180],
+      [1, 'drop', 181],
+      [2, 'drop', 182],
+      [3, 'drop', 180],
+      [4, 'drop', 181],
+      [5, 'drop', 182],
+      [6, 'drop', 180],
+      [7, 'drop', 181],
     ]);
     const start = T0 + dropFrom * H;
     const fields = out.lines.filter((l) => l.includes(' anomaly='));
     expect(fields).toHaveLength(8);
     // a mark made back carries what its slot expects when it is marked (the slot learnt that first hour, clipped, before
     // the run fired: 400 → 391.176)
-    expect(fields[0]).toBe(`interval,band=flat,class=residential,feeder=F-1,meter=M-1,transformer=T-1 anomaly="drop",anomaly_score=14,expected_wh=391.176 ${start}`);
+    expect(fields[0]).toBe(
+      `interval,band=flat,class=residential,feeder=F-1,meter=M-1,transformer=T-1 anomaly="drop",anomaly_score=14,expected_wh=391.176 ${start}`,
+    );
     expect(out.events.filter((e) => e.type === 'drop').map((e) => [(e.ts - T0) / H - dropFrom, e.status])).toEqual([[5, 'firing']]);
   });
 });

@@ -106,8 +106,19 @@ describe('scenarios', () => {
   });
 
   it('overrides replace scenario values', () => {
-    const s = loadScenario('simulators/scenarios/small.yaml', { meters: 7, interval: '30m', seed: 'abc', batch: 5, from: '2026-01-01T00:00:00Z', to: '+2d' }, { now: 0 });
-    expect([s.fleet.meters, s.intervals, s.seed, s.batch, s.fromMs, s.toMs]).toEqual([7, [30], 'abc', 5, Date.parse('2026-01-01T00:00:00Z'), Date.parse('2026-01-03T00:00:00Z')]);
+    const s = loadScenario(
+      'simulators/scenarios/small.yaml',
+      { meters: 7, interval: '30m', seed: 'abc', batch: 5, from: '2026-01-01T00:00:00Z', to: '+2d' },
+      { now: 0 },
+    );
+    expect([s.fleet.meters, s.intervals, s.seed, s.batch, s.fromMs, s.toMs]).toEqual([
+      7,
+      [30],
+      'abc',
+      5,
+      Date.parse('2026-01-01T00:00:00Z'),
+      Date.parse('2026-01-03T00:00:00Z'),
+    ]);
   });
 
   it.each([
@@ -125,8 +136,46 @@ describe('scenarios', () => {
 
 describe('simulate flags', () => {
   it('parses every flag', () => {
-    const o = parseSimulateArgs(['--meters', '250', '--interval', '30m', '--from', '2026-01-01T00:00:00Z', '--to', '+1d', '--seed', '9', '--batch', '50', '--speed', '120', '--out', '/tmp/x', '--mqtt-url', 'mqtt://127.0.0.1:1999', '--timezone', 'UTC', '--max-in-flight', '64', '--no-responder']);
-    expect(o).toMatchObject({ meters: 250, interval: '30m', from: '2026-01-01T00:00:00Z', to: '+1d', seed: 9, batch: 50, speed: 120, outDir: '/tmp/x', mqttUrl: 'mqtt://127.0.0.1:1999', timezone: 'UTC', maxInFlight: 64, respond: false, help: false });
+    const o = parseSimulateArgs([
+      '--meters',
+      '250',
+      '--interval',
+      '30m',
+      '--from',
+      '2026-01-01T00:00:00Z',
+      '--to',
+      '+1d',
+      '--seed',
+      '9',
+      '--batch',
+      '50',
+      '--speed',
+      '120',
+      '--out',
+      '/tmp/x',
+      '--mqtt-url',
+      'mqtt://127.0.0.1:1999',
+      '--timezone',
+      'UTC',
+      '--max-in-flight',
+      '64',
+      '--no-responder',
+    ]);
+    expect(o).toMatchObject({
+      meters: 250,
+      interval: '30m',
+      from: '2026-01-01T00:00:00Z',
+      to: '+1d',
+      seed: 9,
+      batch: 50,
+      speed: 120,
+      outDir: '/tmp/x',
+      mqttUrl: 'mqtt://127.0.0.1:1999',
+      timezone: 'UTC',
+      maxInFlight: 64,
+      respond: false,
+      help: false,
+    });
     expect(o.backfill).toBeUndefined();
     expect(parseSimulateArgs(['--backfill']).backfill).toBe(true);
     expect(parseSimulateArgs([]).backfill).toBeUndefined();

@@ -40,7 +40,16 @@ function run(s: ResolvedScenario, batch?: number) {
         invalid++;
         continue;
       }
-      readings.push({ meterId: e.meterId, ts: Date.parse(e.ts), seq: e.seq ?? 0, importWh: e.importWh, exportWh: e.exportWh ?? 0, powerW: e.powerW ?? 0, voltageV: e.voltageV ?? 0, msg: i });
+      readings.push({
+        meterId: e.meterId,
+        ts: Date.parse(e.ts),
+        seq: e.seq ?? 0,
+        importWh: e.importWh,
+        exportWh: e.exportWh ?? 0,
+        powerW: e.powerW ?? 0,
+        voltageV: e.voltageV ?? 0,
+        msg: i,
+      });
     }
   });
   const byMeter = new Map<string, Map<number, Parsed>>();
@@ -66,7 +75,9 @@ const small = (overrides = {}) => loadScenario('simulators/scenarios/small.yaml'
 const cleanSmall = () =>
   loadScenario(
     {
-      ...Object.fromEntries(Object.entries(loadScenario('simulators/scenarios/small.yaml', {}, { now: NOW })).filter(([k]) => !['fromMs', 'toMs', 'intervals'].includes(k))),
+      ...Object.fromEntries(
+        Object.entries(loadScenario('simulators/scenarios/small.yaml', {}, { now: NOW })).filter(([k]) => !['fromMs', 'toMs', 'intervals'].includes(k)),
+      ),
       anomalies: Object.fromEntries(INJECTED_ANOMALIES.map((t) => [t, { count: 0 }])),
       transport: { duplicates: { count: 0 }, outOfOrder: { count: 0 }, lateBatches: { count: 0 }, malformed: { count: 0 }, clockSkew: { count: 0 } },
     },
@@ -93,7 +104,11 @@ describe('determinism', () => {
 });
 
 describe('a plain fleet', () => {
-  const s = loadScenario({ seed: 5, from: '2026-06-01T00:00:00Z', to: '+2d', fleet: { meters: 30, intervalMix: { '15': 0.5, '30': 0.25, '60': 0.25 }, pvShare: 0.3 } }, {}, { now: NOW });
+  const s = loadScenario(
+    { seed: 5, from: '2026-06-01T00:00:00Z', to: '+2d', fleet: { meters: 30, intervalMix: { '15': 0.5, '30': 0.25, '60': 0.25 }, pvShare: 0.3 } },
+    {},
+    { now: NOW },
+  );
   const r = run(s);
 
   it('sends one reading per meter per interval end, from the start to the end inclusive', () => {
@@ -203,7 +218,11 @@ describe('small.yaml: injected anomalies and transport faults', () => {
       expect(Date.parse(t.end)).toBe(t.endMs);
       expect(t.endMs).toBeGreaterThanOrEqual(t.startMs);
     }
-    expect(records('voltage').map((t) => t.magnitude).sort()).toEqual(['clear', 'subtle']);
+    expect(
+      records('voltage')
+        .map((t) => t.magnitude)
+        .sort(),
+    ).toEqual(['clear', 'subtle']);
   });
 
   it('keeps registers non-decreasing except at the one injected register reset', () => {
@@ -226,7 +245,7 @@ describe('small.yaml: injected anomalies and transport faults', () => {
     expect(decreases).toBe(1);
   });
 
-  it('publishes the meter exchange work order before the new meter\'s first reading', () => {
+  it("publishes the meter exchange work order before the new meter's first reading", () => {
     const reset = one('registerReset');
     const orders = r.messages.filter((m) => m.kind === 'event' && m.payload.includes('"meterExchange"'));
     const contract = Compile(MeterEventPayload);
@@ -235,7 +254,14 @@ describe('small.yaml: injected anomalies and transport faults', () => {
     expect(contract.Check(order)).toBe(true);
     // install read = the truth's new start; removal read = the old meter's register (ledger) at the install time
     const removal = r.ledgerOf(reset.meterId ?? '').find((l) => l.ts === reset.startMs)?.importWh;
-    expect(order).toEqual({ meterId: reset.meterId, ts: isoSeconds(reset.startMs), event: 'meterExchange', installWh: reset.params.newStartWh, removalWh: removal, installExportWh: 0 });
+    expect(order).toEqual({
+      meterId: reset.meterId,
+      ts: isoSeconds(reset.startMs),
+      event: 'meterExchange',
+      installWh: reset.params.newStartWh,
+      removalWh: removal,
+      installExportWh: 0,
+    });
     const first = r.sorted(reset.meterId ?? '').find((x) => x.ts === reset.endMs);
     expect(r.messages.indexOf(orders[0] ?? expect.fail('no order'))).toBeLessThan(first?.msg ?? -1);
   });

@@ -9,9 +9,33 @@ const scenario = (doc: Record<string, unknown> = {}) => loadScenario(doc, {}, { 
 
 describe('allocate', () => {
   it.each([
-    [[['a', 0.82], ['b', 0.12], ['c', 0.02], ['d', 0.04]], 100, { a: 82, b: 12, c: 2, d: 4 }],
-    [[['a', 1], ['b', 1], ['c', 1]], 10, { a: 4, b: 3, c: 3 }],
-    [[['a', 0.5], ['b', 0]], 3, { a: 3, b: 0 }],
+    [
+      [
+        ['a', 0.82],
+        ['b', 0.12],
+        ['c', 0.02],
+        ['d', 0.04],
+      ],
+      100,
+      { a: 82, b: 12, c: 2, d: 4 },
+    ],
+    [
+      [
+        ['a', 1],
+        ['b', 1],
+        ['c', 1],
+      ],
+      10,
+      { a: 4, b: 3, c: 3 },
+    ],
+    [
+      [
+        ['a', 0.5],
+        ['b', 0],
+      ],
+      3,
+      { a: 3, b: 0 },
+    ],
   ] as Array<[Array<[string, number]>, number, Record<string, number>]>)('%j of %i', (shares, n, expected) => {
     expect(Object.fromEntries(allocate(shares, n))).toEqual(expected);
   });
@@ -23,7 +47,12 @@ describe('generateFleet', () => {
 
   it('has the exact class, interval and PV mix', () => {
     const count = (f: (c: (typeof fleet.customers)[number]) => boolean) => fleet.customers.filter(f).length;
-    expect([count((c) => c.class === 'residential'), count((c) => c.class === 'commercial'), count((c) => c.class === 'industrial'), count((c) => c.class === 'critical')]).toEqual([328, 48, 8, 16]);
+    expect([
+      count((c) => c.class === 'residential'),
+      count((c) => c.class === 'commercial'),
+      count((c) => c.class === 'industrial'),
+      count((c) => c.class === 'critical'),
+    ]).toEqual([328, 48, 8, 16]);
     expect([count((c) => c.intervalMinutes === 15), count((c) => c.intervalMinutes === 30), count((c) => c.intervalMinutes === 60)]).toEqual([200, 100, 100]);
     // 20 % of the 376 residential and commercial customers.
     expect(count((c) => c.hasPv)).toBe(75);
@@ -86,7 +115,11 @@ describe('profiles', () => {
     ['residential morning (7-9) > night (2-4)', energy('residential', 3, 7, 9), energy('residential', 3, 2, 4)],
     ['commercial office hours > night, weekday', energy('commercial', 2, 9, 17), energy('commercial', 2, 0, 8) * 2.5],
     ['commercial Tuesday > Sunday', energy('commercial', 2, 0, 24), energy('commercial', 7, 0, 24) * 2],
-    ['two-shift industry 06-22 > 22-06', energy('industrialTwoShift', 3, 6, 22), energy('industrialTwoShift', 3, 22, 24) + energy('industrialTwoShift', 3, 0, 6) * 3],
+    [
+      'two-shift industry 06-22 > 22-06',
+      energy('industrialTwoShift', 3, 6, 22),
+      energy('industrialTwoShift', 3, 22, 24) + energy('industrialTwoShift', 3, 0, 6) * 3,
+    ],
     ['three-shift industry weekday > weekend', energy('industrialThreeShift', 3, 0, 24), energy('industrialThreeShift', 6, 0, 24)],
     ['winter > spring for residential', seasonalFactor('residential', 15, 1), seasonalFactor('residential', 105, 1)],
     ['summer > spring for commercial', seasonalFactor('commercial', 200, 1), seasonalFactor('commercial', 105, 1)],

@@ -14,23 +14,41 @@ const ZONE = 'Europe/Madrid';
 const HOLIDAY = '2026-03-11';
 
 const base = {
-  name: 'moderate-test', seed: 5, timezone: ZONE, from: '2026-03-02T00:00:00Z', to: '+16d',
+  name: 'moderate-test',
+  seed: 5,
+  timezone: ZONE,
+  from: '2026-03-02T00:00:00Z',
+  to: '+16d',
   calendar: { region: 'test', holidays: [HOLIDAY] },
   fleet: {
-    meters: 80, feeders: 2, metersPerTransformer: [6, 10], pvShare: 0,
-    classMix: { residential: 0.2, commercial: 0.5, industrial: 0.1, critical: 0.2 }, intervalMix: { '15': 0.5, '60': 0.5 },
+    meters: 80,
+    feeders: 2,
+    metersPerTransformer: [6, 10],
+    pvShare: 0,
+    classMix: { residential: 0.2, commercial: 0.5, industrial: 0.1, critical: 0.2 },
+    intervalMix: { '15': 0.5, '60': 0.5 },
   },
   profile: {
-    weather: { sigmaC: 3, persistence: 0.8 }, hvacSpread: 0.4, tailDf: 4, bursts: { perDay: 1, factor: [1.15, 1.4], steps: [1, 2] },
-    weekendSpread: 0.2, occupancy: 0.08, growthPerYear: [0, 0.1],
+    weather: { sigmaC: 3, persistence: 0.8 },
+    hvacSpread: 0.4,
+    tailDf: 4,
+    bursts: { perDay: 1, factor: [1.15, 1.4], steps: [1, 2] },
+    weekendSpread: 0.2,
+    occupancy: 0.08,
+    growthPerYear: [0, 0.1],
   },
 };
 const injected = {
   ...base,
   anomalies: {
     window: { start: '2d', end: '1d' },
-    highUsage: { count: 8 }, drop: { count: 3, moderateShare: 1 }, levelShift: { count: 2, adoptDays: 5 }, stuck: { count: 3 },
-    placeholder: { count: 3 }, lowDay: { count: 4 }, shape: { count: 3 },
+    highUsage: { count: 8 },
+    drop: { count: 3, moderateShare: 1 },
+    levelShift: { count: 2, adoptDays: 5 },
+    stuck: { count: 3 },
+    placeholder: { count: 3 },
+    lowDay: { count: 4 },
+    shape: { count: 3 },
   },
 };
 
@@ -141,7 +159,9 @@ describe('moderate injections: what the meters do matches the truth', () => {
         // A variant's spans cover exactly its hours (nights: 20-07 and whole weekends and holidays).
         const c = calendarAt(start + iv(t) / 2, ZONE);
         const holiday = c.dayKey === Number(HOLIDAY.replaceAll('-', ''));
-        expect(touched).toBe(highUsageHour(t.variant === 'nights' || t.variant === 'nightShift' ? t.variant : 'allDay', Math.floor(c.hour), c.weekday, holiday));
+        expect(touched).toBe(
+          highUsageHour(t.variant === 'nights' || t.variant === 'nightShift' ? t.variant : 'allDay', Math.floor(c.hour), c.weekday, holiday),
+        );
       });
       expect(spans[0]?.[0]).toBe(t.startMs);
       expect(spans[spans.length - 1]?.[1]).toBe(t.endMs);
@@ -201,7 +221,8 @@ describe('realism', () => {
     const holiday = Date.parse('2026-03-10T23:00:00Z');
     const weekBefore = holiday - 7 * 86_400_000;
     const commercial = clean.fleet.meters.filter((m) => m.class === 'commercial');
-    const ratio = commercial.reduce((n, m) => n + clean.total(m.meterId, holiday, holiday + 86_400_000), 0) /
+    const ratio =
+      commercial.reduce((n, m) => n + clean.total(m.meterId, holiday, holiday + 86_400_000), 0) /
       commercial.reduce((n, m) => n + clean.total(m.meterId, weekBefore, weekBefore + 86_400_000), 0);
     expect(ratio).toBeLessThan(0.6);
   });
@@ -225,7 +246,9 @@ describe('realism', () => {
   });
 
   it('bad realism settings fail with their path', () => {
-    expect(() => loadScenario({ ...base, profile: { tailDf: 2 } })).toThrow(new ScenarioError('profile.tailDf: 0 (Gaussian) or at least 3 (finite variance), got 2'));
+    expect(() => loadScenario({ ...base, profile: { tailDf: 2 } })).toThrow(
+      new ScenarioError('profile.tailDf: 0 (Gaussian) or at least 3 (finite variance), got 2'),
+    );
     expect(() => loadScenario({ ...base, calendar: { region: 'x', holidays: ['2026-3-1'] } })).toThrow(/calendar\.holidays\.0/);
   });
 });

@@ -78,7 +78,14 @@ const crafted: TariffsConfig = {
       bands: ['peak', 'off'],
       calendar: 'test',
       rules: [
-        { days: ['weekday'], periods: [{ from: '00:00', band: 'off' }, { from: '08:30', band: 'peak' }, { from: '20:15', band: 'off' }] },
+        {
+          days: ['weekday'],
+          periods: [
+            { from: '00:00', band: 'off' },
+            { from: '08:30', band: 'peak' },
+            { from: '20:15', band: 'off' },
+          ],
+        },
         { days: ['weekend', 'holiday'], periods: [{ from: '00:00', band: 'off' }] },
       ],
     },
@@ -102,25 +109,62 @@ describe('calendars', () => {
 describe('bandSegments', () => {
   const seg = (band: string, from: string, to: string) => ({ band, fromMs: at(from), toMs: at(to) });
   it.each([
-    ['an hour across the 08:00 edge (Shanghai)', cn, '2026-03-02T23:30:00Z', '2026-03-03T00:30:00Z',
-      [seg('flat', '2026-03-02T23:30:00Z', '2026-03-03T00:00:00Z'), seg('peak', '2026-03-03T00:00:00Z', '2026-03-03T00:30:00Z')]],
-    ['a quarter inside one band', cn, '2026-03-03T00:00:00Z', '2026-03-03T00:15:00Z',
-      [seg('peak', '2026-03-03T00:00:00Z', '2026-03-03T00:15:00Z')]],
-    ['an hour across the 08:30 and a quarter-hour edge (Madrid)', madrid, '2026-03-03T07:15:00Z', '2026-03-03T08:15:00Z',
-      [seg('off', '2026-03-03T07:15:00Z', '2026-03-03T07:30:00Z'), seg('peak', '2026-03-03T07:30:00Z', '2026-03-03T08:15:00Z')]],
-    ['weekday evening into a holiday (Madrid, midnight edge)', madrid, '2026-03-03T19:00:00Z', '2026-03-04T09:00:00Z',
-      [seg('peak', '2026-03-03T19:00:00Z', '2026-03-03T19:15:00Z'), seg('off', '2026-03-03T19:15:00Z', '2026-03-04T09:00:00Z')]],
+    [
+      'an hour across the 08:00 edge (Shanghai)',
+      cn,
+      '2026-03-02T23:30:00Z',
+      '2026-03-03T00:30:00Z',
+      [seg('flat', '2026-03-02T23:30:00Z', '2026-03-03T00:00:00Z'), seg('peak', '2026-03-03T00:00:00Z', '2026-03-03T00:30:00Z')],
+    ],
+    ['a quarter inside one band', cn, '2026-03-03T00:00:00Z', '2026-03-03T00:15:00Z', [seg('peak', '2026-03-03T00:00:00Z', '2026-03-03T00:15:00Z')]],
+    [
+      'an hour across the 08:30 and a quarter-hour edge (Madrid)',
+      madrid,
+      '2026-03-03T07:15:00Z',
+      '2026-03-03T08:15:00Z',
+      [seg('off', '2026-03-03T07:15:00Z', '2026-03-03T07:30:00Z'), seg('peak', '2026-03-03T07:30:00Z', '2026-03-03T08:15:00Z')],
+    ],
+    [
+      'weekday evening into a holiday (Madrid, midnight edge)',
+      madrid,
+      '2026-03-03T19:00:00Z',
+      '2026-03-04T09:00:00Z',
+      [seg('peak', '2026-03-03T19:00:00Z', '2026-03-03T19:15:00Z'), seg('off', '2026-03-03T19:15:00Z', '2026-03-04T09:00:00Z')],
+    ],
     // 2026-03-08 in Los Angeles is 23 h long: 00:00-08:00 local is only 7 h.
-    ['spring-forward day (LA)', us, '2026-03-08T08:00:00Z', '2026-03-09T07:00:00Z',
-      [seg('offPeak', '2026-03-08T08:00:00Z', '2026-03-08T15:00:00Z'), seg('superOffPeak', '2026-03-08T15:00:00Z', '2026-03-08T23:00:00Z'),
-        seg('midPeak', '2026-03-08T23:00:00Z', '2026-03-09T04:00:00Z'), seg('offPeak', '2026-03-09T04:00:00Z', '2026-03-09T07:00:00Z')]],
+    [
+      'spring-forward day (LA)',
+      us,
+      '2026-03-08T08:00:00Z',
+      '2026-03-09T07:00:00Z',
+      [
+        seg('offPeak', '2026-03-08T08:00:00Z', '2026-03-08T15:00:00Z'),
+        seg('superOffPeak', '2026-03-08T15:00:00Z', '2026-03-08T23:00:00Z'),
+        seg('midPeak', '2026-03-08T23:00:00Z', '2026-03-09T04:00:00Z'),
+        seg('offPeak', '2026-03-09T04:00:00Z', '2026-03-09T07:00:00Z'),
+      ],
+    ],
     // 2026-11-01 is 25 h long: 00:00-08:00 local is 9 h.
-    ['fall-back day (LA)', us, '2026-11-01T07:00:00Z', '2026-11-02T08:00:00Z',
-      [seg('offPeak', '2026-11-01T07:00:00Z', '2026-11-01T16:00:00Z'), seg('superOffPeak', '2026-11-01T16:00:00Z', '2026-11-02T00:00:00Z'),
-        seg('midPeak', '2026-11-02T00:00:00Z', '2026-11-02T05:00:00Z'), seg('offPeak', '2026-11-02T05:00:00Z', '2026-11-02T08:00:00Z')]],
+    [
+      'fall-back day (LA)',
+      us,
+      '2026-11-01T07:00:00Z',
+      '2026-11-02T08:00:00Z',
+      [
+        seg('offPeak', '2026-11-01T07:00:00Z', '2026-11-01T16:00:00Z'),
+        seg('superOffPeak', '2026-11-01T16:00:00Z', '2026-11-02T00:00:00Z'),
+        seg('midPeak', '2026-11-02T00:00:00Z', '2026-11-02T05:00:00Z'),
+        seg('offPeak', '2026-11-02T05:00:00Z', '2026-11-02T08:00:00Z'),
+      ],
+    ],
     // Madrid springs forward at 01:00Z on 2026-03-29, inside this interval; the 08:30 edge stays at local time.
-    ['an interval spanning the DST change (Madrid, Monday after)', madrid, '2026-03-29T00:30:00Z', '2026-03-30T07:00:00Z',
-      [seg('off', '2026-03-29T00:30:00Z', '2026-03-30T06:30:00Z'), seg('peak', '2026-03-30T06:30:00Z', '2026-03-30T07:00:00Z')]],
+    [
+      'an interval spanning the DST change (Madrid, Monday after)',
+      madrid,
+      '2026-03-29T00:30:00Z',
+      '2026-03-30T07:00:00Z',
+      [seg('off', '2026-03-29T00:30:00Z', '2026-03-30T06:30:00Z'), seg('peak', '2026-03-30T06:30:00Z', '2026-03-30T07:00:00Z')],
+    ],
   ])('%s', (_name, tariff, from, to, expected) => {
     expect(bandSegments(tariff, at(from), at(to))).toEqual(expected);
   });
@@ -190,17 +234,89 @@ describe('local days', () => {
 describe('compileTariffs rejects bad tariffs, naming the key', () => {
   const base = (): TariffsConfig => structuredClone(crafted);
   it.each<[string, (c: TariffsConfig) => void, string]>([
-    ['unknown default', (c) => { c.default = 'nope'; }, 'tariffs.default: no tariff named "nope"'],
-    ['unknown zone', (c) => { if (c.tariffs.tou) c.tariffs.tou.timezone = 'Mars/Olympus'; }, 'tariffs.tariffs.tou.timezone: unknown IANA time zone "Mars/Olympus"'],
-    ['band not declared', (c) => { const p = c.tariffs.tou?.rules[0]?.periods[1]; if (p) p.band = 'shoulder'; }, 'tariffs.tariffs.tou.rules.0.periods.1.band: "shoulder" is not in bands'],
-    ['first period not at midnight', (c) => { const p = c.tariffs.tou?.rules[1]?.periods[0]; if (p) p.from = '01:00'; }, 'tariffs.tariffs.tou.rules.1.periods.0.from: the first period starts at 00:00'],
-    ['periods out of order', (c) => { const p = c.tariffs.tou?.rules[0]?.periods[2]; if (p) p.from = '08:00'; }, 'tariffs.tariffs.tou.rules.0.periods.2.from: periods are in increasing time order'],
-    ['bad time', (c) => { const p = c.tariffs.tou?.rules[0]?.periods[1]; if (p) p.from = '24:00'; }, 'tariffs.tariffs.tou.rules.0.periods.1.from: expected local time HH:MM, got "24:00"'],
-    ['holidays not covered', (c) => { const r = c.tariffs.tou?.rules[1]; if (r) r.days = ['weekend']; }, 'tariffs.tariffs.tou.rules: no rule covers month 1 on a holiday'],
-    ['months not covered', (c) => { const r = c.tariffs.tou?.rules[0]; if (r) r.months = [1, 2]; }, 'tariffs.tariffs.tou.rules: no rule covers month 3 on a weekday'],
-    ['unknown calendar', (c) => { if (c.tariffs.tou) c.tariffs.tou.calendar = 'xx'; }, 'tariffs.tariffs.tou.calendar: no calendar "xx" in calendars'],
-    ['impossible holiday', (c) => { if (c.calendars.test) c.calendars.test.holidays = ['2026-02-30']; }, 'tariffs.calendars.test.holidays.0: no such date "2026-02-30"'],
-    ['duplicate band', (c) => { if (c.tariffs.tou) c.tariffs.tou.bands = ['peak', 'off', 'peak']; }, 'tariffs.tariffs.tou.bands.2: duplicate band "peak"'],
+    [
+      'unknown default',
+      (c) => {
+        c.default = 'nope';
+      },
+      'tariffs.default: no tariff named "nope"',
+    ],
+    [
+      'unknown zone',
+      (c) => {
+        if (c.tariffs.tou) c.tariffs.tou.timezone = 'Mars/Olympus';
+      },
+      'tariffs.tariffs.tou.timezone: unknown IANA time zone "Mars/Olympus"',
+    ],
+    [
+      'band not declared',
+      (c) => {
+        const p = c.tariffs.tou?.rules[0]?.periods[1];
+        if (p) p.band = 'shoulder';
+      },
+      'tariffs.tariffs.tou.rules.0.periods.1.band: "shoulder" is not in bands',
+    ],
+    [
+      'first period not at midnight',
+      (c) => {
+        const p = c.tariffs.tou?.rules[1]?.periods[0];
+        if (p) p.from = '01:00';
+      },
+      'tariffs.tariffs.tou.rules.1.periods.0.from: the first period starts at 00:00',
+    ],
+    [
+      'periods out of order',
+      (c) => {
+        const p = c.tariffs.tou?.rules[0]?.periods[2];
+        if (p) p.from = '08:00';
+      },
+      'tariffs.tariffs.tou.rules.0.periods.2.from: periods are in increasing time order',
+    ],
+    [
+      'bad time',
+      (c) => {
+        const p = c.tariffs.tou?.rules[0]?.periods[1];
+        if (p) p.from = '24:00';
+      },
+      'tariffs.tariffs.tou.rules.0.periods.1.from: expected local time HH:MM, got "24:00"',
+    ],
+    [
+      'holidays not covered',
+      (c) => {
+        const r = c.tariffs.tou?.rules[1];
+        if (r) r.days = ['weekend'];
+      },
+      'tariffs.tariffs.tou.rules: no rule covers month 1 on a holiday',
+    ],
+    [
+      'months not covered',
+      (c) => {
+        const r = c.tariffs.tou?.rules[0];
+        if (r) r.months = [1, 2];
+      },
+      'tariffs.tariffs.tou.rules: no rule covers month 3 on a weekday',
+    ],
+    [
+      'unknown calendar',
+      (c) => {
+        if (c.tariffs.tou) c.tariffs.tou.calendar = 'xx';
+      },
+      'tariffs.tariffs.tou.calendar: no calendar "xx" in calendars',
+    ],
+    [
+      'impossible holiday',
+      (c) => {
+        if (c.calendars.test) c.calendars.test.holidays = ['2026-02-30'];
+      },
+      'tariffs.calendars.test.holidays.0: no such date "2026-02-30"',
+    ],
+    [
+      'duplicate band',
+      (c) => {
+        if (c.tariffs.tou) c.tariffs.tou.bands = ['peak', 'off', 'peak'];
+      },
+      'tariffs.tariffs.tou.bands.2: duplicate band "peak"',
+    ],
   ])('%s', (_name, mutate, message) => {
     const c = base();
     mutate(c);

@@ -1,13 +1,5 @@
 import { Type } from 'typebox';
-import {
-  AlertActionBody,
-  AlertIdParams,
-  AlertListQuery,
-  AlertPage,
-  AlertView,
-  DeadLetterPage,
-  toAlertView,
-} from '../../contracts/alert.js';
+import { AlertActionBody, AlertIdParams, AlertListQuery, AlertPage, AlertView, DeadLetterPage, toAlertView } from '../../contracts/alert.js';
 import { AlertsConfig } from '../../contracts/config-alerts.js';
 import { createAlertService } from '../../shared/alerts/service.js';
 import { loadSection } from '../../shared/config.js';
@@ -40,68 +32,84 @@ export const alertRoutes: RoutePlugin = async (app, deps) => {
   const cfg = loadSection('alerts', AlertsConfig);
   const { store, service } = createAlertService(deps.redis, deps.registry, cfg, deps.config.streamShards, deps.log.child({ component: 'api-alerts' }));
 
-  app.get('/api/v1/alerts', {
-    preHandler: deps.auth(),
-    schema: {
-      tags: ['alerts'],
-      summary: 'List alerts, newest first (by first event time); filters combine; cursor paging',
-      querystring: AlertListQuery,
-      response: { 200: AlertPage, 400: ErrorBody },
-    },
-  }, async (req, reply) => {
-    const q = req.query;
-    const since = q.since === undefined ? undefined : parseSince(q.since);
-    if (q.since !== undefined && since === undefined) return reply.code(400).send(badRequest('since: expected an ISO-8601 time or epoch milliseconds'));
-    const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-    if (q.cursor !== undefined && cursor === undefined) return reply.code(400).send(badRequest('cursor: not a cursor from this API'));
-    const page = await store.list({ state: q.state, type: q.type, severity: q.severity, subject: q.subject, since }, q.limit ?? 100, cursor);
-    return { items: page.items.map(toAlertView), nextCursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor) };
-  });
-
-  app.get('/api/v1/alerts/:id', {
-    preHandler: deps.auth(),
-    schema: { tags: ['alerts'], summary: 'One alert', params: AlertIdParams, response: { 200: AlertView, 404: ErrorBody } },
-  }, async (req, reply) => {
-    const a = ID_RE.test(req.params.id) ? await store.get(req.params.id) : undefined;
-    if (a === undefined) return reply.code(404).send(notFound(req.params.id));
-    return toAlertView(a);
-  });
-
-  for (const action of ['ack', 'resolve'] as const) {
-    app.post(`/api/v1/alerts/:id/${action}`, {
-      preHandler: deps.auth('alerts:write'),
+  app.get(
+    '/api/v1/alerts',
+    {
+      preHandler: deps.auth(),
       schema: {
         tags: ['alerts'],
-        summary: action === 'ack' ? 'Acknowledge an open alert (idempotent)' : 'Resolve an alert (idempotent)',
-        params: AlertIdParams,
-        // The body is optional: `null` lets a bare POST through validation.
-        body: Type.Union([AlertActionBody, Type.Null()]),
-        response: { 200: AlertView, 404: ErrorBody, 409: ErrorBody },
+        summary: 'List alerts, newest first (by first event time); filters combine; cursor paging',
+        querystring: AlertListQuery,
+        response: { 200: AlertPage, 400: ErrorBody },
       },
-    }, async (req, reply) => {
-      const id = req.params.id;
-      if (!ID_RE.test(id)) return reply.code(404).send(notFound(id));
-      const by = req.body?.by ?? 'operator';
-      const r = await service.operator(id, { kind: action, by });
-      if (r.status === 'not-found') return reply.code(404).send(notFound(id));
-      if (r.status === 'conflict') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `alert ${id} is ${r.alert.state}` });
-      return toAlertView(r.alert);
-    });
+    },
+    async (req, reply) => {
+      const q = req.query;
+      const since = q.since === undefined ? undefined : parseSince(q.since);
+      if (q.since !== undefined && since === undefined) return reply.code(400).send(badRequest('since: expected an ISO-8601 time or epoch milliseconds'));
+      const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+      if (q.cursor !== undefined && cursor === undefined) return reply.code(400).send(badRequest('cursor: not a cursor from this API'));
+      const page = await store.list({ state: q.state, type: q.type, severity: q.severity, subject: q.subject, since }, q.limit ?? 100, cursor);
+      return { items: page.items.map(toAlertView), nextCursor: page.nextCursor === null ? null : encodeCursor(page.nextCursor) };
+    },
+  );
+
+  app.get(
+    '/api/v1/alerts/:id',
+    {
+      preHandler: deps.auth(),
+      schema: { tags: ['alerts'], summary: 'One alert', params: AlertIdParams, response: { 200: AlertView, 404: ErrorBody } },
+    },
+    async (req, reply) => {
+      const a = ID_RE.test(req.params.id) ? await store.get(req.params.id) : undefined;
+      if (a === undefined) return reply.code(404).send(notFound(req.params.id));
+      return toAlertView(a);
+    },
+  );
+
+  for (const action of ['ack', 'resolve'] as const) {
+    app.post(
+      `/api/v1/alerts/:id/${action}`,
+      {
+        preHandler: deps.auth('alerts:write'),
+        schema: {
+          tags: ['alerts'],
+          summary: action === 'ack' ? 'Acknowledge an open alert (idempotent)' : 'Resolve an alert (idempotent)',
+          params: AlertIdParams,
+          // The body is optional: `null` lets a bare POST through validation.
+          body: Type.Union([AlertActionBody, Type.Null()]),
+          response: { 200: AlertView, 404: ErrorBody, 409: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const id = req.params.id;
+        if (!ID_RE.test(id)) return reply.code(404).send(notFound(id));
+        const by = req.body?.by ?? 'operator';
+        const r = await service.operator(id, { kind: action, by });
+        if (r.status === 'not-found') return reply.code(404).send(notFound(id));
+        if (r.status === 'conflict') return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `alert ${id} is ${r.alert.state}` });
+        return toAlertView(r.alert);
+      },
+    );
   }
 
-  app.get('/api/v1/notifications/dead-letters', {
-    preHandler: deps.auth(),
-    schema: {
-      tags: ['alerts'],
-      summary: 'Webhook deliveries that used up their attempts, newest first',
-      querystring: Type.Object({
-        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
-        cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$' })),
-      }),
-      response: { 200: DeadLetterPage },
+  app.get(
+    '/api/v1/notifications/dead-letters',
+    {
+      preHandler: deps.auth(),
+      schema: {
+        tags: ['alerts'],
+        summary: 'Webhook deliveries that used up their attempts, newest first',
+        querystring: Type.Object({
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+          cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$' })),
+        }),
+        response: { 200: DeadLetterPage },
+      },
     },
-  }, async (req) => {
-    const page = await store.deadLetters(req.query.limit ?? 100, req.query.cursor === undefined ? 0 : Number(req.query.cursor));
-    return { items: page.items, nextCursor: page.nextCursor === null ? null : String(page.nextCursor) };
-  });
+    async (req) => {
+      const page = await store.deadLetters(req.query.limit ?? 100, req.query.cursor === undefined ? 0 : Number(req.query.cursor));
+      return { items: page.items, nextCursor: page.nextCursor === null ? null : String(page.nextCursor) };
+    },
+  );
 };

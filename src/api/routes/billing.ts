@@ -15,14 +15,17 @@ import { qid, qregexAny, qstr, rows, type Influx, type InfluxSeries } from '../.
 import type { RoutePlugin } from '../app.js';
 import { ErrorBody } from '../../contracts/http.js';
 
-const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'Local date YYYY-MM-DD in each meter\'s tariff time zone' });
+const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "Local date YYYY-MM-DD in each meter's tariff time zone" });
 
 /** Local midnights lie within UTC−12…UTC+14 of the UTC date: a margin that finds every zone's day. */
 const ZONE_MARGIN_MS = 15 * 3_600_000;
 
 class BadField extends Error {
   override name = 'BadField';
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -116,7 +119,20 @@ function groupByMeter(reads: readonly StoredRead[]): Map<string, StoredRead[]> {
 
 // ---- CSV: one row per meter, one column per band ----
 
-const CSV_HEAD = ['meterId', 'customerId', 'tariff', 'timezone', 'from', 'to', 'startRegisterWh', 'startInterpolated', 'endRegisterWh', 'endInterpolated', 'totalWh', 'exportWh'] as const;
+const CSV_HEAD = [
+  'meterId',
+  'customerId',
+  'tariff',
+  'timezone',
+  'from',
+  'to',
+  'startRegisterWh',
+  'startInterpolated',
+  'endRegisterWh',
+  'endInterpolated',
+  'totalWh',
+  'exportWh',
+] as const;
 const CSV_TAIL = ['maxDemandW', 'maxDemandAt', 'intervals', 'estimatedIntervals', 'completeness', 'quality'] as const;
 
 /** Band columns `band_<name>_wh`: every configured band in config order, then any others found. */
@@ -175,66 +191,84 @@ export const billingRoutes: RoutePlugin = async (app, deps) => {
     const customer = customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(customerId)}`;
     const series = await deps.influx.query(
       `SELECT * FROM ${qid(DAILY_MEASUREMENT)} WHERE ${qid('meter')} =~ ${qregexAny(meterIds)}${customer} ` +
-      `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
+        `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
     );
     return groupByMeter(parseStored(series).filter((s) => s.read.fromDay >= from && s.read.toDay <= to));
   };
 
-  app.get('/api/v1/billing/reads', {
-    preHandler: deps.auth('billing:read'),
-    schema: {
-      tags: ['billing'],
-      summary: 'Billing reads per meter over local days [from, to): registers, energy per band, max demand, quality',
-      querystring: Type.Object({ from: LocalDay, to: LocalDay, ...paging }),
-      response,
+  app.get(
+    '/api/v1/billing/reads',
+    {
+      preHandler: deps.auth('billing:read'),
+      schema: {
+        tags: ['billing'],
+        summary: 'Billing reads per meter over local days [from, to): registers, energy per band, max demand, quality',
+        querystring: Type.Object({ from: LocalDay, to: LocalDay, ...paging }),
+        response,
+      },
     },
-  }, async (req, reply) => {
-    const { from, to } = req.query;
-    if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
-    if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
-    const days = daysBetween(from, to);
-    if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
-    if (days.length > cfg.api.maxRangeDays) throw new BadField('querystring.to', `the range is limited to ${cfg.api.maxRangeDays} days`);
+    async (req, reply) => {
+      const { from, to } = req.query;
+      if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
+      if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
+      const days = daysBetween(from, to);
+      if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
+      if (days.length > cfg.api.maxRangeDays) throw new BadField('querystring.to', `the range is limited to ${cfg.api.maxRangeDays} days`);
 
-    const body = await page(deps.influx, DAILY_MEASUREMENT, req.query, dailyFetch(from, to, req.query.customerId), (meterId, reads) => {
-      const last = reads[reads.length - 1];
-      if (last === undefined) return undefined;
-      // The zone and bands the days were computed with, even if the tariff config changed since.
-      const tariff = { ...tariffFor(tariffs, last.read.tariff), name: last.read.tariff, timezone: last.read.timezone };
-      const read = combineReads(meterId, tariff, { fromDay: from, toDay: to }, reads.map((r) => r.read));
-      return toBillingRead(read, last.customerId, assessRead(read, cfg.quality));
-    });
-    return send(reply, req.headers.accept, body);
-  });
-
-  app.get('/api/v1/billing/periods/:period/reads', {
-    preHandler: deps.auth('billing:read'),
-    schema: {
-      tags: ['billing'],
-      summary: 'Reads of a closed billing period (YYYY-MM), as stored when it closed or was recomputed',
-      params: Type.Object({ period: Type.String({ pattern: '^\\d{4}-(0[1-9]|1[0-2])$' }) }),
-      querystring: Type.Object(paging),
-      response,
+      const body = await page(deps.influx, DAILY_MEASUREMENT, req.query, dailyFetch(from, to, req.query.customerId), (meterId, reads) => {
+        const last = reads[reads.length - 1];
+        if (last === undefined) return undefined;
+        // The zone and bands the days were computed with, even if the tariff config changed since.
+        const tariff = { ...tariffFor(tariffs, last.read.tariff), name: last.read.tariff, timezone: last.read.timezone };
+        const read = combineReads(
+          meterId,
+          tariff,
+          { fromDay: from, toDay: to },
+          reads.map((r) => r.read),
+        );
+        return toBillingRead(read, last.customerId, assessRead(read, cfg.quality));
+      });
+      return send(reply, req.headers.accept, body);
     },
-  }, async (req, reply) => {
-    const { period } = req.params;
-    const closed = Object.entries(await deps.redis.hgetall(billingKeys.closedPeriods))
-      .some(([k, v]) => k.endsWith(`|${period}`) && /^\d+$/.test(v));
-    if (!closed) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `period ${period} is not closed` });
-    const window = periodWindow(period, cfg.periodStartDay);
-    const fromMs = Date.parse(`${window.fromDay}T00:00:00Z`) - ZONE_MARGIN_MS;
-    const toMs = Date.parse(`${window.fromDay}T00:00:00Z`) + ZONE_MARGIN_MS;
-    const customer = req.query.customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(req.query.customerId)}`;
-    const body = await page(deps.influx, PERIOD_MEASUREMENT, req.query, async (meterIds) => {
-      const series = await deps.influx.query(
-        `SELECT * FROM ${qid(PERIOD_MEASUREMENT)} WHERE ${qid('meter')} =~ ${qregexAny(meterIds)}${customer} ` +
-        `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
+  );
+
+  app.get(
+    '/api/v1/billing/periods/:period/reads',
+    {
+      preHandler: deps.auth('billing:read'),
+      schema: {
+        tags: ['billing'],
+        summary: 'Reads of a closed billing period (YYYY-MM), as stored when it closed or was recomputed',
+        params: Type.Object({ period: Type.String({ pattern: '^\\d{4}-(0[1-9]|1[0-2])$' }) }),
+        querystring: Type.Object(paging),
+        response,
+      },
+    },
+    async (req, reply) => {
+      const { period } = req.params;
+      const closed = Object.entries(await deps.redis.hgetall(billingKeys.closedPeriods)).some(([k, v]) => k.endsWith(`|${period}`) && /^\d+$/.test(v));
+      if (!closed) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `period ${period} is not closed` });
+      const window = periodWindow(period, cfg.periodStartDay);
+      const fromMs = Date.parse(`${window.fromDay}T00:00:00Z`) - ZONE_MARGIN_MS;
+      const toMs = Date.parse(`${window.fromDay}T00:00:00Z`) + ZONE_MARGIN_MS;
+      const customer = req.query.customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(req.query.customerId)}`;
+      const body = await page(
+        deps.influx,
+        PERIOD_MEASUREMENT,
+        req.query,
+        async (meterIds) => {
+          const series = await deps.influx.query(
+            `SELECT * FROM ${qid(PERIOD_MEASUREMENT)} WHERE ${qid('meter')} =~ ${qregexAny(meterIds)}${customer} ` +
+              `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY ${qid('meter')}`,
+          );
+          return groupByMeter(parseStored(series).filter((s) => s.read.fromDay === window.fromDay && s.read.toDay === window.toDay));
+        },
+        (_meterId, reads) => {
+          const r = reads[reads.length - 1];
+          return r === undefined ? undefined : toBillingRead(r.read, r.customerId, r.assessment);
+        },
       );
-      return groupByMeter(parseStored(series).filter((s) => s.read.fromDay === window.fromDay && s.read.toDay === window.toDay));
-    }, (_meterId, reads) => {
-      const r = reads[reads.length - 1];
-      return r === undefined ? undefined : toBillingRead(r.read, r.customerId, r.assessment);
-    });
-    return send(reply, req.headers.accept, body);
-  });
+      return send(reply, req.headers.accept, body);
+    },
+  );
 };

@@ -15,7 +15,10 @@ const customerCheck = Compile(CustomerRecord);
 const transformerCheck = Compile(TransformerRecord);
 
 /** JSON array → records + per-element errors (element index reported as `line`, 1-based). */
-function parseJsonRecords<T>(body: unknown, check: { Check(v: unknown): v is T; Errors(v: unknown): Array<{ instancePath: string; message: string }> }): { records: T[]; errors: CsvRowError[] } {
+function parseJsonRecords<T>(
+  body: unknown,
+  check: { Check(v: unknown): v is T; Errors(v: unknown): Array<{ instancePath: string; message: string }> },
+): { records: T[]; errors: CsvRowError[] } {
   const items = Array.isArray(body) ? body : [body];
   const records: T[] = [];
   const errors: CsvRowError[] = [];
@@ -34,35 +37,47 @@ function parseJsonRecords<T>(body: unknown, check: { Check(v: unknown): v is T; 
 export const customerRoutes: RoutePlugin = async (app, deps) => {
   const body = Type.Union([Type.String({ description: 'CSV with the registry header' }), Type.Array(Type.Unknown()), Type.Object({})]);
 
-  app.post('/api/v1/customers', {
-    preHandler: deps.auth('admin'),
-    schema: { tags: ['registry'], summary: 'Upsert customers (JSON array of records or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
-  }, async (req, reply) => {
-    const parsed = typeof req.body === 'string' ? parseCustomersCsv(req.body) : parseJsonRecords(req.body, customerCheck);
-    const imported = await deps.registry.upsertMeters(parsed.records);
-    return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
-  });
-
-  app.post('/api/v1/transformers', {
-    preHandler: deps.auth('admin'),
-    schema: { tags: ['registry'], summary: 'Upsert transformers (JSON array or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
-  }, async (req, reply) => {
-    const parsed = typeof req.body === 'string' ? parseTransformersCsv(req.body) : parseJsonRecords(req.body, transformerCheck);
-    const imported = await deps.registry.upsertTransformers(parsed.records);
-    return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
-  });
-
-  app.get('/api/v1/customers/:meterId', {
-    preHandler: deps.auth(),
-    schema: {
-      tags: ['registry'],
-      params: Type.Object({ meterId: Type.String({ pattern: METER_ID_PATTERN }) }),
-      response: { 200: CustomerRecord, 404: ErrorBody },
+  app.post(
+    '/api/v1/customers',
+    {
+      preHandler: deps.auth('admin'),
+      schema: { tags: ['registry'], summary: 'Upsert customers (JSON array of records or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
     },
-  }, async (req, reply) => {
-    const m = await deps.registry.getMeter(req.params.meterId);
-    if (!m.registered) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `meter ${req.params.meterId} is not in the registry` });
-    const { registered: _r, ...record } = m;
-    return record;
-  });
+    async (req, reply) => {
+      const parsed = typeof req.body === 'string' ? parseCustomersCsv(req.body) : parseJsonRecords(req.body, customerCheck);
+      const imported = await deps.registry.upsertMeters(parsed.records);
+      return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
+    },
+  );
+
+  app.post(
+    '/api/v1/transformers',
+    {
+      preHandler: deps.auth('admin'),
+      schema: { tags: ['registry'], summary: 'Upsert transformers (JSON array or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
+    },
+    async (req, reply) => {
+      const parsed = typeof req.body === 'string' ? parseTransformersCsv(req.body) : parseJsonRecords(req.body, transformerCheck);
+      const imported = await deps.registry.upsertTransformers(parsed.records);
+      return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
+    },
+  );
+
+  app.get(
+    '/api/v1/customers/:meterId',
+    {
+      preHandler: deps.auth(),
+      schema: {
+        tags: ['registry'],
+        params: Type.Object({ meterId: Type.String({ pattern: METER_ID_PATTERN }) }),
+        response: { 200: CustomerRecord, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const m = await deps.registry.getMeter(req.params.meterId);
+      if (!m.registered) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `meter ${req.params.meterId} is not in the registry` });
+      const { registered: _r, ...record } = m;
+      return record;
+    },
+  );
 };

@@ -10,7 +10,6 @@ import type { Logger } from '../../shared/logger.js';
 import type { RoutePlugin } from '../app.js';
 import { ErrorBody } from '../../contracts/http.js';
 
-
 const RemoteReading = Type.Object({
   meterId: Type.String(),
   /** The meter's `ts`, normalised to ISO-8601 UTC. */
@@ -158,48 +157,52 @@ export const remoteReadRoutes: RoutePlugin = async (app, deps) => {
   const requester = new ReadRequester(deps.config.mqtt, log);
   app.addHook('onClose', () => requester.close());
 
-  app.post('/api/v1/meters/:id/remote-read', {
-    preHandler: deps.auth('meters:command'),
-    schema: {
-      tags: ['meters'],
-      summary: 'Read a meter now over MQTT; the reading is returned and ingested',
-      params: Type.Object({ id: Type.String({ pattern: METER_ID_PATTERN }) }),
-      querystring: Type.Object({
-        timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: cfg.timeoutMs, description: `Wait less than the configured ${cfg.timeoutMs} ms` })),
-      }),
-      response: {
-        200: Type.Object({ requestId: Type.String(), latencyMs: Type.Integer(), reading: RemoteReading }),
-        404: ErrorBody,
-        502: ErrorBody,
-        503: ErrorBody,
-        504: ErrorBody,
+  app.post(
+    '/api/v1/meters/:id/remote-read',
+    {
+      preHandler: deps.auth('meters:command'),
+      schema: {
+        tags: ['meters'],
+        summary: 'Read a meter now over MQTT; the reading is returned and ingested',
+        params: Type.Object({ id: Type.String({ pattern: METER_ID_PATTERN }) }),
+        querystring: Type.Object({
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: cfg.timeoutMs, description: `Wait less than the configured ${cfg.timeoutMs} ms` })),
+        }),
+        response: {
+          200: Type.Object({ requestId: Type.String(), latencyMs: Type.Integer(), reading: RemoteReading }),
+          404: ErrorBody,
+          502: ErrorBody,
+          503: ErrorBody,
+          504: ErrorBody,
+        },
       },
     },
-  }, async (req, reply) => {
-    const id = req.params.id;
-    if (!(await deps.registry.isRegistered(id))) {
-      return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `meter ${id} is not in the registry` });
-    }
-    const timeoutMs = req.query.timeoutMs ?? cfg.timeoutMs;
-    const requestId = randomUUID();
-    const started = Date.now();
-    const result = await requester.read(id, requestId, timeoutMs);
-    if (result === undefined) {
-      log.info({ meterId: id, requestId, timeoutMs }, 'remote read timed out');
-      return reply.code(504).send({ statusCode: 504, error: 'Gateway Timeout', message: `meter ${id} did not answer within ${timeoutMs} ms` });
-    }
-    if (result.kind === 'error') {
-      return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} could not be read: ${result.message}` });
-    }
-    const reading = result.payload;
-    if (!checkReading.Check(reading) || reading.meterId !== id) {
-      log.warn({ meterId: id, requestId }, 'remote read answer is not a valid reading');
-      return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} answered with an invalid reading` });
-    }
-    const ts = isoTs(reading.ts);
-    if (ts === undefined) return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} answered with an invalid ts` });
-    // Ingested like any other reading (the requestId is not part of the reading contract).
-    await requester.ingest(id, reading);
-    return { requestId, latencyMs: Date.now() - started, reading: { ...reading, ts } };
-  });
+    async (req, reply) => {
+      const id = req.params.id;
+      if (!(await deps.registry.isRegistered(id))) {
+        return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `meter ${id} is not in the registry` });
+      }
+      const timeoutMs = req.query.timeoutMs ?? cfg.timeoutMs;
+      const requestId = randomUUID();
+      const started = Date.now();
+      const result = await requester.read(id, requestId, timeoutMs);
+      if (result === undefined) {
+        log.info({ meterId: id, requestId, timeoutMs }, 'remote read timed out');
+        return reply.code(504).send({ statusCode: 504, error: 'Gateway Timeout', message: `meter ${id} did not answer within ${timeoutMs} ms` });
+      }
+      if (result.kind === 'error') {
+        return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} could not be read: ${result.message}` });
+      }
+      const reading = result.payload;
+      if (!checkReading.Check(reading) || reading.meterId !== id) {
+        log.warn({ meterId: id, requestId }, 'remote read answer is not a valid reading');
+        return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} answered with an invalid reading` });
+      }
+      const ts = isoTs(reading.ts);
+      if (ts === undefined) return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: `meter ${id} answered with an invalid ts` });
+      // Ingested like any other reading (the requestId is not part of the reading contract).
+      await requester.ingest(id, reading);
+      return { requestId, latencyMs: Date.now() - started, reading: { ...reading, ts } };
+    },
+  );
 };

@@ -117,10 +117,7 @@ export class ContentionError extends Error {
 
 export type EventOutcome = { status: 'applied'; changes: AlertChangeRecord[] } | { status: 'duplicate' | 'noop' };
 
-export type OperatorOutcomeView =
-  | { status: 'ok'; alert: AlertRecord }
-  | { status: 'not-found' }
-  | { status: 'conflict'; alert: AlertRecord };
+export type OperatorOutcomeView = { status: 'ok'; alert: AlertRecord } | { status: 'not-found' } | { status: 'conflict'; alert: AlertRecord };
 
 export interface SweepStats {
   looked: number;
@@ -168,7 +165,12 @@ export class AlertService {
     return this.store.idsOfKeys(keys);
   }
 
-  private async commit(snapshot: Snapshot, r: EngineResult, now: number, eventId?: string): Promise<{ status: 'ok'; changes: AlertChangeRecord[]; alerts: AlertRecord[] } | 'conflict' | 'dup'> {
+  private async commit(
+    snapshot: Snapshot,
+    r: EngineResult,
+    now: number,
+    eventId?: string,
+  ): Promise<{ status: 'ok'; changes: AlertChangeRecord[]; alerts: AlertRecord[] } | 'conflict' | 'dup'> {
     const res = await this.store.commit({
       snapshot,
       alerts: r.alerts,
@@ -188,15 +190,17 @@ export class AlertService {
     const plan = planEvent(ev, meter, this.cfg);
     const topo = plan.transformerId === null ? null : await this.topology.transformer(plan.transformerId);
     const held = topo === null ? plan.alertKeys : [...plan.alertKeys, `t:${topo.transformerId}`];
-    return this.lock.run(held, () => this.retry(`event ${ev.id}`, async () => {
-      const snap = await this.store.load(plan.alertKeys, topo === null ? null : topo.transformerId);
-      const r = applyEvent({ event: ev, meter, topology: topo, alerts: snap.byKey, cleared: snap.cleared, tracker: snap.tracker, now: clock() }, this.cfg);
-      if (r.alerts.length === 0 && r.tracker === null && r.cleared.set.length === 0 && r.cleared.drop.length === 0) return { status: 'noop' as const };
-      const c = await this.commit(snap, r, clock(), ev.id);
-      if (c === 'dup') return { status: 'duplicate' as const };
-      if (c === 'conflict') return c;
-      return { status: 'applied' as const, changes: c.changes };
-    }));
+    return this.lock.run(held, () =>
+      this.retry(`event ${ev.id}`, async () => {
+        const snap = await this.store.load(plan.alertKeys, topo === null ? null : topo.transformerId);
+        const r = applyEvent({ event: ev, meter, topology: topo, alerts: snap.byKey, cleared: snap.cleared, tracker: snap.tracker, now: clock() }, this.cfg);
+        if (r.alerts.length === 0 && r.tracker === null && r.cleared.set.length === 0 && r.cleared.drop.length === 0) return { status: 'noop' as const };
+        const c = await this.commit(snap, r, clock(), ev.id);
+        if (c === 'dup') return { status: 'duplicate' as const };
+        if (c === 'conflict') return c;
+        return { status: 'applied' as const, changes: c.changes };
+      }),
+    );
   }
 
   async operator(id: string, action: OperatorAction, clock: () => number = Date.now): Promise<OperatorOutcomeView> {
@@ -291,4 +295,3 @@ export function createAlertService(
   });
   return { store, service };
 }
-

@@ -40,7 +40,11 @@ export function webhookTargets(cfg: AlertsConfig, env: Env): Map<string, Webhook
     out.set(w.name, { name: w.name, url: w.url, secret });
   }
   cfg.routes.forEach((r, i) => {
-    if (!out.has(r.webhook)) throw new ConfigError(`config/alerts.yaml: alerts.routes.${i}.webhook`, `one of the configured webhooks (${[...out.keys()].join(', ') || 'none'}), got "${r.webhook}"`);
+    if (!out.has(r.webhook))
+      throw new ConfigError(
+        `config/alerts.yaml: alerts.routes.${i}.webhook`,
+        `one of the configured webhooks (${[...out.keys()].join(', ') || 'none'}), got "${r.webhook}"`,
+      );
   });
   return out;
 }

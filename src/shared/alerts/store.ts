@@ -134,7 +134,6 @@ return out
 const CAS_SCRIPT = new LuaScript(CAS);
 const READ_SCRIPT = new LuaScript(READ);
 
-
 interface DocWrite {
   field: string;
   mode: 'w' | 'd' | 'c';
@@ -248,7 +247,11 @@ export class AlertStore {
   /** Loads doc fields and their versions in one MULTI, so content and version agree. */
   private async readFields(fields: string[]): Promise<Array<{ field: string; raw: string | null; version: string }>> {
     if (fields.length === 0) return [];
-    const res = await this.redis.multi().hmget(this.keys.doc, ...fields).hmget(this.keys.ver, ...fields).exec();
+    const res = await this.redis
+      .multi()
+      .hmget(this.keys.doc, ...fields)
+      .hmget(this.keys.ver, ...fields)
+      .exec();
     const docs = res?.[0]?.[1];
     const vers = res?.[1]?.[1];
     if (res === null || !Array.isArray(docs) || !Array.isArray(vers)) throw new Error('alert store read was aborted');
@@ -263,7 +266,11 @@ export class AlertStore {
   async load(keys: readonly string[], trackerId: string | null): Promise<Snapshot> {
     const snap = new Snapshot();
     snap.trackerId = trackerId;
-    const reply = await READ_SCRIPT.run(this.redis, [this.keys.doc, this.keys.ver], [keys.length, ...keys.map(keyField), trackerId === null ? '' : trackerField(trackerId)]);
+    const reply = await READ_SCRIPT.run(
+      this.redis,
+      [this.keys.doc, this.keys.ver],
+      [keys.length, ...keys.map(keyField), trackerId === null ? '' : trackerField(trackerId)],
+    );
     const flat = Array.isArray(reply) ? reply.map((v: unknown) => (typeof v === 'string' ? v : String(v))) : [];
     if (flat.length !== keys.length * 6 + (trackerId === null ? 0 : 2)) throw new Error('alert store read returned an unexpected reply');
     keys.forEach((key, i) => {
