@@ -105,7 +105,10 @@ for (const msg of sim.messages()) {
   const slot = (meterId: string) => {
     const s = shardOf(meterId, shards);
     let e = byShard.get(s);
-    if (e === undefined) byShard.set(s, (e = { readings: [], events: [] }));
+    if (e === undefined) {
+      e = { readings: [], events: [] };
+      byShard.set(s, e);
+    }
     return e;
   };
   for (const r of parsed.readings) slot(r.meterId).readings.push(r);

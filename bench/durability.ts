@@ -13,8 +13,7 @@ import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { keys } from '../src/shared/redis.js';
 import { startInfluxd, startMosquitto, startRedis } from '../src/shared/services.js';
-import { exited, serviceEnv, spawnRole } from '../tests/helpers/pipeline.js';
-import { progress, report, type BenchRow } from './lib.js';
+import { progress, report, type BenchRow, roleEnv, spawnRole } from './lib.js';
 
 const SHARDS = 16;
 const N = Number(process.env.BENCH_DURABILITY_N ?? 60_000);
@@ -58,7 +57,7 @@ async function run(c: Case, influxUrl: string): Promise<BenchRow> {
   const [redisSvc, mqttSvc] = await Promise.all([startRedis({ persist: true, appendfsync: c.appendfsync }), startMosquitto({ conf: c.mosquitto })]);
   const redis = new Redis(redisSvc.url);
   try {
-    const env = serviceEnv({ redis: redisSvc, mqtt: mqttSvc }, { INFLUX_URL: influxUrl, STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'durability', LOG_LEVEL: 'warn' });
+    const env = roleEnv({ redis: redisSvc, mqtt: mqttSvc }, { INFLUX_URL: influxUrl, STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'durability', LOG_LEVEL: 'warn' });
     const startIngest = async (): Promise<ReturnType<typeof spawnRole>> => {
       const child = spawnRole('ingest', env);
       const deadline = Date.now() + 60_000;
@@ -88,8 +87,7 @@ async function run(c: Case, influxUrl: string): Promise<BenchRow> {
     const liveAcked = await publish(messages(t0), 'live');
     await waitAppended(N);
     const liveSecs = (performance.now() - t) / 1000;
-    child.kill('SIGTERM');
-    await exited(child);
+    await child.stop();
 
     // The ingest away: the broker queues for its persistent session.
     const backlogAcked = await publish(messages(t0 + 30 * 86_400_000), 'backlog');
@@ -97,8 +95,7 @@ async function run(c: Case, influxUrl: string): Promise<BenchRow> {
     child = await startIngest();
     await waitAppended(2 * N);
     const drainSecs = (performance.now() - td) / 1000;
-    child.kill('SIGTERM');
-    await exited(child);
+    await child.stop();
     await pub.endAsync();
     progress('');
     return {

@@ -8,8 +8,7 @@ import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { keys } from '../src/shared/redis.js';
 import { startInfluxd, startMosquitto, startRedis } from '../src/shared/services.js';
-import { exited, serviceEnv, spawnRole } from '../tests/helpers/pipeline.js';
-import { progress, report, type BenchRow } from './lib.js';
+import { progress, report, type BenchRow, roleEnv, spawnRole } from './lib.js';
 
 const SHARDS = 16;
 const SINGLE_N = Number(process.env.BENCH_SINGLE ?? 40_000);
@@ -68,7 +67,7 @@ async function rawRate(url: string, msgs: Msg[], label: string): Promise<number>
 async function main(): Promise<void> {
   const [redisSvc, mqttSvc, influxSvc] = await Promise.all([startRedis(), startMosquitto(), startInfluxd()]);
   const redis = new Redis(redisSvc.url);
-  const env = serviceEnv({ redis: redisSvc, mqtt: mqttSvc, influx: influxSvc }, { STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'bench', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' });
+  const env = roleEnv({ redis: redisSvc, mqtt: mqttSvc, influx: influxSvc }, { STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'bench', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' });
   const rows: BenchRow[] = [];
   const t0 = Math.floor(Date.now() / 900_000) * 900_000 - 400 * 86_400_000;
   try {
@@ -104,8 +103,7 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 20));
       }
       await publishing;
-      child.kill('SIGTERM');
-      await exited(child);
+      await child.stop();
       await pub.endAsync();
       // Drop the persistent session so later cases' messages are not queued for it.
       await (await mqtt.connectAsync(mqttSvc.url, { clientId: `${clientId}-ingest`, clean: true })).endAsync();

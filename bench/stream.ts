@@ -25,7 +25,7 @@ import { parseEntry } from '../src/stream/entries.js';
 import { streamKeys } from '../src/stream/keys.js';
 import { startStream } from '../src/stream/main.js';
 import { ShardWork, type MeterRecord } from '../src/stream/shard-work.js';
-import { buildFleet, feedEntries, fleetEntries, loadRegistry } from '../tests/helpers/stream-fleet.js';
+import { buildFleet, feedEntries, fleetEntries, loadRegistry } from '../simulators/stream-fleet.js';
 
 const { values: args } = parseArgs({
   options: {

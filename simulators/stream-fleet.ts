@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import type { MeterEvent, MeterExchangeEvent, Reading } from '../../src/contracts/reading.js';
-import type { CustomerClass, TransformerRecord } from '../../src/contracts/registry.js';
-import { shardOf } from '../../src/domain/shard.js';
-import { keys } from '../../src/shared/redis.js';
+import type { MeterEvent, MeterExchangeEvent, Reading } from '../src/contracts/reading.js';
+import type { CustomerClass, TransformerRecord } from '../src/contracts/registry.js';
+import { shardOf } from '../src/domain/shard.js';
+import { keys } from '../src/shared/redis.js';
 
 /**
  * A deterministic fleet for the stream-worker tests: flat residential meters (15-min reads on the
