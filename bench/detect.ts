@@ -59,7 +59,12 @@ if (!Number.isFinite(toleranceHours) || toleranceHours < 0) throw new Error(`--t
 const shards = Number(args.shards);
 const det = loadSection('detection', DetectionConfig);
 const ing = loadSection('ingest', IngestConfig);
-const limits: ParseLimits = { maxPayloadBytes: ing.maxPayloadBytes, maxBatch: ing.maxBatch, maxFutureMs: ing.maxFutureSeconds * 1000, maxAgeMs: ing.maxAgeDays * 86_400_000 };
+const limits: ParseLimits = {
+  maxPayloadBytes: ing.maxPayloadBytes,
+  maxBatch: ing.maxBatch,
+  maxFutureMs: ing.maxFutureSeconds * 1000,
+  maxAgeMs: ing.maxAgeDays * 86_400_000,
+};
 const settings = compileSettings(det, scenario.timezone);
 
 const fleet = generateFleet(scenario);
@@ -76,8 +81,11 @@ const work = (shard: number): ShardWork => {
   let w = works.get(shard);
   if (w === undefined) {
     w = new ShardWork(shard, {
-      settings, watermarkLatenessMs: det.watermark.latenessMinutes * 60_000, maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
-      aggMs: det.feederOverload.intervalMinutes * 60_000, band: () => 'flat',
+      settings,
+      watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
+      maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
+      aggMs: det.feederOverload.intervalMinutes * 60_000,
+      band: () => 'flat',
     });
     works.set(shard, w);
   }
@@ -139,7 +147,9 @@ const truth = sim.plan.truth;
 const report = score({ truth, alerts: episodesFromEvents(events), source: 'events' });
 const days = Math.round((scenario.toMs - scenario.fromMs) / 86_400_000);
 console.log(`${scenario.name}: ${fleet.meters.length} meters x ${days} days, seed ${scenario.seed}; ${readings} readings in ${seconds.toFixed(1)} s`);
-console.log(`domain throughput: ${Math.round(readings / (processMs / 1000))} readings/s (ShardWork.process only: ${(processMs / 1000).toFixed(1)} s of ${seconds.toFixed(1)} s)`);
+console.log(
+  `domain throughput: ${Math.round(readings / (processMs / 1000))} readings/s (ShardWork.process only: ${(processMs / 1000).toFixed(1)} s of ${seconds.toFixed(1)} s)`,
+);
 console.log(formatReport(report));
 console.log('');
 const intervalOpts = { toleranceMs: toleranceHours * 3_600_000, defaultIntervalMinutes: 15 };
@@ -154,23 +164,34 @@ if (args.details) {
   const describe = (meterId: string): string => {
     const m = fleet.meters.find((x) => x.meterId === meterId);
     const inj = truth.filter((t) => t.meters.includes(meterId)).map((t) => `${t.type}/${t.magnitude} ${iso(t.startMs)}..${iso(t.endMs)}`);
-    return m === undefined ? meterId : `${meterId} ${m.class} ${m.profile} ${(m.meanW * 24 / 1000).toFixed(1)} kWh/d pv=${m.pvKwp} ${m.intervalMinutes}m [${inj.join('; ')}]`;
+    return m === undefined
+      ? meterId
+      : `${meterId} ${m.class} ${m.profile} ${((m.meanW * 24) / 1000).toFixed(1)} kWh/d pv=${m.pvKwp} ${m.intervalMinutes}m [${inj.join('; ')}]`;
   };
   console.log('\nmissed:');
   for (const m of report.missed) {
     const t = truth.find((x) => x.id === m.id);
     const firsts = events.filter((e) => e.subject === m.subject && e.type === m.type && e.status === 'firing').map((e) => iso(e.ts));
-    console.log(`  ${m.id} ${m.type}/${m.magnitude} ${t ? `${iso(t.startMs)}..${iso(t.endMs)} ${JSON.stringify(t.params)}` : ''} fired: ${firsts.slice(0, 3).join(', ') || 'never'}\n    ${describe(m.subject)}`);
+    console.log(
+      `  ${m.id} ${m.type}/${m.magnitude} ${t ? `${iso(t.startMs)}..${iso(t.endMs)} ${JSON.stringify(t.params)}` : ''} fired: ${firsts.slice(0, 3).join(', ') || 'never'}\n    ${describe(m.subject)}`,
+    );
   }
   console.log('\nfalse positives:');
   for (const f of report.falsePositives) console.log(`  ${f.type} ${iso(f.firstSeen)} ${describe(f.subject)}`);
-  const dropLike = new Set(truth.filter((t) => t.kind === 'anomaly' && ['drop', 'flatline', 'reverseFlow', 'outage'].includes(t.type)).flatMap((t) => t.meters));
-  const margins = [...lowestShare].filter(([id]) => !dropLike.has(id)).sort((a, b) => a[1].share - b[1].share).slice(0, 5);
+  const dropLike = new Set(
+    truth.filter((t) => t.kind === 'anomaly' && ['drop', 'flatline', 'reverseFlow', 'outage'].includes(t.type)).flatMap((t) => t.meters),
+  );
+  const margins = [...lowestShare]
+    .filter(([id]) => !dropLike.has(id))
+    .sort((a, b) => a[1].share - b[1].share)
+    .slice(0, 5);
   console.log(`\nlowest drop-window share on meters with no drop-like injection (fires below ${det.drop.ratio}):`);
   for (const [id, m] of margins) console.log(`  ${m.share.toFixed(3)} at ${iso(m.ts)} ${describe(id)}`);
   console.log('\ndelays (clear, drop and flatline):');
   for (const t of truth.filter((x) => (x.type === 'drop' || x.type === 'flatline') && x.kind === 'anomaly')) {
     const first = events.find((e) => e.subject === t.subject && e.type === t.type && e.status === 'firing' && e.ts >= t.startMs);
-    console.log(`  ${t.id} ${t.type}/${t.magnitude} ${iso(t.startMs)}..${iso(t.endMs)} ${JSON.stringify(t.params)} first firing ${first ? `${iso(first.ts)} (+${((first.ts - t.startMs) / 3_600_000).toFixed(1)} h)` : '-'}`);
+    console.log(
+      `  ${t.id} ${t.type}/${t.magnitude} ${iso(t.startMs)}..${iso(t.endMs)} ${JSON.stringify(t.params)} first firing ${first ? `${iso(first.ts)} (+${((first.ts - t.startMs) / 3_600_000).toFixed(1)} h)` : '-'}`,
+    );
   }
 }

@@ -57,7 +57,10 @@ async function run(c: Case, influxUrl: string): Promise<BenchRow> {
   const [redisSvc, mqttSvc] = await Promise.all([startRedis({ persist: true, appendfsync: c.appendfsync }), startMosquitto({ conf: c.mosquitto })]);
   const redis = new Redis(redisSvc.url);
   try {
-    const env = roleEnv({ redis: redisSvc, mqtt: mqttSvc }, { INFLUX_URL: influxUrl, STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'durability', LOG_LEVEL: 'warn' });
+    const env = roleEnv(
+      { redis: redisSvc, mqtt: mqttSvc },
+      { INFLUX_URL: influxUrl, STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'durability', LOG_LEVEL: 'warn' },
+    );
     const startIngest = async (): Promise<ReturnType<typeof spawnRole>> => {
       const child = spawnRole('ingest', env);
       const deadline = Date.now() + 60_000;

@@ -23,7 +23,15 @@ function makeMessages(n: number, batch: number, t0: number): Msg[] {
   const reading = (i: number): { meterId: string; ts: number; importWh: number; exportWh: number; powerW: number; voltageV: number; currentA: number } => {
     const meter = i % METERS;
     const k = Math.floor(i / METERS);
-    return { meterId: `M-${String(meter).padStart(6, '0')}`, ts: t0 + k * 900_000, importWh: 5_000_000 + k * 317 + meter, exportWh: 0, powerW: 1268, voltageV: 229.7, currentA: 5.52 };
+    return {
+      meterId: `M-${String(meter).padStart(6, '0')}`,
+      ts: t0 + k * 900_000,
+      importWh: 5_000_000 + k * 317 + meter,
+      exportWh: 0,
+      powerW: 1268,
+      voltageV: 229.7,
+      currentA: 5.52,
+    };
   };
   if (batch === 1) {
     for (let i = 0; i < n; i++) {
@@ -67,7 +75,10 @@ async function rawRate(url: string, msgs: Msg[], label: string): Promise<number>
 async function main(): Promise<void> {
   const [redisSvc, mqttSvc, influxSvc] = await Promise.all([startRedis(), startMosquitto(), startInfluxd()]);
   const redis = new Redis(redisSvc.url);
-  const env = roleEnv({ redis: redisSvc, mqtt: mqttSvc, influx: influxSvc }, { STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'bench', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' });
+  const env = roleEnv(
+    { redis: redisSvc, mqtt: mqttSvc, influx: influxSvc },
+    { STREAM_SHARDS: String(SHARDS), MQTT_CLIENT_ID: 'bench', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
+  );
   const rows: BenchRow[] = [];
   const t0 = Math.floor(Date.now() / 900_000) * 900_000 - 400 * 86_400_000;
   try {

@@ -34,7 +34,7 @@ export function writeResult(name: string, body: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = `${RESULTS_DIR}${name ? `${name}-` : ''}${stamp}.json`;
-  writeFileSync(file, JSON.stringify(body, null, 2) + '\n');
+  writeFileSync(file, `${JSON.stringify(body, null, 2)}\n`);
   process.stdout.write(`written ${file}\n`);
   return file;
 }
@@ -78,7 +78,10 @@ export function machineContext(): MachineContext {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     gitCommit: git(['rev-parse', 'HEAD']),
-    gitDirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '').split('\n').filter(Boolean).map((l) => l.trim()),
+    gitDirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.trim()),
   };
 }
 
@@ -157,7 +160,8 @@ export function spawnRole(role: string, env: Record<string, string>): RoleProces
     async ready(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       while (!seenReady) {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`role ${role} exited (${child.exitCode ?? child.signalCode}) before it started:\n${out.slice(-3000)}`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`role ${role} exited (${child.exitCode ?? child.signalCode}) before it started:\n${out.slice(-3000)}`);
         if (Date.now() > deadline) throw new Error(`role ${role} did not start within ${timeoutMs} ms:\n${out.slice(-3000)}`);
         await sleep(50);
       }
@@ -183,7 +187,11 @@ export function spawnRole(role: string, env: Record<string, string>): RoleProces
 }
 
 /** Runs a bench script (`bench/<name>`) in its own process, echoing its output; returns its exit code, output and the JSON it wrote. */
-export async function runBenchChild(script: string, args: string[] = [], env: Record<string, string> = {}): Promise<{ status: number | null; output: string; resultFile: string | undefined }> {
+export async function runBenchChild(
+  script: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; output: string; resultFile: string | undefined }> {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(`./${script}`, import.meta.url)), ...args], {
     cwd: REPO,
     env: { ...process.env, ...env },
@@ -290,8 +298,14 @@ const PROFILES: Record<'residential' | 'commercial' | 'industrial', { weekday: n
     weekend: [2000, 2000, 2000, 2000, 2000, 2000, 2000, 2200, 2500, 2800, 3000, 3000, 3000, 3000, 3000, 2800, 2500, 2200, 2100, 2000, 2000, 2000, 2000, 2000],
   },
   industrial: {
-    weekday: [30000, 30000, 30000, 30000, 30000, 35000, 80000, 85000, 85000, 85000, 85000, 85000, 80000, 85000, 85000, 85000, 85000, 85000, 85000, 85000, 85000, 80000, 40000, 30000],
-    weekend: [30000, 30000, 30000, 30000, 30000, 30000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 35000, 30000, 30000],
+    weekday: [
+      30000, 30000, 30000, 30000, 30000, 35000, 80000, 85000, 85000, 85000, 85000, 85000, 80000, 85000, 85000, 85000, 85000, 85000, 85000, 85000, 85000, 80000,
+      40000, 30000,
+    ],
+    weekend: [
+      30000, 30000, 30000, 30000, 30000, 30000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 40000, 35000,
+      30000, 30000,
+    ],
   },
 };
 const CLASS_CODES: Array<'residential' | 'commercial' | 'industrial'> = ['residential', 'commercial', 'industrial'];

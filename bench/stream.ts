@@ -67,7 +67,13 @@ async function main(): Promise<void> {
   for (const { shard, entry } of parsed) {
     let w = works.get(shard);
     if (w === undefined) {
-      w = new ShardWork(shard, { settings, watermarkLatenessMs: det.watermark.latenessMinutes * 60_000, maxFutureMs: 600_000, aggMs: 900_000, band: () => 'flat' });
+      w = new ShardWork(shard, {
+        settings,
+        watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
+        maxFutureMs: 600_000,
+        aggMs: 900_000,
+        band: () => 'flat',
+      });
       works.set(shard, w);
     }
     lines += w.process([entry], meterOf).lines.length;
@@ -86,8 +92,14 @@ async function main(): Promise<void> {
     await feedEntries(redis, entries);
     const feedSec = (performance.now() - f0) / 1000;
     const env = {
-      REDIS_URL: redisSvc.url, INFLUX_URL: influxSvc.url, INFLUX_API: 'v1', INFLUX_BUCKET: 'bench', STREAM_SHARDS: String(shards),
-      MF_TIMEZONE: 'UTC', LOG_LEVEL: 'warn', MF_INSTANCE: 'bench',
+      REDIS_URL: redisSvc.url,
+      INFLUX_URL: influxSvc.url,
+      INFLUX_API: 'v1',
+      INFLUX_BUCKET: 'bench',
+      STREAM_SHARDS: String(shards),
+      MF_TIMEZONE: 'UTC',
+      LOG_LEVEL: 'warn',
+      MF_INSTANCE: 'bench',
     };
     const backlog = async (): Promise<number> => {
       let n = 0;
@@ -97,12 +109,17 @@ async function main(): Promise<void> {
     const w0 = performance.now();
     const closers: Array<() => Promise<void>> = [];
     if (workers === 1) {
-      const h = await startStream({ config: loadConfig({ ...env, WORKER_INDEX: '0', WORKER_COUNT: '1' }), log: createLogger({ level: 'warn' }), metrics: createMetrics() });
+      const h = await startStream({
+        config: loadConfig({ ...env, WORKER_INDEX: '0', WORKER_COUNT: '1' }),
+        log: createLogger({ level: 'warn' }),
+        metrics: createMetrics(),
+      });
       closers.push(() => h.close());
     } else {
       for (let i = 0; i < workers; i++) {
         const child = spawn(process.execPath, ['bin/meterflow.js', 'stream'], {
-          cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'],
+          cwd: REPO,
+          stdio: ['ignore', 'inherit', 'inherit'],
           env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, WORKER_INDEX: String(i), WORKER_COUNT: String(workers) },
         });
         closers.push(async () => {
@@ -151,11 +168,21 @@ async function main(): Promise<void> {
     console.log('');
     for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v.padStart(14)}`);
     result = {
-      bench: 'stream', at: new Date().toISOString(), cores: cpus().length, node: process.version,
-      meters, days, shards, workers, readings, entries: entries.length,
-      domainReadingsPerSec: Math.round(readings / domainSec), influxLines: lines,
+      bench: 'stream',
+      at: new Date().toISOString(),
+      cores: cpus().length,
+      node: process.version,
+      meters,
+      days,
+      shards,
+      workers,
+      readings,
+      entries: entries.length,
+      domainReadingsPerSec: Math.round(readings / domainSec),
+      influxLines: lines,
       feedReadingsPerSec: Math.round(readings / feedSec),
-      workerReadingsPerSec: Math.round(readings / workerSec), workerSeconds: Number(workerSec.toFixed(2)),
+      workerReadingsPerSec: Math.round(readings / workerSec),
+      workerSeconds: Number(workerSec.toFixed(2)),
       stateBytesPerMeter: { mean: Math.round(mean), p99, max, meters: sizes.length },
       redisUsedMemoryBytes: redisMem === undefined ? null : Number(redisMem),
       baselineSlots: det.baseline.slots,

@@ -11,7 +11,18 @@ import { streamKeys } from '../../src/stream/keys.js';
 import { startStream } from '../../src/stream/main.js';
 import { exited, memoryLogger, roleContext, spawnRole } from '../helpers/pipeline.js';
 import { startInflux, startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
-import { at, buildFleet, EXCHANGED, EXCHANGED_WH_PER_Q, feedEntries, fleetEntries, FLEET_START, loadRegistry, Q, type Fleet } from '../../simulators/stream-fleet.js';
+import {
+  at,
+  buildFleet,
+  EXCHANGED,
+  EXCHANGED_WH_PER_Q,
+  feedEntries,
+  fleetEntries,
+  FLEET_START,
+  loadRegistry,
+  Q,
+  type Fleet,
+} from '../../simulators/stream-fleet.js';
 
 const SHARDS = 4;
 let influxd: LocalService;
