@@ -169,6 +169,26 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     }
   }, 60_000);
 
+  it("keeps a 15-min meter's dedup set compact after a backlog pushed it past the compact size", async () => {
+    await redis.flushall();
+    const { ctx } = roleContext(serviceEnv(s, { STREAM_SHARDS: String(SHARDS), MF_INSTANCE: 'it-dedup15', MQTT_CLIENT_ID: 'dedup15-test' }));
+    const handle = await startIngest(ctx);
+    try {
+      // 30 h of 15-min reads (121 in the window), then 2 days of backlog in one array: 193 new before the trim.
+      const Q = 900_000;
+      const reads = Array.from({ length: 121 + 192 }, (_, k) => ({ ...reading(8, 0), ts: T0 + k * Q, importWh: 1_000_000 + k * 100 }));
+      await publishAll(pub, [['concentrators/C-8/readings', JSON.stringify(reads.slice(0, 121))]]);
+      await publishAll(pub, [['meters/M-0008/readings', JSON.stringify(reads.slice(121))]]);
+      expect(await eventually(async () => handle.ingestor.totals.readings === reads.length, 20_000)).toBe(true);
+      const seenKey = (await redis.keys('mf:seen:*'))[0] ?? '';
+      expect(await redis.zcard(seenKey)).toBe(121);
+      expect(await redis.object('ENCODING', seenKey)).toBe('listpack');
+      expect(await redis.ttl(seenKey)).toBeGreaterThan(71 * 3600);
+    } finally {
+      await handle.close();
+    }
+  }, 60_000);
+
   it('keeps every reading, in order per meter, when the ingest loses its connection under a QoS 1 backlog', async () => {
     await redis.flushall();
     const logs = memoryLogger('info');
