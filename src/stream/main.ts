@@ -184,6 +184,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     },
   });
   let lastJudge = 0;
+  let judging: Promise<void> | undefined;
   const period = emptyCounts();
   const deadByReason = new Map<string, number>();
 
@@ -213,10 +214,16 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     enqueueEvents,
     enqueueRecomputes,
     contributeLoad: (out) => load.contribute(out.load),
+    // Judging waits for its points to be in InfluxDB: it runs beside the consume loop, one round at a time.
     idle: async () => {
-      if (Date.now() - lastJudge < 1000) return;
+      if (judging !== undefined || Date.now() - lastJudge < 1000) return;
       lastJudge = Date.now();
-      await load.judgeDue();
+      judging = load
+        .judgeDue()
+        .catch((err: unknown) => log.warn({ err }, 'load judging failed; retried next round'))
+        .finally(() => {
+          judging = undefined;
+        });
     },
     onBatch: (shard, out, ms) => {
       batchSeconds.observe(ms / 1000);
@@ -277,6 +284,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const close = once(async () => {
     stats.stop();
     await worker.stop();
+    await judging;
     // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
     // leaving it to a later start (a replay then judges the same intervals the same way).
     try {
