@@ -7,7 +7,7 @@ import { cpus } from 'node:os';
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { keys } from '../src/shared/redis.js';
-import { startInfluxd, startMosquitto, startRedis } from '../src/shared/services.js';
+import { startInfluxd, startMosquitto, startRedis } from '../simulators/services.js';
 import { progress, report, type BenchRow, roleEnv, spawnRole } from './lib.js';
 
 const SHARDS = 16;

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { MqttClient } from 'mqtt';
 import type { Reading } from '../src/contracts/reading.js';
 import type { CustomerClass, CustomerRecord, TransformerRecord } from '../src/contracts/registry.js';
+import { roleEnv as serviceRoleEnv } from '../simulators/services.js';
 
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 export const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -93,18 +94,9 @@ export interface ServiceSet {
   influx?: { url: string };
 }
 
-/** Environment for a role talking to private services (the variables of src/shared/config.ts). */
+/** Environment for a role talking to the bench's private services: 16 stream shards, instance `bench`. */
 export function roleEnv(s: ServiceSet, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    REDIS_URL: s.redis.url,
-    MQTT_URL: s.mqtt.url,
-    INFLUX_URL: s.influx?.url ?? 'http://127.0.0.1:1',
-    INFLUX_BUCKET: 'meterflow',
-    STREAM_SHARDS: '16',
-    LOG_LEVEL: 'warn',
-    MF_INSTANCE: 'bench',
-    ...extra,
-  };
+  return serviceRoleEnv(s, { STREAM_SHARDS: '16', MF_INSTANCE: 'bench', ...extra });
 }
 
 export interface RoleProcess {

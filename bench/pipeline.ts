@@ -36,7 +36,7 @@ import { escTag, readingLine } from '../src/shared/line-protocol.js';
 import { createLogger } from '../src/shared/logger.js';
 import { keys, shardOf } from '../src/shared/redis.js';
 import { RegistryStore } from '../src/shared/registry.js';
-import { freePort, startInfluxd, startMosquitto, startRedis, type LocalService } from '../src/shared/services.js';
+import { freePort, startInfluxd, startMosquitto, startRedis, type LocalService } from '../simulators/services.js';
 import {
   Fleet,
   fleetMessages,
@@ -1130,7 +1130,7 @@ function scalingSvg(points: ScalingPoint[]): string {
 
 // --- main -----------------------------------------------------------------------------------------------------------
 
-// Ctrl-C / SIGTERM: exit through process 'exit', where the services (src/shared/services.ts) and the roles (lib.ts) are killed.
+// Ctrl-C / SIGTERM: exit through process 'exit', where the services (simulators/services.ts) and the roles (lib.ts) are killed.
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 async function main(): Promise<void> {

@@ -9,7 +9,7 @@
  *   npm run bench -- --scaling [--quick]         only the scaling run (docs/scaling.md and docs/scaling.svg)
  *   npm run bench -- --replay-max-s 900          any other option goes to bench/pipeline.ts
  *
- * Each bench starts its own private redis-server / mosquitto / influxd (src/shared/services.ts).
+ * Each bench starts its own private redis-server / mosquitto / influxd (simulators/services.ts).
  */
 import { readFileSync } from 'node:fs';
 import { machineContext, runBenchChild, table, writeResult, type BenchRow } from './lib.js';

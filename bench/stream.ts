@@ -20,7 +20,7 @@ import { loadConfig, loadSection } from '../src/shared/config.js';
 import { createLogger } from '../src/shared/logger.js';
 import { createMetrics } from '../src/shared/metrics.js';
 import { closeRedis, createRedis, keys } from '../src/shared/redis.js';
-import { startInfluxd, startRedis } from '../src/shared/services.js';
+import { startInfluxd, startRedis } from '../simulators/services.js';
 import { parseEntry } from '../src/stream/entries.js';
 import { streamKeys } from '../src/stream/keys.js';
 import { startStream } from '../src/stream/main.js';

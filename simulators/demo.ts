@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../src/shared/logger.js';
 import { createMetrics, type Registry } from '../src/shared/metrics.js';
 import { closeRedis, createRedis } from '../src/shared/redis.js';
 import { RegistryStore } from '../src/shared/registry.js';
-import { freePort, portAnswers, startInfluxd, startMosquitto, startRedis, type LocalService } from '../src/shared/services.js';
+import { freePort, portAnswers, startInfluxd, startMosquitto, startRedis, type LocalService } from './services.js';
 import { runSimulation, type SimProgress } from './publish.js';
 import { loadScenario } from './scenario.js';
 

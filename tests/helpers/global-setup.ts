@@ -1,4 +1,4 @@
-import { ensureBinary } from '../../src/shared/services.js';
+import { ensureBinary } from '../../simulators/services.js';
 
 /**
  * Runs once before any test file: installs the service binaries the tests start (Debian packages, as root),

@@ -9,6 +9,7 @@ import { createMetrics } from '../../src/shared/metrics.js';
 import { keys } from '../../src/shared/redis.js';
 import type { RoleContext } from '../../src/shared/role.js';
 import type { LocalService } from './services.js';
+import { roleEnv } from '../../simulators/services.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -20,16 +21,7 @@ export interface TestServices {
 
 /** Environment for a role talking to private test services. */
 export function serviceEnv(s: TestServices, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    REDIS_URL: s.redis.url,
-    MQTT_URL: s.mqtt.url,
-    INFLUX_URL: s.influx?.url ?? 'http://127.0.0.1:1',
-    INFLUX_BUCKET: 'meterflow',
-    STREAM_SHARDS: '4',
-    LOG_LEVEL: 'warn',
-    MF_INSTANCE: 'test',
-    ...extra,
-  };
+  return roleEnv(s, { MF_INSTANCE: 'test', ...extra });
 }
 
 /** Lines logged by the roles, kept for assertions (a real pino stream, not a mock). */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { startInfluxd, startMosquitto, startRedis, type LocalService } from '../../src/shared/services.js';
+import { startInfluxd, startMosquitto, startRedis, type LocalService } from '../../simulators/services.js';
 
-export type { LocalService } from '../../src/shared/services.js';
-export { freePort } from '../../src/shared/services.js';
+export type { LocalService } from '../../simulators/services.js';
+export { freePort } from '../../simulators/services.js';
 
 /** Private Redis on a free port (killable, restartable). `persist` turns AOF on so a restart keeps data. */
 export const startTestRedis = (opts: { persist?: boolean } = {}): Promise<LocalService> => startRedis(opts);

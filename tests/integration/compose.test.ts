@@ -6,7 +6,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseTokens } from '../../src/shared/config.js';
-import { portAnswers, which } from '../../src/shared/services.js';
+import { portAnswers, which } from '../../simulators/services.js';
 import { isObject } from '../helpers/grafana-queries.js';
 import { freePort } from '../helpers/services.js';
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { ServiceError } from './errors.js';
+import { ServiceError } from '../src/shared/errors.js';
 
 /**
  * Local Redis, Mosquitto and InfluxDB for the demo and the tests: use what answers, else start the installed
@@ -389,4 +389,21 @@ export async function ensureServices(urls: ServiceUrls, log: (m: string) => void
     log(`influxdb: nothing at ${urls.influxUrl}, started influxd on ${s.url}`);
   } else log(`influxdb: using ${urls.influxUrl}`);
   return { urls: out, started };
+}
+
+/** Environment (the variables of src/shared/config.ts) for a role talking to private services like these. */
+export function roleEnv(
+  s: { redis: { url: string }; mqtt: { url: string }; influx?: { url: string } },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    REDIS_URL: s.redis.url,
+    MQTT_URL: s.mqtt.url,
+    INFLUX_URL: s.influx?.url ?? 'http://127.0.0.1:1',
+    INFLUX_BUCKET: 'meterflow',
+    STREAM_SHARDS: '4',
+    LOG_LEVEL: 'warn',
+    MF_INSTANCE: 'local',
+    ...extra,
+  };
 }
