@@ -631,79 +631,58 @@ function remember(det: DetectorState, iv: IntervalFacts): void {
   det.recentEnd = iv.end;
 }
 
+/** spike: one interval far above what the meter uses then. Estimated intervals carry the baseline shape, not a
+ * measurement, so they neither fire nor clear (the caller judges only measured, warm intervals). */
+function spikeStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, out: Evaluation, solarHour: boolean, minutes: number): void {
+  const events = out.events;
+  const base = solarHour ? Math.max(iv.expectedWh, iv.peakWh ?? 0) : iv.expectedWh;
+  const excess = iv.wh - base;
+  const z = excess / Math.max(iv.spreadWh, 1e-9);
+  const spiked =
+    iv.wh >= s.spike.factor * base && z >= s.spike.zScore && iv.demandW >= s.spike.minDemandW && excess >= (s.spike.minExcessShare ?? 0) * (iv.meterWh ?? 0);
+  if (spiked) {
+    det.spike = true;
+    mark(iv, meter.meterId, 'spike', z, out.marks);
+    const ratio = iv.expectedWh > 0 ? `${(iv.wh / iv.expectedWh).toFixed(1)}x` : 'far above';
+    events.push(
+      meterEvent(meter, 'spike', 'firing', iv.end, {
+        value: iv.wh,
+        expected: iv.expectedWh,
+        score: z,
+        severity: z >= s.spike.majorZScore ? 'major' : 'warning',
+        reason: `${kwh(iv.wh)} in ${minutes} min, ${ratio} the usual ${kwh(iv.expectedWh)}`,
+      }),
+    );
+  } else if (det.spike) {
+    det.spike = false;
+    events.push(
+      meterEvent(meter, 'spike', 'clear', iv.end, {
+        value: iv.wh,
+        expected: iv.expectedWh,
+        score: z,
+        severity: 'info',
+        reason: `back to ${kwh(iv.wh)} in ${minutes} min (usual ${kwh(iv.expectedWh)})`,
+      }),
+    );
+  }
+}
+
 /**
- * Runs the interval detectors (spike, highUsage/drop, stuck, flatline, shape, reverseFlow, customerPeak) on one new
- * interval, in time order. `prev` is updated in place and returned as `det` (this runs once per interval: the
- * caller owns the state it passes).
+ * flatline: a zero register delta is real even across a gap, so estimated intervals count. A meter is frozen only
+ * when neither register moves: a PV meter exporting at noon imports nothing and is alive. Returns whether it fires.
  */
-export function evaluateInterval(
-  prev: DetectorState,
+function flatlineStep(
+  det: DetectorState,
   iv: IntervalFacts,
   meter: MeterRef,
   s: DetectorSettings,
-  src: Expectations = NO_EXPECTATIONS,
-): Evaluation {
-  const det = prev;
-  const out: Evaluation = { det, events: [], marks: [], teach: true };
+  src: Expectations,
+  out: Evaluation,
+  minutes: number,
+): boolean {
   const events = out.events;
-  const minutes = Math.round((iv.end - iv.start) / MINUTE_MS);
   const holiday = iv.holiday === true;
-  const judge = iv.warm && iv.slotReady && !iv.estimated && !holiday;
   const frozen = iv.wh === 0 && iv.exportWh === 0;
-
-  stuckStep(det, iv, meter, s, src, out);
-  // Hours in which the meter exports: its import there is consumption minus generation (PV), and a sunny or a cloudy
-  // day is no anomaly. Spike judges them against the meter's busiest hour (what it imports without the sun at
-  // most); highUsage/drop skip them.
-  if (iv.exportWh > 0 && iv.hour !== undefined) det.exportHours |= 1 << iv.hour;
-  const solarHour = iv.exportWh > 0 || (iv.hour !== undefined && (det.exportHours & (1 << iv.hour)) !== 0);
-
-  // spike: estimated intervals carry the baseline shape, not a measurement, so they neither fire nor clear.
-  let spiked = false;
-  if (judge) {
-    const base = solarHour ? Math.max(iv.expectedWh, iv.peakWh ?? 0) : iv.expectedWh;
-    const excess = iv.wh - base;
-    const z = excess / Math.max(iv.spreadWh, 1e-9);
-    spiked =
-      iv.wh >= s.spike.factor * base && z >= s.spike.zScore && iv.demandW >= s.spike.minDemandW && excess >= (s.spike.minExcessShare ?? 0) * (iv.meterWh ?? 0);
-    if (spiked) {
-      det.spike = true;
-      mark(iv, meter.meterId, 'spike', z, out.marks);
-      const ratio = iv.expectedWh > 0 ? `${(iv.wh / iv.expectedWh).toFixed(1)}x` : 'far above';
-      events.push(
-        meterEvent(meter, 'spike', 'firing', iv.end, {
-          value: iv.wh,
-          expected: iv.expectedWh,
-          score: z,
-          severity: z >= s.spike.majorZScore ? 'major' : 'warning',
-          reason: `${kwh(iv.wh)} in ${minutes} min, ${ratio} the usual ${kwh(iv.expectedWh)}`,
-        }),
-      );
-    } else if (det.spike) {
-      det.spike = false;
-      events.push(
-        meterEvent(meter, 'spike', 'clear', iv.end, {
-          value: iv.wh,
-          expected: iv.expectedWh,
-          score: z,
-          severity: 'info',
-          reason: `back to ${kwh(iv.wh)} in ${minutes} min (usual ${kwh(iv.expectedWh)})`,
-        }),
-      );
-    }
-  }
-
-  // highUsage / drop: intervals without any import (outage, frozen register) are flatline's business, a stuck
-  // value is stuck's, solar hours are the weather's; none adds evidence.
-  if (judge && !frozen && !det.stuck && !solarHour) {
-    const zClip = (s.collective ?? DETECTION_DEFAULTS.collective).zClip;
-    const z = Math.max(-zClip, Math.min(zClip, (iv.wh - iv.expectedWh) / Math.max(iv.spreadWh, 1e-9)));
-    collectiveSide(det, true, iv, z, meter, s, src, out);
-    collectiveSide(det, false, iv, z, meter, s, src, out);
-  }
-
-  // flatline: a zero register delta is real even across a gap, so estimated intervals count. A meter is frozen only
-  // when neither register moves: a PV meter exporting at noon imports nothing and is alive.
   let flatFiring = false;
   if (iv.warm && iv.slotReady && frozen && !holiday) {
     if (det.flatFrom < 0) {
@@ -743,12 +722,12 @@ export function evaluateInterval(
       );
     }
   }
+  return flatFiring;
+}
 
-  const anomalous = out.marks.length > 0 || det.high || det.drop || det.stuck || flatFiring;
-  shapeStep(det, iv, meter, s, src, out, anomalous);
-  remember(det, iv);
-
-  // reverseFlow: export on a meter the registry says has no PV (tamper or a wrong registry entry).
+/** reverseFlow: export on a meter the registry says has no PV (tamper or a wrong registry entry). */
+function reverseFlowStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, out: Evaluation, minutes: number): void {
+  const events = out.events;
   const exporting = !meter.hasPv && iv.exportWh >= s.reverseFlow.minExportWh;
   if (exporting) {
     det.reverse = true;
@@ -773,8 +752,11 @@ export function evaluateInterval(
       }),
     );
   }
+}
 
-  // customerPeak: average interval demand over the contracted capacity; estimated demand proves nothing.
+/** customerPeak: average interval demand over the contracted capacity; estimated demand proves nothing. */
+function customerPeakStep(det: DetectorState, iv: IntervalFacts, meter: MeterRef, s: DetectorSettings, out: Evaluation): void {
+  const events = out.events;
   if (meter.contractKw > 0 && !iv.estimated) {
     const contractW = meter.contractKw * 1000;
     if (iv.demandW > s.customerPeak.ratio * contractW) {
@@ -801,6 +783,54 @@ export function evaluateInterval(
       );
     }
   }
+}
+
+/**
+ * Runs the interval detectors (spike, highUsage/drop, stuck, flatline, shape, reverseFlow, customerPeak) on one new
+ * interval, in time order. `prev` is updated in place and returned as `det` (this runs once per interval: the
+ * caller owns the state it passes).
+ */
+export function evaluateInterval(
+  prev: DetectorState,
+  iv: IntervalFacts,
+  meter: MeterRef,
+  s: DetectorSettings,
+  src: Expectations = NO_EXPECTATIONS,
+): Evaluation {
+  const det = prev;
+  const out: Evaluation = { det, events: [], marks: [], teach: true };
+  const minutes = Math.round((iv.end - iv.start) / MINUTE_MS);
+  const holiday = iv.holiday === true;
+  const judge = iv.warm && iv.slotReady && !iv.estimated && !holiday;
+  const frozen = iv.wh === 0 && iv.exportWh === 0;
+
+  stuckStep(det, iv, meter, s, src, out);
+  // Hours in which the meter exports: its import there is consumption minus generation (PV), and a sunny or a cloudy
+  // day is no anomaly. Spike judges them against the meter's busiest hour (what it imports without the sun at
+  // most); highUsage/drop skip them.
+  if (iv.exportWh > 0 && iv.hour !== undefined) det.exportHours |= 1 << iv.hour;
+  const solarHour = iv.exportWh > 0 || (iv.hour !== undefined && (det.exportHours & (1 << iv.hour)) !== 0);
+
+  // spike: estimated intervals carry the baseline shape, not a measurement, so they neither fire nor clear.
+  if (judge) spikeStep(det, iv, meter, s, out, solarHour, minutes);
+
+  // highUsage / drop: intervals without any import (outage, frozen register) are flatline's business, a stuck
+  // value is stuck's, solar hours are the weather's; none adds evidence.
+  if (judge && !frozen && !det.stuck && !solarHour) {
+    const zClip = (s.collective ?? DETECTION_DEFAULTS.collective).zClip;
+    const z = Math.max(-zClip, Math.min(zClip, (iv.wh - iv.expectedWh) / Math.max(iv.spreadWh, 1e-9)));
+    collectiveSide(det, true, iv, z, meter, s, src, out);
+    collectiveSide(det, false, iv, z, meter, s, src, out);
+  }
+
+  const flatFiring = flatlineStep(det, iv, meter, s, src, out, minutes);
+
+  const anomalous = out.marks.length > 0 || det.high || det.drop || det.stuck || flatFiring;
+  shapeStep(det, iv, meter, s, src, out, anomalous);
+  remember(det, iv);
+
+  reverseFlowStep(det, iv, meter, s, out, minutes);
+  customerPeakStep(det, iv, meter, s, out);
 
   out.teach = !iv.estimated && !holiday && !anomalous;
   return out;
