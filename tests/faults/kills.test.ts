@@ -93,8 +93,13 @@ describe('fault suite: kills, restarts, refusals', () => {
       rig.output(),
     ).toEqual([]);
     expect(old.filter((k) => !missing.has(k))).toEqual([]);
-    const dl = await rig.deadLetters();
-    // Each refused raw read is quarantined (its intervals and baselines too).
+    // Each refused raw read is quarantined (its intervals and baselines too). Isolating them bisects the refused
+    // batches, which may still be under way while later batches are already written.
+    let dl = await rig.deadLetters();
+    while (Date.now() < deadline && (dl.influx_rejected ?? 0) < old.length) {
+      await sleep(1000);
+      dl = await rig.deadLetters();
+    }
     expect(dl.influx_rejected ?? 0).toBeGreaterThanOrEqual(old.length);
     const [, fields] = (await rig.redisClient.xrevrange('mf:dlq', '+', '-', 'COUNT', 1))[0] ?? [];
     expect(fields?.join(' ')).toMatch(/influx_rejected .*beyond retention/);
