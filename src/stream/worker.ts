@@ -134,6 +134,8 @@ export class StreamWorker {
         this.d.log.error({ err }, 'stream batch failed; reloading shards from the checkpoint');
         this.held.clear();
         this.recomputes = [];
+        // A checkpoint still being stored must land (or fail) before the reload reads the checkpoint back.
+        await this.committing?.catch(() => undefined);
         this.committing = undefined;
         await sleep(1000);
         for (const shard of this.d.shards) {
