@@ -20,9 +20,9 @@ import { fileURLToPath } from 'node:url';
 import { DetectionConfig } from '../src/contracts/config-detection.js';
 import { IngestConfig } from '../src/contracts/config-ingest.js';
 import type { MeterEvent, Reading } from '../src/contracts/reading.js';
-import { compileSettings } from '../src/domain/meter-state.js';
+import { compileSettings } from '../src/domain/stream-settings.js';
 import { shardOf } from '../src/domain/shard.js';
-import { parseMessage, parseTopic, type ParseLimits } from '../src/ingest/parse.js';
+import { parseLimits, parseMessage, parseTopic, type ParseLimits } from '../src/ingest/parse.js';
 import { loadSection } from '../src/shared/config.js';
 import { ShardWork, type MeterRecord } from '../src/stream/shard-work.js';
 import { Simulation } from '../simulators/engine.js';
@@ -59,12 +59,7 @@ if (!Number.isFinite(toleranceHours) || toleranceHours < 0) throw new Error(`--t
 const shards = Number(args.shards);
 const det = loadSection('detection', DetectionConfig);
 const ing = loadSection('ingest', IngestConfig);
-const limits: ParseLimits = {
-  maxPayloadBytes: ing.maxPayloadBytes,
-  maxBatch: ing.maxBatch,
-  maxFutureMs: ing.maxFutureSeconds * 1000,
-  maxAgeMs: ing.maxAgeDays * 86_400_000,
-};
+const limits: ParseLimits = parseLimits(ing);
 const settings = compileSettings(det, scenario.timezone);
 
 const fleet = generateFleet(scenario);

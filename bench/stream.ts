@@ -15,7 +15,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { DetectionConfig } from '../src/contracts/config-detection.js';
-import { compileSettings } from '../src/domain/meter-state.js';
+import { compileSettings } from '../src/domain/stream-settings.js';
 import { loadConfig, loadSection } from '../src/shared/config.js';
 import { createLogger } from '../src/shared/logger.js';
 import { createMetrics } from '../src/shared/metrics.js';

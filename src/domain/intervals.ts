@@ -103,25 +103,14 @@ export function newestRead(state: VeeState): RegisterRead | undefined {
   return state.reads[state.reads.length - 1];
 }
 
-/** Index of the first read with ts ≥ tsMs (reads.length if none). */
-function lowerBound(reads: readonly RegisterRead[], tsMs: number): number {
+/** Index of the first read with ts ≥ tsMs, or with ts > tsMs when `past` (reads.length if none). */
+function firstRead(reads: readonly RegisterRead[], tsMs: number, past = false): number {
   let lo = 0;
   let hi = reads.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if ((reads[mid]?.ts ?? Infinity) < tsMs) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Index of the first read with ts > tsMs (reads.length if none). */
-function upperBound(reads: readonly RegisterRead[], tsMs: number): number {
-  let lo = 0;
-  let hi = reads.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((reads[mid]?.ts ?? Infinity) <= tsMs) lo = mid + 1;
+    const ts = reads[mid]?.ts ?? Infinity;
+    if (ts < tsMs || (past && ts === tsMs)) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -139,7 +128,7 @@ export function insertRead(state: VeeState, read: RegisterRead, s: VeeSettings):
     const next = { ...state, reads: [...reads, read] };
     return { kind: 'accepted', state: resets.length > 0 ? traceReset(next, s) : next, appended: true, from: newest.ts, to: read.ts, resets };
   }
-  const i = lowerBound(reads, read.ts);
+  const i = firstRead(reads, read.ts);
   const at = reads[i];
   if (at !== undefined && at.ts === read.ts) return { kind: 'duplicate', conflict: at.imp !== read.imp || at.exp !== read.exp };
   if (read.ts <= newest.ts - s.toleranceMs) return { kind: 'late', newestTs: newest.ts };
@@ -292,7 +281,7 @@ export function computeIntervals(state: VeeState, startMin: number, endMax: numb
   const out: Interval[] = [];
   const pairs: Array<Pair | undefined> = [];
   // Index of the last read at or before the current interval start; advances monotonically.
-  let k = Math.max(0, upperBound(reads, from) - 1);
+  let k = Math.max(0, firstRead(reads, from, true) - 1);
   for (let start = from; start + I <= to; start += I) {
     const end = start + I;
     while ((reads[k + 1]?.ts ?? Infinity) <= start) k++;
@@ -336,18 +325,18 @@ export function settle(state: VeeState, s: VeeSettings): Settled {
   const reads = state.reads;
   const newest = newestRead(state);
   if (newest === undefined) return { state, finalUntil: -Infinity };
-  const anchorIdx = upperBound(reads, newest.ts - s.toleranceMs) - 1;
+  const anchorIdx = firstRead(reads, newest.ts - s.toleranceMs, true) - 1;
   const anchor = reads[anchorIdx];
   if (anchor === undefined) return { state, finalUntil: -Infinity };
   const g = floorGrid(anchor.ts, state.intervalMs, s.gridOffsetMs);
-  const keepFrom = Math.max(0, upperBound(reads, g) - 1);
+  const keepFrom = Math.max(0, firstRead(reads, g, true) - 1);
   const traced = tracing(state) ? traceReset(state, s) : state;
   return { state: keepFrom === 0 ? traced : { ...traced, reads: reads.slice(keepFrom) }, finalUntil: anchor.ts };
 }
 
 /** Index k of the first pair (reads[k], reads[k + 1]) whose register decrease the exchange explains, or -1. */
 function decreaseFor(reads: readonly RegisterRead[], ex: MeterExchange): number {
-  for (let k = Math.max(0, lowerBound(reads, ex.ts) - 1); k + 1 < reads.length; k++) {
+  for (let k = Math.max(0, firstRead(reads, ex.ts) - 1); k + 1 < reads.length; k++) {
     const a = reads[k];
     const b = reads[k + 1];
     if (a === undefined || b === undefined || a.ts > ex.ts) break;
@@ -375,8 +364,8 @@ function traceReset(state: VeeState, s: VeeSettings): VeeState {
   const a = reads[k];
   const b = reads[k + 1];
   if (a === undefined || b === undefined) return state;
-  const lo = Math.max(0, upperBound(reads, floorGrid(a.ts, state.intervalMs, s.gridOffsetMs)) - 1);
-  const hi = Math.min(reads.length, lowerBound(reads, ceilGrid(b.ts, state.intervalMs, s.gridOffsetMs)) + 1);
+  const lo = Math.max(0, firstRead(reads, floorGrid(a.ts, state.intervalMs, s.gridOffsetMs), true) - 1);
+  const hi = Math.min(reads.length, firstRead(reads, ceilGrid(b.ts, state.intervalMs, s.gridOffsetMs)) + 1);
   const slice = reads.slice(lo, hi);
   const prev = state.lastReset;
   const first = slice[0];

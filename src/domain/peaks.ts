@@ -1,7 +1,7 @@
 import type { DetectionConfig } from '../contracts/config-detection.js';
 import type { DetectionEvent, Severity } from '../contracts/events.js';
 import { HOUR_MS, MINUTE_MS } from './local-time.js';
-import { makeEvent } from './detectors.js';
+import { makeEvent } from './detection-events.js';
 
 /**
  * Load peaks over many meters: transformer load (feederOverload) and fleet load (systemPeak), per

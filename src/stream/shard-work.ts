@@ -1,6 +1,6 @@
 import type { DetectionEvent, IntervalMark } from '../contracts/events.js';
 import type { MeterEvent } from '../contracts/reading.js';
-import { meterEvent } from '../domain/detectors.js';
+import { meterEvent } from '../domain/detection-events.js';
 import {
   checkSilent,
   closedDays,
@@ -10,8 +10,8 @@ import {
   processExchange,
   processRead,
   silentDeadline,
-  type StreamSettings,
 } from '../domain/meter-state.js';
+import type { StreamSettings } from '../domain/stream-settings.js';
 import { addSample, advanceCommon, type CommonLevel, commonFactor, newCommonLevel } from '../domain/common-level.js';
 import { aggregationSlots, netDemandW } from '../domain/peaks.js';
 import { escTag, lp } from '../shared/line-protocol.js';

@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DetectionEvent } from '../contracts/events.js';
-import { decodeMeterState, encodeMeterState, type MeterState, type StreamSettings } from '../domain/meter-state.js';
+import type { MeterState } from '../domain/meter-state.js';
+import { decodeMeterState, encodeMeterState } from '../domain/meter-state-codec.js';
+import type { StreamSettings } from '../domain/stream-settings.js';
 import { readingLine } from '../shared/line-protocol.js';
 import { keys } from '../shared/redis.js';
 import { parseEntry, parseEntryList, parseReadReply } from './entries.js';

@@ -1,5 +1,6 @@
 import type { DetectionConfig } from '../../src/contracts/config-detection.js';
-import { compileSettings, type MeterInfo } from '../../src/domain/meter-state.js';
+import type { MeterInfo } from '../../src/domain/meter-state.js';
+import { compileSettings } from '../../src/domain/stream-settings.js';
 import type { WorkSettings } from '../../src/stream/shard-work.js';
 
 const flat = (v: number): number[] => Array.from({ length: 24 }, () => v);

@@ -3,7 +3,9 @@ import type { DetectionConfig } from '../../src/contracts/config-detection.js';
 import type { DetectionEvent, IntervalMark } from '../../src/contracts/events.js';
 import type { Reading } from '../../src/contracts/reading.js';
 import { DAY_MS, HOUR_MS } from '../../src/domain/local-time.js';
-import { compileSettings, encodeMeterState, type MeterState, processRead } from '../../src/domain/meter-state.js';
+import { type MeterState, processRead } from '../../src/domain/meter-state.js';
+import { encodeMeterState } from '../../src/domain/meter-state-codec.js';
+import { compileSettings } from '../../src/domain/stream-settings.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 
 /**

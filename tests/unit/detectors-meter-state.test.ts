@@ -2,19 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { DetectionEvent, IntervalMark } from '../../src/contracts/events.js';
 import type { Reading } from '../../src/contracts/reading.js';
 import { slotOf } from '../../src/domain/baseline.js';
-import { initialDetectors } from '../../src/domain/detectors.js';
+import { initialDetectors } from '../../src/domain/detectors-state.js';
 import { DAY_MS, HOUR_MS, MINUTE_MS } from '../../src/domain/local-time.js';
-import {
-  checkSilent,
-  closedDays,
-  compileSettings,
-  decodeMeterState,
-  encodeMeterState,
-  type IntervalOut,
-  type MeterState,
-  processRead,
-  type ReadResult,
-} from '../../src/domain/meter-state.js';
+import { checkSilent, closedDays, type IntervalOut, type MeterState, processRead, type ReadResult } from '../../src/domain/meter-state.js';
+import { decodeMeterState, encodeMeterState } from '../../src/domain/meter-state-codec.js';
+import { compileSettings } from '../../src/domain/stream-settings.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 
 const Q = 15 * MINUTE_MS;

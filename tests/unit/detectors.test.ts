@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { DetectionEvent } from '../../src/contracts/events.js';
-import { evaluateInterval, evaluateVoltage, initialDetectors, type DetectorState, type IntervalFacts } from '../../src/domain/detectors.js';
+import { evaluateInterval } from '../../src/domain/detectors.js';
+import type { IntervalFacts } from '../../src/domain/detectors-evaluation.js';
+import { evaluateVoltage } from '../../src/domain/detectors-reads.js';
+import { type DetectorState, initialDetectors } from '../../src/domain/detectors-state.js';
 import { HOUR_MS, MINUTE_MS } from '../../src/domain/local-time.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 

@@ -12,15 +12,9 @@ import {
   type VeeState,
 } from '../../src/domain/intervals.js';
 import { MINUTE_MS } from '../../src/domain/local-time.js';
-import {
-  compileSettings,
-  decodeMeterState,
-  encodeMeterState,
-  type IntervalOut,
-  type MeterState,
-  processExchange,
-  processRead,
-} from '../../src/domain/meter-state.js';
+import { type IntervalOut, type MeterState, processExchange, processRead } from '../../src/domain/meter-state.js';
+import { decodeMeterState, encodeMeterState } from '../../src/domain/meter-state-codec.js';
+import { compileSettings } from '../../src/domain/stream-settings.js';
 import { testDetectionConfig, testMeter } from '../helpers/detection-settings.js';
 
 const M = MINUTE_MS;
