@@ -29,7 +29,7 @@ import { quantile } from 'simple-statistics';
 import { DetectionConfig } from '../src/contracts/config-detection.js';
 import { RegistryConfig } from '../src/contracts/config-registry.js';
 import type { Reading } from '../src/contracts/reading.js';
-import { alertKeys, keyField } from '../src/shared/alerts/store.js';
+import { alertKeys, keyField } from '../src/alerting/keys.js';
 import { loadSection } from '../src/shared/config.js';
 import { createInflux } from '../src/shared/influx.js';
 import { escTag, readingLine } from '../src/shared/line-protocol.js';

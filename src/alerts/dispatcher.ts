@@ -6,7 +6,7 @@ import { routeChange, type RoutingConfig } from '../domain/alert-routing.js';
 import type { LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
-import { AlertStore } from '../shared/alerts/store.js';
+import { AlertStore } from '../alerting/store.js';
 
 /**
  * Outbox → notify jobs. Alert changes are committed to the outbox stream in the same Lua call as the state, so a

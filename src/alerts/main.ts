@@ -1,21 +1,23 @@
-import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
+import { type AlertService, createAlertService, type SweepStats } from '../alerting/service.js';
+import { routingConfig, webhookTargets } from '../alerting/settings.js';
+import type { AlertStore } from '../alerting/store.js';
+import type { WebhookTarget } from '../alerting/webhook.js';
 import { DetectionEventPayload, EVENTS_QUEUE, NOTIFY_QUEUE } from '../contracts/alert.js';
 import { AlertsConfig } from '../contracts/config-alerts.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
-import { loadSection, secretEnv, type Env } from '../shared/config.js';
+import { type AppConfig, type Env, loadSection, secretEnv } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
-import { int, lp } from '../shared/line-protocol.js';
-import { Counter, Gauge, metric } from '../shared/metrics.js';
+import type { Logger } from '../shared/logger.js';
 import { closeRedis, createRedis, influxQuarantine, keys as sharedKeys } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher, notifyBackoff } from './dispatcher.js';
+import { type AlertTotals, alertsMetrics, alertsPipelineStats } from './metrics.js';
 import { notifyProcessor } from './notifier.js';
-import { type AlertService, CaughtUpWatermarks, createAlertService, parseWatermarks, type SweepStats } from '../shared/alerts/service.js';
-import { routingConfig, webhookTargets } from '../shared/alerts/settings.js';
-import type { AlertStore } from '../shared/alerts/store.js';
-import { statsLoop } from '../shared/stats.js';
+import { Sweeper } from './sweeper.js';
 
 export interface AlertsOptions {
   /** Section already loaded (tests tune it); default config/alerts.yaml (+ MF_CONFIG). */
@@ -37,119 +39,54 @@ export interface AlertsHandle extends RoleHandle {
 
 const checkEvent = Compile(DetectionEventPayload);
 
-/**
- * The alerts role: a BullMQ worker on `events` turns detection events into alerts (atomic per alert key), the outbox
- * dispatcher turns alert changes into `notify` jobs, a worker on `notify` delivers signed webhooks, and a periodic
- * sweep driven by the event-time watermark auto-resolves and releases held notices.
- */
-export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): Promise<AlertsHandle> {
-  const { config } = ctx;
-  const log = ctx.log.child({ component: 'alerts' });
-  const cfg = opts.alerts ?? loadSection('alerts', AlertsConfig);
-  const registryCfg = loadSection('registry', RegistryConfig);
-  const targets = webhookTargets(cfg, opts.env ?? secretEnv());
-  const keyPrefix = opts.keyPrefix ?? 'mf';
-  const watermarkKey = opts.keyPrefix === undefined ? sharedKeys.watermark : `${keyPrefix}:watermark`;
-  const bull = opts.queuePrefix === undefined ? {} : { prefix: opts.queuePrefix };
+type Metrics = ReturnType<typeof alertsMetrics>;
 
-  const m = {
-    events: metric(
-      ctx.metrics,
-      'meterflow_alert_events_total',
-      () =>
-        new Counter({
-          name: 'meterflow_alert_events_total',
-          help: 'Detection events handled by the alert service',
-          labelNames: ['outcome'],
-          registers: [ctx.metrics],
-        }),
-    ),
-    conflicts: metric(
-      ctx.metrics,
-      'meterflow_alert_conflicts_total',
-      () =>
-        new Counter({
-          name: 'meterflow_alert_conflicts_total',
-          help: 'Alert commits that lost a race and were retried',
-          registers: [ctx.metrics],
-        }),
-    ),
-    notifications: metric(
-      ctx.metrics,
-      'meterflow_alert_notifications_total',
-      () =>
-        new Counter({
-          name: 'meterflow_alert_notifications_total',
-          help: 'Webhook deliveries by result',
-          labelNames: ['result'],
-          registers: [ctx.metrics],
-        }),
-    ),
-    active: metric(
-      ctx.metrics,
-      'meterflow_alerts_active',
-      () =>
-        new Gauge({
-          name: 'meterflow_alerts_active',
-          help: 'Alerts not resolved',
-          registers: [ctx.metrics],
-        }),
-    ),
+/** The `events` queue's processor: a detection event, checked against its schema, into the alert service. */
+function eventsProcessor(service: AlertService, m: Metrics, totals: AlertTotals, log: Logger): (job: Job) => Promise<string> {
+  return async (job) => {
+    const data: unknown = job.data;
+    if (!checkEvent.Check(data)) {
+      m.events.inc({ outcome: 'invalid' });
+      const where = checkEvent.Errors(data)[0];
+      log.warn({ jobId: job.id, field: where?.instancePath }, 'invalid detection event');
+      throw new UnrecoverableError(`invalid detection event: ${where?.instancePath ?? ''} ${where?.message ?? ''}`);
+    }
+    const r = await service.handleEvent(data);
+    m.events.inc({ outcome: r.status });
+    totals.events++;
+    if (r.status === 'applied') totals.changes += r.changes.length;
+    return r.status;
   };
-  const totals = { events: 0, changes: 0, delivered: 0, retries: 0, dead: 0 };
+}
 
-  const redis = createRedis(config.redis.url, 'meterflow-alerts');
-  const outboxRedis = createRedis(config.redis.url, 'meterflow-alerts-outbox');
-  let influx: Influx | undefined;
-  let writer: LineWriter | null = null;
-  if (cfg.influx.enabled) {
-    influx = await createInflux(config.influx, log);
-    await influx.ensureDatabase();
-    writer = influx.writer({ batchSize: 1000, flushMs: 1000, quarantine: influxQuarantine(redis, `alerts:${config.instance}`, 100_000) });
-  }
+interface WorkerParts {
+  cfg: AlertsConfig;
+  redis: Redis;
+  bull: { prefix?: string };
+  service: AlertService;
+  store: AlertStore;
+  targets: ReadonlyMap<string, WebhookTarget>;
+  m: Metrics;
+  totals: AlertTotals;
+  log: Logger;
+}
 
-  const { store, service } = createAlertService(redis, new RegistryStore(redis, registryCfg.defaults), cfg, config.streamShards, log, {
-    keyPrefix,
-    onConflict: () => m.conflicts.inc(),
-  });
-
-  const notifyQueue = new Queue(NOTIFY_QUEUE, { connection: redis, ...bull });
-  const dispatcher = new Dispatcher(outboxRedis, store, notifyQueue, routingConfig(cfg, config.timezone), writer, log.child({ component: 'alerts-dispatch' }), {
-    group: 'dispatch',
-    consumer: `${config.instance}:${process.pid}`,
-    attempts: cfg.notify.attempts,
-    backoffMs: cfg.notify.backoffMs,
-    maxBackoffMs: cfg.notify.maxBackoffMs,
-    claimIdleMs: Math.max(5000, cfg.worker.lockSeconds * 1000),
-    blockMs: 1000,
-  });
-  await dispatcher.start();
-
+/** BullMQ workers on `events` (detection events → alerts) and `notify` (signed webhooks). */
+function startWorkers(p: WorkerParts): { eventsWorker: Worker; notifyWorker: Worker } {
+  const { cfg, redis, bull, m, totals, log } = p;
   const lock = { lockDuration: cfg.worker.lockSeconds * 1000, stalledInterval: cfg.worker.lockSeconds * 1000 };
-  const eventsWorker = new Worker(
-    EVENTS_QUEUE,
-    async (job) => {
-      const data: unknown = job.data;
-      if (!checkEvent.Check(data)) {
-        m.events.inc({ outcome: 'invalid' });
-        const where = checkEvent.Errors(data)[0];
-        log.warn({ jobId: job.id, field: where?.instancePath }, 'invalid detection event');
-        throw new UnrecoverableError(`invalid detection event: ${where?.instancePath ?? ''} ${where?.message ?? ''}`);
-      }
-      const r = await service.handleEvent(data);
-      m.events.inc({ outcome: r.status });
-      totals.events++;
-      if (r.status === 'applied') totals.changes += r.changes.length;
-      return r.status;
-    },
-    { connection: redis, concurrency: cfg.worker.eventsConcurrency, ...lock, ...bull },
-  );
+  const eventsWorker = new Worker(EVENTS_QUEUE, eventsProcessor(p.service, m, totals, log), {
+    connection: redis,
+    concurrency: cfg.worker.eventsConcurrency,
+    ...lock,
+    ...bull,
+  });
   const notifyWorker = new Worker(
     NOTIFY_QUEUE,
     notifyProcessor({
-      targets,
+      targets: p.targets,
       timeoutMs: cfg.notify.timeoutMs,
-      store,
+      store: p.store,
       log: log.child({ component: 'alerts-notify' }),
       onResult: (r) => {
         m.notifications.inc({ result: r });
@@ -169,88 +106,115 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
       if (name === 'events') log.error({ err, jobId: job?.id }, 'detection event failed');
     });
   }
+  return { eventsWorker, notifyWorker };
+}
 
-  let sweeping: Promise<SweepStats> | undefined;
-  let ticks = 0;
+/** InfluxDB for the dispatcher's `alert` points and the pipeline stats, when `influx.enabled`. */
+async function openInflux(cfg: AlertsConfig, config: AppConfig, redis: Redis, log: Logger): Promise<{ influx?: Influx; writer: LineWriter | null }> {
+  if (!cfg.influx.enabled) return { writer: null };
+  const influx = await createInflux(config.influx, log);
+  await influx.ensureDatabase();
+  const writer = influx.writer({ batchSize: 1000, flushMs: 1000, quarantine: influxQuarantine(redis, `alerts:${config.instance}`, 100_000) });
+  return { influx, writer };
+}
+
+interface Closing {
+  sweeper: Sweeper;
+  stats: { stop(): void } | undefined;
+  workers: { eventsWorker: Worker; notifyWorker: Worker };
+  dispatcher: Dispatcher;
+  queues: { notifyQueue: Queue; eventsQueue: Queue };
+  writer: LineWriter | null;
+  influx: Influx | undefined;
+  connections: { redis: Redis; outboxRedis: Redis };
+  log: Logger;
+}
+
+/** Stops taking work, lets in-flight jobs and the sweep finish, then closes in reverse order. */
+async function closeAlerts(c: Closing): Promise<void> {
+  c.sweeper.stop();
+  c.stats?.stop();
+  // Stop taking work; in-flight jobs finish (BullMQ waits for them).
+  await Promise.all([c.workers.eventsWorker.close(), c.workers.notifyWorker.close()]);
+  await c.sweeper.settled();
+  await c.dispatcher.stop();
+  await c.queues.notifyQueue.close();
+  await c.queues.eventsQueue.close();
+  await c.writer?.close();
+  await c.influx?.close();
+  await closeRedis(c.connections.outboxRedis);
+  await closeRedis(c.connections.redis);
+  c.log.info('alerts stopped');
+}
+
+/**
+ * The alerts role: a BullMQ worker on `events` turns detection events into alerts (atomic per alert key), the outbox
+ * dispatcher turns alert changes into `notify` jobs, a worker on `notify` delivers signed webhooks, and a periodic
+ * sweep driven by the event-time watermark auto-resolves and releases held notices.
+ */
+export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): Promise<AlertsHandle> {
+  const { config } = ctx;
+  const log = ctx.log.child({ component: 'alerts' });
+  const cfg = opts.alerts ?? loadSection('alerts', AlertsConfig);
+  const registryCfg = loadSection('registry', RegistryConfig);
+  const targets = webhookTargets(cfg, opts.env ?? secretEnv());
+  const keyPrefix = opts.keyPrefix ?? 'mf';
+  const watermarkKey = opts.keyPrefix === undefined ? sharedKeys.watermark : `${keyPrefix}:watermark`;
+  const bull = opts.queuePrefix === undefined ? {} : { prefix: opts.queuePrefix };
+  const m = alertsMetrics(ctx.metrics);
+  const totals: AlertTotals = { events: 0, changes: 0, delivered: 0, retries: 0, dead: 0 };
+
+  const redis = createRedis(config.redis.url, 'meterflow-alerts');
+  const outboxRedis = createRedis(config.redis.url, 'meterflow-alerts-outbox');
+  const { influx, writer } = await openInflux(cfg, config, redis, log);
+  const { store, service } = createAlertService(redis, new RegistryStore(redis, registryCfg.defaults), cfg, config.streamShards, log, {
+    keyPrefix,
+    onConflict: () => m.conflicts.inc(),
+  });
+
+  const notifyQueue = new Queue(NOTIFY_QUEUE, { connection: redis, ...bull });
+  const dispatcher = new Dispatcher(outboxRedis, store, notifyQueue, routingConfig(cfg, config.timezone), writer, log.child({ component: 'alerts-dispatch' }), {
+    group: 'dispatch',
+    consumer: `${config.instance}:${process.pid}`,
+    attempts: cfg.notify.attempts,
+    backoffMs: cfg.notify.backoffMs,
+    maxBackoffMs: cfg.notify.maxBackoffMs,
+    claimIdleMs: Math.max(5000, cfg.worker.lockSeconds * 1000),
+    blockMs: 1000,
+  });
+  await dispatcher.start();
+  const workers = startWorkers({ cfg, redis, bull, service, store, targets, m, totals, log });
+
   const eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, ...bull });
-  const caughtUp = new CaughtUpWatermarks(config.streamShards, cfg.lifecycle.holdWallSeconds * 1000);
-  /** Enqueue time of the oldest event job not done yet (the wait list is FIFO; active jobs are few). */
-  async function oldestPendingEvent(): Promise<number | null> {
-    const jobs = await eventsQueue.getJobs(['active'], 0, -1);
-    jobs.push(...(await eventsQueue.getJobs(['wait'], 0, 0, true)));
-    const times = jobs.map((j) => j.timestamp).filter((t) => Number.isFinite(t));
-    return times.length === 0 ? null : Math.min(...times);
-  }
-  async function sweepNow(): Promise<SweepStats> {
-    const at = Date.now();
-    const read = parseWatermarks(await redis.hgetall(watermarkKey), config.streamShards);
-    const wm = caughtUp.next(at, read, await oldestPendingEvent());
-    const stats = await service.sweep(wm);
-    if (ticks++ % 720 === 0) stats.deleted = await service.retention(wm);
-    m.active.set(await redis.zcard(store.keys.active));
-    return stats;
-  }
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const schedule = (): void => {
-    timer = setTimeout(() => {
-      sweeping = sweepNow();
-      sweeping
-        .catch((err: unknown) => log.error({ err }, 'alert sweep failed'))
-        .finally(() => {
-          sweeping = undefined;
-          if (!stopped) schedule();
-        });
-    }, cfg.worker.sweepSeconds * 1000);
-  };
-  schedule();
-
-  // Pipeline-health points for the dashboard, every 10 s.
-  let prev = { ...totals };
-  const stats =
-    writer === null
-      ? undefined
-      : statsLoop(
-          10,
-          log,
-          () => {
-            const lines = [
-              lp(
-                'pipeline',
-                { role: 'alerts', instance: config.instance },
-                {
-                  events: int(totals.events - prev.events),
-                  alert_changes: int(totals.changes - prev.changes),
-                  notifications: int(totals.delivered - prev.delivered),
-                  notify_retries: int(totals.retries - prev.retries),
-                  notify_dead: int(totals.dead - prev.dead),
-                },
-                Date.now(),
-              ),
-            ];
-            prev = { ...totals };
-            return lines;
-          },
-          (lines) => writer?.write(lines),
-        );
+  const sweeper = new Sweeper({
+    redis,
+    watermarkKey,
+    shards: config.streamShards,
+    holdWallMs: cfg.lifecycle.holdWallSeconds * 1000,
+    sweepSeconds: cfg.worker.sweepSeconds,
+    eventsQueue,
+    service,
+    activeKey: store.keys.active,
+    activeGauge: m.active,
+    log,
+  });
+  sweeper.start();
+  const stats = writer === null ? undefined : alertsPipelineStats(writer, config.instance, totals, log);
 
   log.info({ webhooks: [...targets.keys()], routes: cfg.routes.length, keyPrefix }, 'alerts started');
 
-  const close = once(async () => {
-    stopped = true;
-    if (timer) clearTimeout(timer);
-    stats?.stop();
-    // Stop taking work; in-flight jobs finish (BullMQ waits for them).
-    await Promise.all([eventsWorker.close(), notifyWorker.close()]);
-    await sweeping?.catch(() => undefined);
-    await dispatcher.stop();
-    await notifyQueue.close();
-    await eventsQueue.close();
-    await writer?.close();
-    await influx?.close();
-    await closeRedis(outboxRedis);
-    await closeRedis(redis);
-    log.info('alerts stopped');
-  });
-  return { service, store, sweepNow, close };
+  const close = once(() =>
+    closeAlerts({
+      sweeper,
+      stats,
+      workers,
+      dispatcher,
+      queues: { notifyQueue, eventsQueue },
+      writer,
+      influx,
+      connections: { redis, outboxRedis },
+      log,
+    }),
+  );
+  return { service, store, sweepNow: () => sweeper.sweepNow(), close };
 }

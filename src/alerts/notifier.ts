@@ -2,8 +2,8 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import { Compile } from 'typebox/compile';
 import { NotifyJob, toAlertView, type WebhookBody } from '../contracts/alert.js';
 import type { Logger } from '../shared/logger.js';
-import type { AlertStore } from '../shared/alerts/store.js';
-import { DeliveryError, deliverWebhook, type WebhookTarget } from '../shared/alerts/webhook.js';
+import type { AlertStore } from '../alerting/store.js';
+import { DeliveryError, deliverWebhook, type WebhookTarget } from '../alerting/webhook.js';
 
 const checkJob = Compile(NotifyJob);
 

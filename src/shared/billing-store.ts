@@ -1,27 +1,41 @@
 import type { JobsOptions } from 'bullmq';
 import { DateTime } from 'luxon';
-import { type BillingRead, QUALITIES, type Quality } from '../contracts/billing.js';
+import { BILLING_JOBS, type BillingRead, QUALITIES, type Quality, type RecomputeJob } from '../contracts/billing.js';
 import type { MeterRead } from '../domain/billing.js';
 import type { Assessment } from '../domain/billing-period.js';
 
 /**
- * Billing reads stored and read back: the `billing` queue's recompute job options, the billing role's Redis keys,
+ * Billing reads stored and read back: the `billing` queue's recompute jobs, the billing role's Redis keys,
  * the `billing_daily` / `billing_period` fields, and the API's billing read from a stored one.
  */
 
+/** A billing recompute for the `billing` queue's `addBulk`: the day whose closed read changed, and what changed it. */
+export interface RecomputeRequest {
+  meterId: string;
+  /** Local day (YYYY-MM-DD) in the meter's tariff time zone. */
+  day: string;
+  /**
+   * The stream entry whose data changed the closed day: part of the job id, so a replay of the same entry does not
+   * enqueue it twice, while the next late batch for the same day is a job of its own.
+   */
+  entryId: string;
+}
+
 /**
- * Options for `queue.add(BILLING_JOBS.recompute, { meterId, day }, recomputeJobOptions(meterId, day))`.
- * A flood of late intervals for one meter-day collapses into one job; one added while it runs is kept and
- * runs after it, so data written during a recompute is never missed.
+ * The one way to enqueue a recompute: `queue.addBulk(requests.map((r) => recomputeJob(r, keepSeconds)))`. Completed
+ * jobs are kept `keepSeconds` so that a replay's identical job id is still deduplicated.
  */
-export function recomputeJobOptions(meterId: string, day: string): JobsOptions {
+export function recomputeJob(r: RecomputeRequest, keepSeconds: number): { name: typeof BILLING_JOBS.recompute; data: RecomputeJob; opts: JobsOptions } {
   return {
-    deduplication: { id: `recompute:${meterId}:${day}`, keepLastIfActive: true },
-    delay: 1000,
-    attempts: 8,
-    backoff: { type: 'exponential', delay: 1000 },
-    removeOnComplete: true,
-    removeOnFail: 1000,
+    name: BILLING_JOBS.recompute,
+    data: { meterId: r.meterId, day: r.day },
+    opts: {
+      jobId: `recompute|${r.meterId}|${r.day}|${r.entryId}`,
+      attempts: 5,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: { age: keepSeconds },
+      removeOnFail: { age: 7 * 86_400 },
+    },
   };
 }
 

@@ -84,27 +84,192 @@ export async function detectApi(client: InfluxDB): Promise<{ api: 'v1' | 'v2'; v
   return { api: version.startsWith('1.') ? 'v1' : 'v2', version };
 }
 
-/** Connects, detects the API (unless INFLUX_API says), and on 1.x makes sure the database exists. */
-export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promise<Influx> {
-  if (!loggerRouted) {
-    // The client logs to the console by default; route it through pino (no secrets in its messages).
-    setLogger({ error: (message, error) => log.debug({ err: error }, message), warn: (message, error) => log.debug({ err: error }, message) });
-    loggerRouted = true;
+/**
+ * Buffers lines and posts them in batches, `concurrency` at a time, by size or after `flushMs`. Lines are numbered
+ * as written, so `flush()` waits only for the lines written before it.
+ */
+class BatchWriter implements LineWriter {
+  private readonly batchSize: number;
+  private readonly flushMs: number;
+  private readonly highWater: number;
+  private readonly concurrency: number;
+  private buffer: string[] = [];
+  /** Lines buffered or in flight. */
+  private queued = 0;
+  private inFlight = 0;
+  /** Lines written so far: buffer[0] is line number `accepted - buffer.length`. */
+  private accepted = 0;
+  /** First line number of each batch in flight. */
+  private readonly flying = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly flushWaiters: Array<{ upTo: number; resolve: () => void }> = [];
+  private readonly drainWaiters: Array<() => void> = [];
+  readonly stats = { written: 0, failedBatches: 0, retries: 0, quarantined: 0 };
+
+  constructor(
+    private readonly post: (body: string) => Promise<void>,
+    private readonly log: Logger,
+    private readonly opts: WriterOptions,
+    private readonly onClose: (w: LineWriter) => void,
+  ) {
+    this.batchSize = opts.batchSize ?? 5000;
+    this.flushMs = opts.flushMs ?? 200;
+    this.highWater = opts.highWater ?? 50_000;
+    this.concurrency = opts.concurrency ?? 2;
   }
-  const client = new InfluxDB({ url: cfg.url, token: cfg.token, timeout: 30_000 });
-  let api = cfg.api;
-  if (api === undefined) {
-    try {
-      api = (await detectApi(client)).api;
-    } catch (err) {
-      throw new ServiceError(`InfluxDB not reachable at ${cfg.url} (set INFLUX_URL)`, { cause: err });
+
+  write(lines: string[]): void {
+    if (lines.length === 0) return;
+    for (const l of lines) this.buffer.push(l);
+    this.queued += lines.length;
+    this.accepted += lines.length;
+    if (this.buffer.length >= this.batchSize) this.pump();
+    else this.schedule();
+  }
+
+  get backlog(): number {
+    return this.queued;
+  }
+
+  drained(): Promise<void> {
+    return this.queued < this.highWater ? Promise.resolve() : new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.pump();
+    const upTo = this.accepted;
+    if (this.doneBelow() >= upTo) return;
+    await new Promise<void>((resolve) => {
+      this.flushWaiters.push({ upTo, resolve });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+    this.onClose(this);
+  }
+
+  /** Every line numbered below this is done (in InfluxDB or quarantined). */
+  private doneBelow(): number {
+    let low = this.buffer.length > 0 ? this.accepted - this.buffer.length : this.accepted;
+    for (const f of this.flying) low = Math.min(low, f);
+    return low;
+  }
+
+  private notify(): void {
+    if (this.queued < this.highWater) for (const w of this.drainWaiters.splice(0)) w();
+    if (this.flushWaiters.length === 0) return;
+    const done = this.doneBelow();
+    for (let i = this.flushWaiters.length - 1; i >= 0; i--) {
+      const w = this.flushWaiters[i];
+      if (w !== undefined && w.upTo <= done) {
+        this.flushWaiters.splice(i, 1);
+        w.resolve();
+      }
     }
   }
-  const resolvedApi = api;
+
+  /** Posts until InfluxDB answers; transient failures are retried. Returns the 4xx error of a rejected batch. */
+  private async postBatch(batch: string[]): Promise<HttpError | undefined> {
+    const body = batch.join('\n');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.post(body);
+        return undefined;
+      } catch (err) {
+        if (!retriable(err)) return err instanceof HttpError ? err : new HttpError(400, String(err));
+        this.stats.retries++;
+        if (attempt % 10 === 0) this.log.warn({ err, attempt, lines: batch.length }, 'influx write failed, retrying');
+        await sleep(backoffMs(attempt, 100, 5000));
+      }
+    }
+  }
+
+  /**
+   * A rejected batch is split in halves and each half sent again, down to the single lines InfluxDB refuses:
+   * those are quarantined. Sending a good point twice is harmless (same series and time overwrite), and a
+   * rejection is rare, so the bisection costs only when it happens.
+   */
+  private async send(batch: string[]): Promise<void> {
+    const rejected = await this.postBatch(batch);
+    if (rejected === undefined) {
+      this.stats.written += batch.length;
+      return;
+    }
+    if (batch.length > 1) {
+      const mid = Math.ceil(batch.length / 2);
+      await this.send(batch.slice(0, mid));
+      await this.send(batch.slice(mid));
+      return;
+    }
+    this.stats.failedBatches++;
+    this.stats.quarantined++;
+    const reason = `${rejected.statusCode}: ${(rejected.body ?? rejected.message).slice(0, 300)}`;
+    this.log.error({ line: batch[0]?.slice(0, 200), reason }, 'influx rejected a point; quarantined');
+    await this.opts.quarantine?.(batch, reason).catch((err: unknown) => this.log.error({ err }, 'quarantine failed; the point is only logged'));
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.concurrency && this.buffer.length > 0) {
+      const first = this.accepted - this.buffer.length;
+      const batch = this.buffer.length <= this.batchSize ? this.buffer : this.buffer.slice(0, this.batchSize);
+      this.buffer = this.buffer.length <= this.batchSize ? [] : this.buffer.slice(this.batchSize);
+      this.inFlight++;
+      this.flying.add(first);
+      void this.send(batch).finally(() => {
+        this.inFlight--;
+        this.flying.delete(first);
+        this.queued -= batch.length;
+        this.notify();
+        if (this.buffer.length >= this.batchSize || (this.buffer.length > 0 && (this.closed || this.flushWaiters.length > 0))) this.pump();
+        else if (this.buffer.length > 0) this.schedule();
+      });
+    }
+  }
+
+  private schedule(): void {
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, this.flushMs);
+    }
+  }
+}
+
+/** The client logs to the console by default; route it through pino (no secrets in its messages), once per process. */
+function routeClientLogger(log: Logger): void {
+  if (loggerRouted) return;
+  setLogger({ error: (message, error) => log.debug({ err: error }, message), warn: (message, error) => log.debug({ err: error }, message) });
+  loggerRouted = true;
+}
+
+/** INFLUX_API if set, else what /ping reports. */
+async function resolveApi(client: InfluxDB, cfg: AppConfig['influx']): Promise<'v1' | 'v2'> {
+  if (cfg.api !== undefined) return cfg.api;
+  try {
+    return (await detectApi(client)).api;
+  } catch (err) {
+    throw new ServiceError(`InfluxDB not reachable at ${cfg.url} (set INFLUX_URL)`, { cause: err });
+  }
+}
+
+/** Connects, detects the API (unless INFLUX_API says), and on 1.x makes sure the database exists. */
+export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promise<Influx> {
+  routeClientLogger(log);
+  const client = new InfluxDB({ url: cfg.url, token: cfg.token, timeout: 30_000 });
+  const api = await resolveApi(client, cfg);
   const db = cfg.bucket;
-  const authQuery = resolvedApi === 'v1' && cfg.username ? `&u=${encodeURIComponent(cfg.username)}&p=${encodeURIComponent(cfg.password ?? '')}` : '';
+  const authQuery = api === 'v1' && cfg.username ? `&u=${encodeURIComponent(cfg.username)}&p=${encodeURIComponent(cfg.password ?? '')}` : '';
   const writePath =
-    resolvedApi === 'v1'
+    api === 'v1'
       ? `/write?db=${encodeURIComponent(db)}&precision=ms${authQuery}`
       : `/api/v2/write?org=${encodeURIComponent(cfg.org ?? '')}&bucket=${encodeURIComponent(db)}&precision=ms`;
   const writers = new Set<LineWriter>();
@@ -127,156 +292,16 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
     return parseQueryResponse(res);
   }
 
-  function writer(opts: WriterOptions = {}): LineWriter {
-    const batchSize = opts.batchSize ?? 5000;
-    const flushMs = opts.flushMs ?? 200;
-    const highWater = opts.highWater ?? 50_000;
-    const concurrency = opts.concurrency ?? 2;
-    let buffer: string[] = [];
-    let queued = 0; // lines buffered or in flight
-    let inFlight = 0;
-    /** Lines written so far: buffer[0] is line number `accepted - buffer.length`. */
-    let accepted = 0;
-    /** First line number of each batch in flight. */
-    const flying = new Set<number>();
-    let timer: NodeJS.Timeout | undefined;
-    let closed = false;
-    const flushWaiters: Array<{ upTo: number; resolve: () => void }> = [];
-    const drainWaiters: Array<() => void> = [];
-    const stats = { written: 0, failedBatches: 0, retries: 0, quarantined: 0 };
-
-    /** Every line numbered below this is done (in InfluxDB or quarantined). */
-    const doneBelow = (): number => {
-      let low = buffer.length > 0 ? accepted - buffer.length : accepted;
-      for (const f of flying) low = Math.min(low, f);
-      return low;
-    };
-
-    const notify = (): void => {
-      if (queued < highWater) for (const w of drainWaiters.splice(0)) w();
-      if (flushWaiters.length === 0) return;
-      const done = doneBelow();
-      for (let i = flushWaiters.length - 1; i >= 0; i--) {
-        const w = flushWaiters[i];
-        if (w !== undefined && w.upTo <= done) {
-          flushWaiters.splice(i, 1);
-          w.resolve();
-        }
-      }
-    };
-
-    /** Posts until InfluxDB answers; transient failures are retried. Returns the 4xx error of a rejected batch. */
-    async function post1(batch: string[]): Promise<HttpError | undefined> {
-      const body = batch.join('\n');
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await post(body);
-          return undefined;
-        } catch (err) {
-          if (!retriable(err)) return err instanceof HttpError ? err : new HttpError(400, String(err));
-          stats.retries++;
-          if (attempt % 10 === 0) log.warn({ err, attempt, lines: batch.length }, 'influx write failed, retrying');
-          await sleep(backoffMs(attempt, 100, 5000));
-        }
-      }
-    }
-
-    /**
-     * A rejected batch is split in halves and each half sent again, down to the single lines InfluxDB refuses:
-     * those are quarantined. Sending a good point twice is harmless (same series and time overwrite), and a
-     * rejection is rare, so the bisection costs only when it happens.
-     */
-    async function send(batch: string[]): Promise<void> {
-      const rejected = await post1(batch);
-      if (rejected === undefined) {
-        stats.written += batch.length;
-        return;
-      }
-      if (batch.length > 1) {
-        const mid = Math.ceil(batch.length / 2);
-        await send(batch.slice(0, mid));
-        await send(batch.slice(mid));
-        return;
-      }
-      stats.failedBatches++;
-      stats.quarantined++;
-      const reason = `${rejected.statusCode}: ${(rejected.body ?? rejected.message).slice(0, 300)}`;
-      log.error({ line: batch[0]?.slice(0, 200), reason }, 'influx rejected a point; quarantined');
-      await opts.quarantine?.(batch, reason).catch((err: unknown) => log.error({ err }, 'quarantine failed; the point is only logged'));
-    }
-
-    function pump(): void {
-      while (inFlight < concurrency && buffer.length > 0) {
-        const first = accepted - buffer.length;
-        const batch = buffer.length <= batchSize ? buffer : buffer.slice(0, batchSize);
-        buffer = buffer.length <= batchSize ? [] : buffer.slice(batchSize);
-        inFlight++;
-        flying.add(first);
-        void send(batch).finally(() => {
-          inFlight--;
-          flying.delete(first);
-          queued -= batch.length;
-          notify();
-          if (buffer.length >= batchSize || (buffer.length > 0 && (closed || flushWaiters.length > 0))) pump();
-          else if (buffer.length > 0) schedule();
-        });
-      }
-    }
-
-    function schedule(): void {
-      if (timer === undefined) {
-        timer = setTimeout(() => {
-          timer = undefined;
-          pump();
-        }, flushMs);
-      }
-    }
-
-    const w: LineWriter = {
-      write(lines) {
-        if (lines.length === 0) return;
-        for (const l of lines) buffer.push(l);
-        queued += lines.length;
-        accepted += lines.length;
-        if (buffer.length >= batchSize) pump();
-        else schedule();
-      },
-      get backlog() {
-        return queued;
-      },
-      drained() {
-        return queued < highWater ? Promise.resolve() : new Promise((r) => drainWaiters.push(r));
-      },
-      async flush() {
-        if (timer) {
-          clearTimeout(timer);
-          timer = undefined;
-        }
-        pump();
-        const upTo = accepted;
-        if (doneBelow() >= upTo) return;
-        await new Promise<void>((resolve) => {
-          flushWaiters.push({ upTo, resolve });
-          pump();
-        });
-      },
-      async close() {
-        closed = true;
-        await w.flush();
-        writers.delete(w);
-      },
-      stats,
-    };
-    writers.add(w);
-    return w;
-  }
-
-  const influx: Influx = {
-    api: resolvedApi,
-    writer,
+  return {
+    api,
+    writer(opts: WriterOptions = {}) {
+      const w = new BatchWriter(post, log, opts, (closed) => writers.delete(closed));
+      writers.add(w);
+      return w;
+    },
     query,
     async ensureDatabase() {
-      if (resolvedApi !== 'v1') return; // 2.x/3.x buckets are provisioned (docker compose init)
+      if (api !== 'v1') return; // 2.x/3.x buckets are provisioned (docker compose init)
       await query(`CREATE DATABASE ${qid(db)}`);
     },
     async ping() {
@@ -286,7 +311,6 @@ export async function createInflux(cfg: AppConfig['influx'], log: Logger): Promi
       await Promise.all([...writers].map((w) => w.close()));
     },
   };
-  return influx;
 }
 
 /** /query JSON → flat series list; an InfluxQL error becomes a ServiceError with the server's message. */

@@ -3,7 +3,7 @@
  * checkpoint (states + position + XACK/XDEL) is one MULTI in one Cluster slot.
  */
 export const streamKeys = {
-  /** Hash meterId → serialised MeterState (src/domain/meter-state.ts). */
+  /** Hash meterId → serialised MeterState (src/contracts/meter-checkpoint.ts). */
   state: (shard: number) => `mf:state:{${shard}}`,
   /** Hash: `wm` = shard watermark (ms), checkpointed with the states. */
   meta: (shard: number) => `mf:stream:{${shard}}`,

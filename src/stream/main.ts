@@ -1,24 +1,27 @@
 import { Queue } from 'bullmq';
-import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Redis } from 'ioredis';
+import { EVENTS_QUEUE } from '../contracts/alert.js';
+import { BILLING_QUEUE } from '../contracts/billing.js';
 import { DetectionConfig } from '../contracts/config-detection.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
 import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
 import type { DetectionEvent } from '../contracts/events.js';
-import type { TransformerRecord } from '../contracts/registry.js';
-import { compileSettings } from '../domain/meter-state.js';
+import { compileSettings } from '../domain/stream-settings.js';
 import { ownedShards } from '../domain/shard.js';
 import { bandAt, compileTariffs, tariffFor, type Tariffs } from '../domain/tariffs.js';
-import { loadSection } from '../shared/config.js';
-import { createInflux } from '../shared/influx.js';
-import { int, lp } from '../shared/line-protocol.js';
-import { metric } from '../shared/metrics.js';
+import { recomputeJob } from '../shared/billing-store.js';
+import { loadSection, type AppConfig } from '../shared/config.js';
+import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
+import type { Logger } from '../shared/logger.js';
+import type { Counter } from '../shared/metrics.js';
 import { closeRedis, createRedis, influxQuarantine, keys } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { LoadAggregator } from './load-aggregator.js';
-import { addCounts, type BatchCounts, emptyCounts, type MeterRecord, type Recompute } from './shard-work.js';
+import { PipelineStats, streamMetrics } from './pipeline-stats.js';
+import { RegistryCache } from './registry-cache.js';
+import type { MeterRecord, Recompute } from './shard-work.js';
 import { StreamWorker } from './worker.js';
-import { statsLoop } from '../shared/stats.js';
 
 export interface StreamHandle extends RoleHandle {
   readonly worker: StreamWorker;
@@ -27,51 +30,163 @@ export interface StreamHandle extends RoleHandle {
 /** BullMQ refuses custom ids with more than two ':'; event ids (`type:subject:ts:status`) map 1:1 with '|'. */
 export const jobIdOf = (eventId: string): string => eventId.replaceAll(':', '|');
 
-/** Registry lookups, cached for a minute so registry edits reach a running worker. */
-class RegistryCache {
-  private readonly meters = new Map<string, { rec: MeterRecord; at: number }>();
-  private readonly transformers = new Map<string, { rec: TransformerRecord | undefined; at: number }>();
-  constructor(
-    private readonly store: RegistryStore,
-    private readonly ttlMs: number,
-  ) {}
-
-  async getMeters(ids: string[]): Promise<Map<string, MeterRecord>> {
-    const now = Date.now();
-    const out = new Map<string, MeterRecord>();
-    const missing: string[] = [];
-    for (const id of ids) {
-      const hit = this.meters.get(id);
-      if (hit !== undefined && now - hit.at < this.ttlMs) out.set(id, hit.rec);
-      else missing.push(id);
-    }
-    if (missing.length > 0) {
-      for (const [id, rec] of await this.store.getMeters(missing)) {
-        this.meters.set(id, { rec, at: now });
-        out.set(id, rec);
-      }
-    }
-    return out;
-  }
-
-  async transformer(id: string): Promise<TransformerRecord | undefined> {
-    const now = Date.now();
-    const hit = this.transformers.get(id);
-    if (hit !== undefined && now - hit.at < this.ttlMs) return hit.rec;
-    const rec = await this.store.getTransformer(id);
-    this.transformers.set(id, { rec, at: now });
-    return rec;
-  }
-}
-
 /** Interval `band` tag: the meter's time-of-use band from config/tariffs.yaml. */
 function bandOf(tariffs: Tariffs): (meter: MeterRecord, tsMs: number) => string {
   return (meter, tsMs) => bandAt(tariffFor(tariffs, meter.tariff), tsMs);
 }
 
+/** The worker's outputs to other roles: detection events (`events`) and billing recomputes (`billing`). */
+interface StreamQueues {
+  enqueueEvents(events: DetectionEvent[]): Promise<void>;
+  enqueueRecomputes(list: Recompute[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Completed jobs are kept `keepSeconds`, so a replay's identical job id is still deduplicated. */
+function streamQueues(connection: Redis, keepSeconds: number, eventsTotal: Counter): StreamQueues {
+  const eventsQueue = new Queue(EVENTS_QUEUE, { connection });
+  const billingQueue = new Queue(BILLING_QUEUE, { connection });
+  return {
+    async enqueueEvents(events) {
+      if (events.length === 0) return;
+      await eventsQueue.addBulk(
+        events.map((e) => ({
+          name: e.type,
+          data: e,
+          opts: {
+            jobId: jobIdOf(e.id),
+            attempts: 5,
+            backoff: { type: 'exponential', delay: 1000 },
+            removeOnComplete: { age: keepSeconds },
+            removeOnFail: { age: 7 * 86_400 },
+          },
+        })),
+      );
+      for (const e of events) eventsTotal.inc({ type: e.type, status: e.status });
+    },
+    async enqueueRecomputes(list) {
+      if (list.length === 0) return;
+      await billingQueue.addBulk(list.map((r) => recomputeJob(r, keepSeconds)));
+    },
+    async close() {
+      await eventsQueue.close();
+      await billingQueue.close();
+    },
+  };
+}
+
+/** Load judging waits for its points to be in InfluxDB: it runs beside the consume loop, one round at a time. */
+function loadJudging(load: LoadAggregator, log: Logger): { idle(): Promise<void>; settled(): Promise<void> } {
+  let lastJudge = 0;
+  let judging: Promise<void> | undefined;
+  return {
+    async idle() {
+      if (judging !== undefined || Date.now() - lastJudge < 1000) return;
+      lastJudge = Date.now();
+      judging = load
+        .judgeDue()
+        .catch((err: unknown) => log.warn({ err }, 'load judging failed; retried next round'))
+        .finally(() => {
+          judging = undefined;
+        });
+    },
+    async settled() {
+      await judging;
+    },
+  };
+}
+
+interface WorkerParts {
+  config: AppConfig;
+  det: DetectionConfig;
+  settings: ReturnType<typeof compileSettings>;
+  tariffs: Tariffs;
+  redis: Redis;
+  reader: Redis;
+  shards: number[];
+  aggMs: number;
+  writer: LineWriter;
+  registry: RegistryStore;
+  cache: RegistryCache;
+  queues: StreamQueues;
+  load: LoadAggregator;
+  judging: ReturnType<typeof loadJudging>;
+  stats: PipelineStats;
+  log: Logger;
+}
+
+function createWorker(p: WorkerParts): StreamWorker {
+  const { config, det, writer } = p;
+  const worker: StreamWorker = new StreamWorker({
+    redis: p.redis,
+    reader: p.reader,
+    shards: p.shards,
+    consumer: `stream-${config.workerIndex}`,
+    work: {
+      settings: p.settings,
+      watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
+      maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
+      aggMs: p.aggMs,
+      band: bandOf(p.tariffs),
+    },
+    batchEntries: det.worker.batchEntries,
+    batchReadings: det.worker.batchReadings,
+    blockMs: det.worker.blockMs,
+    claimIdleMs: det.worker.claimIdleMs,
+    dlqMaxLen: det.worker.dlqMaxLen,
+    meters: (ids) => p.cache.getMeters(ids),
+    defaults: (id) => p.registry.withDefaults(id),
+    writeLines: (lines) => writer.write(lines),
+    drainLines: () => writer.drained(),
+    flushLines: () => writer.flush(),
+    checkpointMs: det.worker.checkpointMs,
+    enqueueEvents: (events) => p.queues.enqueueEvents(events),
+    enqueueRecomputes: (list) => p.queues.enqueueRecomputes(list),
+    contributeLoad: (out) => p.load.contribute(out.load),
+    idle: () => p.judging.idle(),
+    onBatch: (shard, out, ms) => p.stats.onBatch(shard, out, ms, worker.watermarks().get(shard) ?? 0),
+    log: p.log,
+  });
+  return worker;
+}
+
+interface Closing {
+  worker: StreamWorker;
+  judging: ReturnType<typeof loadJudging>;
+  load: LoadAggregator;
+  stats: PipelineStats;
+  writer: LineWriter;
+  influx: Influx;
+  queues: StreamQueues;
+  connections: { redis: Redis; reader: Redis; queueConn: Redis };
+  log: Logger;
+}
+
+/** Stops reading, finishes what is in flight, judges what the last checkpoint closed, then closes in reverse order. */
+async function closeStream(c: Closing): Promise<void> {
+  c.stats.stop();
+  await c.worker.stop();
+  await c.judging.settled();
+  // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
+  // leaving it to a later start (a replay then judges the same intervals the same way).
+  try {
+    await c.load.judgeDue(Number.MAX_SAFE_INTEGER);
+  } catch (err) {
+    c.log.warn({ err }, 'final load judging failed; the next start judges those intervals');
+  }
+  c.writer.write(c.stats.lines(Date.now(), 0, c.worker.lastRx));
+  await c.writer.close();
+  await c.influx.close();
+  await c.queues.close();
+  await closeRedis(c.connections.queueConn);
+  await closeRedis(c.connections.reader);
+  await closeRedis(c.connections.redis);
+  c.log.info({ totals: c.worker.totals, events: c.worker.eventsEnqueued }, 'stream worker stopped');
+}
+
 /** The stream role: Redis Stream shards → intervals (VEE), baselines, anomalies and load peaks. */
 export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
-  const { config, metrics } = ctx;
+  const { config } = ctx;
   const log = ctx.log.child({ component: 'stream' });
   const det = loadSection('detection', DetectionConfig);
   const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema), config.timezone);
@@ -91,86 +206,10 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     highWater: 200_000,
     quarantine: influxQuarantine(redis, `stream:${config.instance}`, det.worker.dlqMaxLen),
   });
-  const eventsQueue = new Queue('events', { connection: queueConn });
-  const billingQueue = new Queue('billing', { connection: queueConn });
+  const metrics = streamMetrics(ctx.metrics);
+  const queues = streamQueues(queueConn, det.worker.eventsKeepSeconds, metrics.eventsTotal);
   const registry = new RegistryStore(redis, registryCfg.defaults);
   const cache = new RegistryCache(registry, 60_000);
-  const keepSeconds = det.worker.eventsKeepSeconds;
-
-  const readingsTotal = metric(
-    metrics,
-    'meterflow_stream_readings_total',
-    () =>
-      new Counter({
-        name: 'meterflow_stream_readings_total',
-        help: 'Readings consumed by the stream worker, by outcome',
-        labelNames: ['outcome'],
-        registers: [metrics],
-      }),
-  );
-  const eventsTotal = metric(
-    metrics,
-    'meterflow_stream_events_total',
-    () =>
-      new Counter({
-        name: 'meterflow_stream_events_total',
-        help: 'Detection events enqueued, by type and status',
-        labelNames: ['type', 'status'],
-        registers: [metrics],
-      }),
-  );
-  const batchSeconds = metric(
-    metrics,
-    'meterflow_stream_batch_seconds',
-    () =>
-      new Histogram({
-        name: 'meterflow_stream_batch_seconds',
-        help: 'Time to process one read of the shards and hand its outputs on (checkpoints run in the background)',
-        buckets: [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-        registers: [metrics],
-      }),
-  );
-  const watermarkGauge = metric(
-    metrics,
-    'meterflow_stream_watermark_ms',
-    () => new Gauge({ name: 'meterflow_stream_watermark_ms', help: 'Event-time watermark per shard', labelNames: ['shard'], registers: [metrics] }),
-  );
-
-  async function enqueueEvents(events: DetectionEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    await eventsQueue.addBulk(
-      events.map((e) => ({
-        name: e.type,
-        data: e,
-        opts: {
-          jobId: jobIdOf(e.id),
-          attempts: 5,
-          backoff: { type: 'exponential', delay: 1000 },
-          removeOnComplete: { age: keepSeconds },
-          removeOnFail: { age: 7 * 86_400 },
-        },
-      })),
-    );
-    for (const e of events) eventsTotal.inc({ type: e.type, status: e.status });
-  }
-
-  async function enqueueRecomputes(list: Recompute[]): Promise<void> {
-    if (list.length === 0) return;
-    await billingQueue.addBulk(
-      list.map((r) => ({
-        name: 'recompute',
-        data: { meterId: r.meterId, day: r.day },
-        opts: {
-          jobId: `recompute|${r.meterId}|${r.day}|${r.entryId}`,
-          attempts: 5,
-          backoff: { type: 'exponential', delay: 1000 },
-          removeOnComplete: { age: keepSeconds },
-          removeOnFail: { age: 7 * 86_400 },
-        },
-      })),
-    );
-  }
-
   const load = new LoadAggregator({
     redis,
     settings: det,
@@ -180,127 +219,21 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     emit: async (lines, events) => {
       writer.write(lines);
       await writer.flush();
-      await enqueueEvents(events);
+      await queues.enqueueEvents(events);
     },
   });
-  let lastJudge = 0;
-  let judging: Promise<void> | undefined;
-  const period = emptyCounts();
-  const deadByReason = new Map<string, number>();
-
-  const worker = new StreamWorker({
-    redis,
-    reader,
-    shards,
-    consumer: `stream-${config.workerIndex}`,
-    work: {
-      settings,
-      watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
-      maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
-      aggMs,
-      band: bandOf(tariffs),
-    },
-    batchEntries: det.worker.batchEntries,
-    batchReadings: det.worker.batchReadings,
-    blockMs: det.worker.blockMs,
-    claimIdleMs: det.worker.claimIdleMs,
-    dlqMaxLen: det.worker.dlqMaxLen,
-    meters: (ids) => cache.getMeters(ids),
-    defaults: (id) => registry.withDefaults(id),
-    writeLines: (lines) => writer.write(lines),
-    drainLines: () => writer.drained(),
-    flushLines: () => writer.flush(),
-    checkpointMs: det.worker.checkpointMs,
-    enqueueEvents,
-    enqueueRecomputes,
-    contributeLoad: (out) => load.contribute(out.load),
-    // Judging waits for its points to be in InfluxDB: it runs beside the consume loop, one round at a time.
-    idle: async () => {
-      if (judging !== undefined || Date.now() - lastJudge < 1000) return;
-      lastJudge = Date.now();
-      judging = load
-        .judgeDue()
-        .catch((err: unknown) => log.warn({ err }, 'load judging failed; retried next round'))
-        .finally(() => {
-          judging = undefined;
-        });
-    },
-    onBatch: (shard, out, ms) => {
-      batchSeconds.observe(ms / 1000);
-      addCounts(period, out.counts);
-      const c = out.counts;
-      readingsTotal.inc({ outcome: 'accepted' }, c.accepted);
-      readingsTotal.inc({ outcome: 'duplicate' }, c.duplicates + c.conflicts);
-      readingsTotal.inc({ outcome: 'late' }, c.late);
-      readingsTotal.inc({ outcome: 'future' }, c.future);
-      for (const dl of out.deadLetters) deadByReason.set(dl.reason, (deadByReason.get(dl.reason) ?? 0) + 1);
-      watermarkGauge.set({ shard: String(shard) }, worker.watermarks().get(shard) ?? 0);
-      if (out.counts.late > 0) log.debug({ shard, late: out.counts.late }, 'late reads dead-lettered');
-    },
-    log,
-  });
-
-  /** `pipeline` and `dlq` points as the pipeline-health dashboard reads them (docs/operators.md). */
-  function statsLines(now: number, c: BatchCounts, backlog: number): string[] {
-    const lines = [
-      lp(
-        'pipeline',
-        { role: 'stream', instance: config.instance },
-        {
-          readings: int(c.readings),
-          rejected: int(c.late + c.future + c.malformed),
-          duplicates: int(c.duplicates + c.conflicts),
-          lag: int(backlog > 0 && worker.lastRx > 0 ? Math.max(0, now - worker.lastRx) : 0),
-          influx_backlog: int(writer.backlog),
-          influx_retries: int(writer.stats.retries),
-          influx_failed_batches: int(writer.stats.failedBatches),
-        },
-        now,
-      ),
-    ];
-    for (const [reason, n] of deadByReason) lines.push(lp('dlq', { reason, instance: config.instance }, { count: int(n) }, now));
-    deadByReason.clear();
-    return lines;
-  }
-  const stats = statsLoop(
+  const judging = loadJudging(load, log);
+  const stats = new PipelineStats({ metrics, instance: config.instance, writer, log });
+  const worker = createWorker({ config, det, settings, tariffs, redis, reader, shards, aggMs, writer, registry, cache, queues, load, judging, stats, log });
+  stats.start(
     det.worker.statsSeconds,
-    log,
-    async () => {
-      const lens = await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))));
-      const lines = statsLines(
-        Date.now(),
-        period,
-        lens.reduce((a, b) => a + b, 0),
-      );
-      Object.assign(period, emptyCounts());
-      return lines;
-    },
-    (lines) => writer.write(lines),
+    async () => (await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))))).reduce((a, b) => a + b, 0),
+    () => worker.lastRx,
   );
 
   await worker.start();
   log.info({ shards, consumer: `stream-${config.workerIndex}`, influxApi: influx.api, timezone: config.timezone }, 'stream worker started');
 
-  const close = once(async () => {
-    stats.stop();
-    await worker.stop();
-    await judging;
-    // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
-    // leaving it to a later start (a replay then judges the same intervals the same way).
-    try {
-      await load.judgeDue(Number.MAX_SAFE_INTEGER);
-    } catch (err) {
-      log.warn({ err }, 'final load judging failed; the next start judges those intervals');
-    }
-    writer.write(statsLines(Date.now(), period, 0));
-    await writer.close();
-    await influx.close();
-    await eventsQueue.close();
-    await billingQueue.close();
-    await closeRedis(queueConn);
-    await closeRedis(reader);
-    await closeRedis(redis);
-    log.info({ totals: worker.totals, events: worker.eventsEnqueued }, 'stream worker stopped');
-  });
+  const close = once(() => closeStream({ worker, judging, load, stats, writer, influx, queues, connections: { redis, reader, queueConn }, log }));
   return { worker, close };
 }

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HEADER_IDEMPOTENCY, HEADER_SIGNATURE, HEADER_TIMESTAMP, verifyWebhook } from '../../src/shared/alerts/webhook.js';
+import { HEADER_IDEMPOTENCY, HEADER_SIGNATURE, HEADER_TIMESTAMP, verifyWebhook } from '../../src/alerting/webhook.js';
 
 /** One request as the receiver saw it. */
 export interface ReceivedRequest {

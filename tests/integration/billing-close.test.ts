@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { BILLING_JOBS, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../src/contracts/billing.js';
-import { billingKeys, latestPerStart, recomputeJobOptions, type StoredRead } from '../../src/shared/billing-store.js';
+import { billingKeys, latestPerStart, recomputeJob, type StoredRead } from '../../src/shared/billing-store.js';
 import { BillingConfig } from '../../src/contracts/config-billing.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';
@@ -220,7 +220,7 @@ describe('billing role: closing days and periods from intervals', () => {
       ),
     );
     await late.flush();
-    await billing.queue.add(BILLING_JOBS.recompute, { meterId: m.meterId, day: '2026-03-10' }, recomputeJobOptions(m.meterId, '2026-03-10'));
+    await billing.queue.addBulk([recomputeJob({ meterId: m.meterId, day: '2026-03-10', entryId: '1-0' }, 3600)]);
 
     const fixed = await waitFor(
       'CN-GAP recomputed',

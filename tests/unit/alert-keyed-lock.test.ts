@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedLock } from '../../src/shared/alerts/keyed-lock.js';
+import { KeyedLock } from '../../src/alerting/keyed-lock.js';
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
 

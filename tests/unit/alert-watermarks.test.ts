@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bucketWatermark, CaughtUpWatermarks, parseWatermarks } from '../../src/shared/alerts/service.js';
-import { dueBucket } from '../../src/shared/alerts/store.js';
+import { bucketWatermark, CaughtUpWatermarks, parseWatermarks } from '../../src/alerting/service.js';
+import { dueBucket } from '../../src/alerting/keys.js';
 import { shardOf } from '../../src/domain/shard.js';
 
 describe('watermarks for the alert sweep', () => {

@@ -1,5 +1,5 @@
-import type { AlertChangeRecord, AlertRecord } from '../../contracts/alert.js';
-import type { DetectionEvent } from '../../contracts/events.js';
+import type { AlertChangeRecord, AlertRecord } from '../contracts/alert.js';
+import type { DetectionEvent } from '../contracts/events.js';
 import {
   alertsOnly,
   applyEvent,
@@ -10,15 +10,16 @@ import {
   type EngineConfig,
   type EngineResult,
   type OperatorAction,
-} from '../../domain/alert-engine.js';
-import { dueTimes } from '../../domain/alert-lifecycle.js';
+} from '../domain/alert-engine.js';
+import { dueTimes } from '../domain/alert-lifecycle.js';
 import type { Redis } from 'ioredis';
-import type { AlertsConfig } from '../../contracts/config-alerts.js';
-import type { Logger } from '../logger.js';
-import type { RegistryStore } from '../registry.js';
+import type { AlertsConfig } from '../contracts/config-alerts.js';
+import type { Logger } from '../shared/logger.js';
+import type { RegistryStore } from '../shared/registry.js';
 import { engineConfig } from './settings.js';
 import { KeyedLock } from './keyed-lock.js';
-import { AlertStore, type Snapshot } from './store.js';
+import type { Snapshot } from './records.js';
+import { AlertStore } from './store.js';
 import { Topology } from './topology.js';
 
 /** Event-time watermarks per stream shard (hash `mf:watermark`). */

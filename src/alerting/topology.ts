@@ -1,7 +1,7 @@
-import type { CustomerRecord } from '../../contracts/registry.js';
-import { parseCustomerClass } from '../../domain/alert-severity.js';
-import type { MeterContext } from '../../domain/alert-engine.js';
-import type { TransformerTopology } from '../../domain/alert-outage.js';
+import type { CustomerRecord } from '../contracts/registry.js';
+import { parseCustomerClass } from '../domain/alert-severity.js';
+import type { MeterContext } from '../domain/alert-engine.js';
+import type { TransformerTopology } from '../domain/alert-outage.js';
 
 /** The registry subset the alert engine reads (RegistryStore fits). */
 export interface RegistryView {

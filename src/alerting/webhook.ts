@@ -1,9 +1,10 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
 /**
  * Signed webhooks. The receiver recomputes HMAC-SHA256(secret, `${timestamp}.${body}`) and compares it with the
  * X-Meterflow-Signature header (`sha256=<hex>`), rejects timestamps too far from its clock (replay), and dedups on
- * the Idempotency-Key header (also in the body): a retry after a lost response carries the same key.
+ * the Idempotency-Key header (also in the body): a retry after a lost response carries the same key. The receiver's
+ * check is verifyWebhook (./webhook-verify.ts).
  */
 
 export const HEADER_TIMESTAMP = 'x-meterflow-timestamp';
@@ -14,23 +15,8 @@ export function signWebhook(secret: string, timestampSec: number, body: string):
   return `sha256=${createHmac('sha256', secret).update(`${timestampSec}.${body}`).digest('hex')}`;
 }
 
-export type VerifyResult = { ok: true } | { ok: false; reason: 'missing' | 'stale' | 'mismatch' };
-
-/** Receiver side, for integrators and our tests. `nowSec` is the receiver's clock. */
-export function verifyWebhook(
-  secret: string,
-  headers: { timestamp: string | undefined; signature: string | undefined },
-  body: string,
-  nowSec: number,
-  toleranceSec = 300,
-): VerifyResult {
-  if (headers.timestamp === undefined || headers.signature === undefined || !/^\d+$/.test(headers.timestamp)) return { ok: false, reason: 'missing' };
-  const ts = Number(headers.timestamp);
-  if (Math.abs(nowSec - ts) > toleranceSec) return { ok: false, reason: 'stale' };
-  const expected = Buffer.from(signWebhook(secret, ts, body));
-  const got = Buffer.from(headers.signature);
-  return expected.length === got.length && timingSafeEqual(expected, got) ? { ok: true } : { ok: false, reason: 'mismatch' };
-}
+/** The receiver's side lives in its own file, which receivers can copy (docs/operators.md). */
+export { verifyWebhook, type WebhookVerifyFailure, type WebhookVerifyResult } from './webhook-verify.js';
 
 export class DeliveryError extends Error {
   override name = 'DeliveryError';

@@ -1,103 +1,18 @@
 import type { Redis } from 'ioredis';
-import { Compile } from 'typebox/compile';
-import { AlertChangeRecord, AlertRecord, DeadLetter, TrackerRecord, type AlertState } from '../../contracts/alert.js';
-import type { AnomalyType, Severity } from '../../contracts/events.js';
-import { dueTimes, type AlertChange, type LifecycleConfig } from '../../domain/alert-lifecycle.js';
-import type { TrackerState } from '../../domain/alert-outage.js';
-import { shardOf } from '../../domain/shard.js';
-import { LuaScript } from '../lua.js';
+import type { AlertChangeRecord, AlertRecord, AlertState, DeadLetter } from '../contracts/alert.js';
+import type { AnomalyType, Severity } from '../contracts/events.js';
+import type { LifecycleConfig } from '../domain/alert-lifecycle.js';
+import type { TrackerState } from '../domain/alert-outage.js';
+import { LuaScript } from '../shared/lua.js';
+import { type CommitInput, type CommitResult, commitDecision } from './commit.js';
+import { type AlertKeys, alertField, alertKeys, clearedField, dueBucket, keyField, trackerField } from './keys.js';
+import { parseAlert, parseChange, parseDeadLetter, parseJson, parseTracker, Snapshot, StoredDataError } from './records.js';
 
 /**
- * Alert state in Redis. Every record (alert, key → current id pointer, transformer tracker) is a field of one hash
- * with a version in a second hash; writes go through one Lua script that checks the versions of everything the
- * decision read and applies all writes, index updates and outbox entries at once. Several workers may race on the
- * same alert: one wins, the others re-read and retry. All keys share the `{alerts}` hash tag (one Cluster slot).
+ * Alert state in Redis (keys: ./keys.ts): the reads a decision makes with their versions, the queries of the API
+ * and the sweep, the outbox and the dead letters. Writes go through `commit` (./commit.ts): one version-checked Lua
+ * script.
  */
-
-export interface AlertKeys {
-  doc: string;
-  ver: string;
-  /** All alerts; members are ids (score 0, lexical order = creation order). */
-  index: string;
-  /** Alerts not resolved. */
-  active: string;
-  /**
-   * Event-time due times, one set per stream shard (bucket = shard of the alert's meter) and `all` for alerts
-   * without a meter: each is read up to its own watermark, so a lagging shard never crowds out the others.
-   */
-  dueEvent: (bucket: string) => string;
-  dueWall: string;
-  outbox: string;
-  dead: string;
-  deadIndex: string;
-  applied: (eventId: string) => string;
-}
-
-export function alertKeys(prefix = 'mf'): AlertKeys {
-  const p = `${prefix}:{alerts}`;
-  return {
-    doc: `${p}:doc`,
-    ver: `${p}:ver`,
-    index: `${p}:index`,
-    active: `${p}:active`,
-    dueEvent: (bucket) => `${p}:due:event:${bucket}`,
-    dueWall: `${p}:due:wall`,
-    outbox: `${p}:outbox`,
-    dead: `${p}:dead`,
-    deadIndex: `${p}:dead:index`,
-    applied: (eventId) => `${p}:applied:${eventId}`,
-  };
-}
-
-/** Due bucket of an alert: its meter's stream shard, or `all` (no meter, or a type judged with its transformer). */
-export function dueBucket(a: Pick<AlertRecord, 'meterId' | 'transformerId' | 'type'>, shards: number, transformerWide: readonly string[]): string {
-  if (a.meterId === null || (a.transformerId !== null && transformerWide.includes(a.type))) return 'all';
-  return String(shardOf(a.meterId, shards));
-}
-
-export const alertField = (id: string): string => `a:${id}`;
-export const keyField = (key: string): string => `k:${key}`;
-export const trackerField = (transformerId: string): string => `t:${transformerId}`;
-/** Clear mark of an alert key (a clear that found no open alert; see EventInput.cleared). */
-export const clearedField = (key: string): string => `c:${key}`;
-
-const CAS = `
-local nd = tonumber(ARGV[2])
-if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then return 'dup' end
-local i = 3
-for d = 1, nd do
-  local cur = redis.call('HGET', KEYS[2], ARGV[i]) or '0'
-  if cur ~= ARGV[i + 1] then return 'conflict' end
-  i = i + 4
-end
-i = 3
-for d = 1, nd do
-  local mode = ARGV[i + 2]
-  if mode == 'w' then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 3])
-    redis.call('HSET', KEYS[2], ARGV[i], tonumber(ARGV[i + 1]) + 1)
-  elseif mode == 'd' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[2], ARGV[i])
-  end
-  i = i + 4
-end
-local nops = tonumber(ARGV[i])
-i = i + 1
-for o = 1, nops do
-  local key = KEYS[tonumber(ARGV[i])]
-  if ARGV[i + 1] == 'a' then redis.call('ZADD', key, ARGV[i + 3], ARGV[i + 2]) else redis.call('ZREM', key, ARGV[i + 2]) end
-  i = i + 4
-end
-local nout = tonumber(ARGV[i])
-i = i + 1
-for o = 1, nout do
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[i])
-  i = i + 1
-end
-if ARGV[1] ~= '' then redis.call('SET', KEYS[4], '1', 'EX', ARGV[1]) end
-return 'ok'
-`;
 
 /**
  * One round trip for a decision's reads: per alert key its pointer, the alert it points to and its clear mark, and
@@ -131,82 +46,7 @@ end
 return out
 `;
 
-const CAS_SCRIPT = new LuaScript(CAS);
 const READ_SCRIPT = new LuaScript(READ);
-
-interface DocWrite {
-  field: string;
-  mode: 'w' | 'd' | 'c';
-  json: string;
-}
-
-interface SetOp {
-  /** Sorted set key (passed to the script as a KEY). */
-  set: string;
-  op: 'a' | 'r';
-  member: string;
-  score: number;
-}
-
-export class StoredDataError extends Error {
-  override name = 'StoredDataError';
-}
-
-const checkAlert = Compile(AlertRecord);
-const checkTracker = Compile(TrackerRecord);
-const checkChange = Compile(AlertChangeRecord);
-const checkDead = Compile(DeadLetter);
-
-function parseJson(raw: string, what: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch (err) {
-    throw new StoredDataError(`${what} is not JSON`, { cause: err });
-  }
-}
-
-function parseAlert(raw: string, field: string): AlertRecord {
-  const v = parseJson(raw, field);
-  if (!checkAlert.Check(v)) throw new StoredDataError(`${field} does not match the alert schema: ${checkAlert.Errors(v)[0]?.message ?? ''}`);
-  return v;
-}
-
-function parseTracker(raw: string, field: string): TrackerState {
-  const v = parseJson(raw, field);
-  if (!checkTracker.Check(v)) throw new StoredDataError(`${field} does not match the tracker schema`);
-  return v;
-}
-
-/** What a decision read, with the versions it saw; `commit` fails with `conflict` if any of them moved. */
-export class Snapshot {
-  readonly versions = new Map<string, string>();
-  /** key → id its pointer holds, for the keys whose pointer was read. */
-  readonly pointers = new Map<string, string>();
-  /** Current alert per key (only keys that have one). */
-  readonly byKey = new Map<string, AlertRecord>();
-  /** Clear marks per key (only keys that have one). */
-  readonly cleared = new Map<string, number>();
-  tracker: TrackerState | null = null;
-  trackerId: string | null = null;
-}
-
-export interface CommitInput {
-  snapshot: Snapshot;
-  alerts: readonly AlertRecord[];
-  tracker: TrackerState | null;
-  changes: readonly AlertChange[];
-  /** Extra alert ids for the sweep to look at now (parked alerts of an outage that ended). */
-  wake?: readonly string[];
-  /** Clear marks to write and delete (keys must have been read). */
-  cleared?: { set: ReadonlyArray<readonly [string, number]>; drop: readonly string[] };
-  /** Alerts to delete (retention). */
-  remove?: readonly AlertRecord[];
-  eventId?: string;
-  dedupSeconds?: number;
-  now: number;
-}
-
-export type CommitResult = { status: 'ok'; alerts: AlertRecord[]; changes: AlertChangeRecord[] } | { status: 'dup' | 'conflict' };
 
 export interface ListFilter {
   state?: AlertState;
@@ -348,81 +188,8 @@ export class AlertStore {
   }
 
   /** Writes the decision if nothing it read has changed meanwhile. */
-  async commit(input: CommitInput): Promise<CommitResult> {
-    const snap = input.snapshot;
-    const writes: DocWrite[] = [];
-    const ops: SetOp[] = [];
-    const k = this.keys;
-    const finals = new Map<string, AlertRecord>();
-    const version = (field: string): number => Number(snap.versions.get(field) ?? '0');
-
-    for (const a of input.alerts) {
-      const field = alertField(a.id);
-      const isNew = !snap.versions.has(field) || snap.versions.get(field) === '0';
-      if (!snap.versions.has(field)) snap.versions.set(field, '0');
-      const rec: AlertRecord = { ...a, version: version(field) + 1 };
-      finals.set(a.id, rec);
-      writes.push({ field, mode: 'w', json: JSON.stringify(rec) });
-      if (isNew) {
-        // A new alert becomes its key's current one; the previous (resolved) one stays as history.
-        const pField = keyField(a.key);
-        if (!snap.versions.has(pField)) snap.versions.set(pField, '0');
-        writes.push({ field: pField, mode: 'w', json: JSON.stringify(a.id) });
-        ops.push({ set: k.index, op: 'a', member: a.id, score: 0 });
-      }
-      ops.push({ set: k.active, op: rec.state === 'resolved' ? 'r' : 'a', member: a.id, score: 0 });
-      const due = dueTimes(rec, this.lifecycle);
-      const dueEvent = k.dueEvent(this.bucketOf(rec));
-      ops.push(due.event === null ? { set: dueEvent, op: 'r', member: a.id, score: 0 } : { set: dueEvent, op: 'a', member: a.id, score: due.event });
-      ops.push(due.wall === null ? { set: k.dueWall, op: 'r', member: a.id, score: 0 } : { set: k.dueWall, op: 'a', member: a.id, score: due.wall });
-    }
-    for (const a of input.remove ?? []) {
-      const field = alertField(a.id);
-      writes.push({ field, mode: 'd', json: '' });
-      const pField = keyField(a.key);
-      if (snap.pointers.get(a.key) === a.id) writes.push({ field: pField, mode: 'd', json: '' });
-      for (const set of [k.index, k.active, k.dueEvent(this.bucketOf(a)), k.dueWall]) ops.push({ set, op: 'r', member: a.id, score: 0 });
-    }
-    if (input.tracker !== null) {
-      if (snap.trackerId === null || snap.trackerId !== input.tracker.transformerId) throw new Error('tracker written without being read');
-      const field = trackerField(input.tracker.transformerId);
-      writes.push({ field, mode: 'w', json: JSON.stringify(input.tracker) });
-    }
-    for (const [key, ts] of input.cleared?.set ?? []) writes.push({ field: clearedField(key), mode: 'w', json: String(ts) });
-    for (const key of input.cleared?.drop ?? []) {
-      if (snap.cleared.has(key)) writes.push({ field: clearedField(key), mode: 'd', json: '' });
-    }
-    for (const id of input.wake ?? []) {
-      if (!finals.has(id)) ops.push({ set: k.dueWall, op: 'a', member: id, score: 0 });
-    }
-    // Everything else read takes part as a check.
-    const written = new Set(writes.map((w) => w.field));
-    for (const field of snap.versions.keys()) if (!written.has(field)) writes.push({ field, mode: 'c', json: '' });
-
-    const changes: AlertChangeRecord[] = input.changes.map((c) => {
-      const final = finals.get(c.alert.id);
-      return { kind: c.kind, notify: c.notify, at: c.at, alert: { ...c.alert, version: final?.version ?? c.alert.version } };
-    });
-
-    const args: Array<string | number> = [input.eventId !== undefined ? String(Math.ceil(input.dedupSeconds ?? 172_800)) : '', writes.length];
-    for (const w of writes) args.push(w.field, snap.versions.get(w.field) ?? '0', w.mode, w.json);
-    const marker = input.eventId !== undefined ? k.applied(input.eventId) : k.applied('-');
-    const scriptKeys = [k.doc, k.ver, k.outbox, marker];
-    const keyIndex = (key: string): number => {
-      const i = scriptKeys.indexOf(key);
-      if (i >= 0) return i + 1;
-      scriptKeys.push(key);
-      return scriptKeys.length;
-    };
-    args.push(ops.length);
-    for (const o of ops) args.push(keyIndex(o.set), o.op, o.member, o.score);
-    args.push(changes.length);
-    for (const c of changes) args.push(JSON.stringify(c));
-
-    const res = await CAS_SCRIPT.run(this.redis, scriptKeys, args);
-    if (res === 'dup' || res === 'conflict') return { status: res };
-    if (res !== 'ok') throw new Error(`alert commit returned ${String(res)}`);
-    return { status: 'ok', alerts: [...finals.values()], changes };
+  commit(input: CommitInput): Promise<CommitResult> {
+    return commitDecision(this.redis, { keys: this.keys, lifecycle: this.lifecycle, bucketOf: (a) => this.bucketOf(a) }, input);
   }
 
   /** Ids whose hysteresis or held notice may be due: each bucket up to its watermark, and by wall time. */
@@ -490,13 +257,7 @@ export class AlertStore {
   }
 
   static parseChange(raw: string): AlertChangeRecord | undefined {
-    let v: unknown;
-    try {
-      v = JSON.parse(raw);
-    } catch {
-      return undefined;
-    }
-    return checkChange.Check(v) ? v : undefined;
+    return parseChange(raw);
   }
 
   // --- dead letters ----------------------------------------------------------------------------------------
@@ -513,8 +274,8 @@ export class AlertStore {
     const items: DeadLetter[] = [];
     for (const raw of raws) {
       if (raw === null) continue;
-      const v = parseJson(raw, 'dead letter');
-      if (checkDead.Check(v)) items.push(v);
+      const d = parseDeadLetter(raw);
+      if (d !== undefined) items.push(d);
     }
     return { items, nextCursor: ids.length > limit ? cursor + limit : null };
   }
