@@ -245,7 +245,8 @@ export async function runScoreCommand(argv: string[], config: AppConfig, log: Lo
   const toleranceHours = o['tolerance-hours'] === undefined ? DEFAULT_INTERVAL_OPTIONS.toleranceMs / 3_600_000 : Number(o['tolerance-hours']);
   if (!Number.isFinite(toleranceHours) || toleranceHours < 0) throw new ScoreInputError(`--tolerance-hours: expected hours, got "${o['tolerance-hours']}"`);
   const api: ApiClient = { url: o.api ?? `http://127.0.0.1:${config.api.port}` };
-  const token = o.token ?? [...config.api.tokens.keys()][0];
+  // API_TOKENS holds hashes, not tokens: the token to present comes from --token.
+  const token = o.token;
   if (token !== undefined) api.token = token;
 
   let billed: BilledTotal[] | undefined;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { tokenCommand } from './api/token-command.js';
 import { RegistryConfig } from './contracts/config-registry.js';
 import { parseCustomersCsv, parseTransformersCsv, type CsvRowError } from './shared/registry-csv.js';
 import { ROLES, type RoleName, startRoles } from './roles.js';
@@ -31,6 +32,9 @@ Tools (simulators/tools.ts; bin/meterflow.js hands these commands to it):
   customers import FILE       load the customer registry CSV
                               (meterId,customerId,class,tariff,contractKw,feederId,transformerId,hasPv,intervalMinutes)
   transformers import FILE    load the transformer registry CSV (transformerId,feederId,ratingKva)
+  token new --scopes S[,S…] [--id NAME]
+                              a new API token and its API_TOKENS entry (scrypt hash; the token is shown once)
+  token hash                  the API_TOKENS hash of a token read from stdin
 
 Configuration comes from the environment (MQTT_URL, REDIS_URL, INFLUX_URL, INFLUX_TOKEN, INFLUX_ORG,
 INFLUX_BUCKET, INFLUX_API, API_PORT, API_TOKENS, STREAM_SHARDS, WORKER_INDEX, WORKER_COUNT, LOG_LEVEL,
@@ -89,6 +93,15 @@ export async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(HELP);
+    return;
+  }
+  if (cmd === 'token') {
+    // Needs no configuration: runs where the environment is not set up.
+    process.exitCode = await tokenCommand(rest, {
+      stdin: process.stdin,
+      write: (s) => process.stdout.write(s),
+      error: (s) => process.stderr.write(s),
+    });
     return;
   }
   await runCommand(cmd, async (config, log) => {

@@ -19,7 +19,9 @@ export async function startApi(ctx: RoleContext): Promise<ApiHandle> {
   const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig).defaults);
   const app = await buildApp({ config, log, metrics: ctx.metrics, redis, influx, registry });
   const address = await app.listen({ host: config.api.host, port: config.api.port });
-  if (config.api.tokens.size === 0) log.warn('API_TOKENS is empty: every /api/v1 route answers 401');
+  if (config.api.tokens.length === 0) log.warn('API_TOKENS is empty: every /api/v1 route answers 401');
+  const plain = config.api.tokens.filter((t) => t.secret.kind === 'plain').map((t) => t.id);
+  if (plain.length > 0) log.warn({ tokenIds: plain }, 'API_TOKENS holds plain tokens: store their hashes instead (meterflow token hash)');
   log.info({ address }, 'api listening');
   const close = once(async () => {
     await app.close();

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,6 +7,7 @@ import { IANAZone } from 'luxon';
 import type { TSchema, Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { parse as parseYaml } from 'yaml';
+import { derivedTokenId, parseTokenHash, type TokenHash, TokenHashError, tokenDigest } from './api-tokens.js';
 import { ConfigError } from './errors.js';
 
 export const SCOPES = ['billing:read', 'alerts:write', 'meters:command', 'admin'] as const;
@@ -24,6 +26,8 @@ export interface AppConfig {
     readonly clientId: string;
     /** When set, ingest subscribes with `$share/<group>/…` so several instances split the load. */
     readonly sharedGroup?: string;
+    /** TLS files (PEM paths) for an `mqtts://` or `wss://` broker; checked readable at start. */
+    readonly tls?: MqttTlsFiles;
   };
   readonly redis: { readonly url: string };
   readonly influx: {
@@ -36,11 +40,7 @@ export interface AppConfig {
     readonly username?: string;
     readonly password?: string;
   };
-  readonly api: {
-    readonly host: string;
-    readonly port: number;
-    readonly tokens: ReadonlyMap<string, ReadonlySet<Scope>>;
-  };
+  readonly api: ApiConfig;
   readonly streamShards: number;
   readonly workerIndex: number;
   readonly workerCount: number;
@@ -49,7 +49,42 @@ export interface AppConfig {
   readonly timezone: string;
 }
 
+/** One API_TOKENS entry. The token itself is never kept: a scrypt hash, or for a plain (development) token its SHA-256. */
+export interface ApiToken {
+  /** Named in config, or derived from the entry (`tok-…`): what logs and the audit log show. */
+  readonly id: string;
+  readonly scopes: ReadonlySet<Scope>;
+  readonly secret: { readonly kind: 'scrypt'; readonly hash: TokenHash } | { readonly kind: 'plain'; readonly digest: Buffer };
+}
+
+export interface ApiConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tokens: readonly ApiToken[];
+  /** Requests per window: per token (after authentication) and per client address (before it, every route but the probes). */
+  readonly rateLimit: { readonly perToken: number; readonly perAddress: number; readonly probesPerAddress: number; readonly windowMs: number };
+  /** Request bodies: every route, and the registry imports. */
+  readonly bodyLimit: number;
+  readonly importBodyLimit: number;
+  /** Allowed CORS origins; empty: no CORS headers at all. `*` allows any origin. */
+  readonly corsOrigins: readonly string[];
+  /** Proxies whose X-Forwarded-For is believed (addresses or CIDRs); empty: the socket address is the client's. */
+  readonly trustProxy: readonly string[];
+  /** Approximate length the `mf:audit` stream is capped at. */
+  readonly auditMaxLen: number;
+}
+
 export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * MQTT over TLS: `caFile` is the CA that signed the broker's certificate (unset: the system's CAs); `certFile` and
+ * `keyFile` are this client's certificate and key, for brokers that authenticate clients by certificate.
+ */
+export interface MqttTlsFiles {
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
 
 function str(env: Env, name: string, fallback: string): string {
   const v = env[name];
@@ -92,33 +127,152 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
   return found;
 }
 
-/** API_TOKENS: a JSON object, token → list of scopes. */
-export function parseTokens(raw: string | undefined): Map<string, Set<Scope>> {
-  const tokens = new Map<string, Set<Scope>>();
+/** A PEM file the process can read, else a ConfigError naming the variable (never the file's content). */
+function pemFile(env: Env, name: string, label: 'CERTIFICATE' | 'PRIVATE KEY'): string | undefined {
+  const path = optional(env, name);
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(name, `a readable PEM file, but ${path} cannot be read`, { cause: err });
+  }
+  // "PRIVATE KEY" also matches "RSA PRIVATE KEY" and "EC PRIVATE KEY".
+  if (!new RegExp(`-----BEGIN [A-Z ]*${label}-----`).test(text)) throw new ConfigError(name, `a PEM file holding a ${label.toLowerCase()}, at ${path}`);
+  return path;
+}
+
+/** MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE: only with a TLS URL, and a certificate only with its key. */
+function mqttTls(env: Env, brokerUrl: string): MqttTlsFiles | undefined {
+  const caFile = pemFile(env, 'MQTT_CA_FILE', 'CERTIFICATE');
+  const certFile = pemFile(env, 'MQTT_CERT_FILE', 'CERTIFICATE');
+  const keyFile = pemFile(env, 'MQTT_KEY_FILE', 'PRIVATE KEY');
+  if (caFile === undefined && certFile === undefined && keyFile === undefined) return undefined;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError(certFile === undefined ? 'MQTT_CERT_FILE' : 'MQTT_KEY_FILE', 'set together with its pair (MQTT_CERT_FILE and MQTT_KEY_FILE)');
+  }
+  // TLS files with a plain-text URL would silently send the password in the clear.
+  if (!/^(mqtts|wss|ssl):/.test(brokerUrl)) {
+    throw new ConfigError('MQTT_URL', `an mqtts:// (or wss://) URL when MQTT_CA_FILE/MQTT_CERT_FILE are set, got "${brokerUrl}"`);
+  }
+  return { caFile, certFile, keyFile };
+}
+
+const TOKENS_SHAPE = 'a JSON object {"<token hash or plain token>": ["scope", …] or {"id": "<name>", "scopes": ["scope", …]}}';
+const TOKEN_ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/**
+ * API_TOKENS: a JSON object; each key is a token hash (`meterflow token hash`) or, for development, a plain token,
+ * and each value its scopes, or `{ "id": name, "scopes": […] }` to name it in logs and the audit log.
+ */
+export function parseTokens(raw: string | undefined): ApiToken[] {
+  const tokens: ApiToken[] = [];
   if (raw === undefined || raw.trim() === '') return tokens;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch (err) {
-    throw new ConfigError('API_TOKENS', 'a JSON object {"<token>": ["scope", …]}, which did not parse', { cause: err });
+    // The parser's message may quote the text, tokens included: only say that it did not parse.
+    throw new ConfigError('API_TOKENS', `${TOKENS_SHAPE}, which did not parse`, { cause: err instanceof Error ? new Error(err.name) : undefined });
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ConfigError('API_TOKENS', 'a JSON object {"<token>": ["scope", …]}');
-  }
-  for (const [token, scopes] of Object.entries(parsed)) {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError('API_TOKENS', TOKENS_SHAPE);
+  const ids = new Set<string>();
+  for (const [key, value] of Object.entries(parsed)) {
     // Never echo the token itself: only its position.
-    const where = `API_TOKENS (token #${tokens.size + 1})`;
-    if (token.length < 8) throw new ConfigError(where, 'a token of at least 8 characters');
-    if (!Array.isArray(scopes)) throw new ConfigError(where, `a list of scopes (${SCOPES.join(', ')})`);
-    const set = new Set<Scope>();
-    for (const s of scopes) {
+    const where = `API_TOKENS (entry #${tokens.length + 1})`;
+    let hash: TokenHash | undefined;
+    try {
+      hash = parseTokenHash(key);
+    } catch (err) {
+      if (err instanceof TokenHashError) throw new ConfigError(where, err.message);
+      throw err;
+    }
+    if (hash === undefined && key.length < 8) throw new ConfigError(where, 'a token of at least 8 characters, or a token hash');
+    let list: unknown = value;
+    let id: string | undefined;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const extra = Object.keys(value).filter((k) => k !== 'id' && k !== 'scopes');
+      if (extra.length > 0) throw new ConfigError(where, `only "id" and "scopes", got ${JSON.stringify(extra[0])}`);
+      const named: { id?: unknown; scopes?: unknown } = value;
+      if (named.id !== undefined && (typeof named.id !== 'string' || !TOKEN_ID_RE.test(named.id))) {
+        throw new ConfigError(where, 'an "id" of 1–64 letters, digits, _ . : or -');
+      }
+      id = named.id;
+      list = named.scopes;
+    }
+    if (!Array.isArray(list)) throw new ConfigError(where, `a list of scopes (${SCOPES.join(', ')})`);
+    const scopes = new Set<Scope>();
+    for (const s of list) {
       const scope = SCOPES.find((k) => k === s);
       if (scope === undefined) throw new ConfigError(where, `scopes from ${SCOPES.join(', ')}, got ${JSON.stringify(s)}`);
-      set.add(scope);
+      scopes.add(scope);
     }
-    tokens.set(token, set);
+    id ??= derivedTokenId(key);
+    if (ids.has(id)) throw new ConfigError(where, `a token id not used by another entry, got "${id}" twice`);
+    ids.add(id);
+    tokens.push({ id, scopes, secret: hash === undefined ? { kind: 'plain', digest: tokenDigest(key) } : { kind: 'scrypt', hash } });
   }
   return tokens;
+}
+
+/** API_CORS_ORIGINS: comma-separated origins (`https://ops.example.com`), or `*`. */
+function corsOrigins(env: Env): string[] {
+  const raw = optional(env, 'API_CORS_ORIGINS');
+  if (raw === undefined) return [];
+  const out: string[] = [];
+  for (const item of raw.split(',').map((x) => x.trim())) {
+    if (item === '') continue;
+    if (item === '*') {
+      out.push(item);
+      continue;
+    }
+    let u: URL | undefined;
+    try {
+      u = new URL(item);
+    } catch {
+      u = undefined;
+    }
+    if (u === undefined || !['http:', 'https:'].includes(u.protocol) || u.origin !== item.replace(/\/$/, '')) {
+      throw new ConfigError('API_CORS_ORIGINS', `comma-separated origins such as https://ops.example.com (scheme, host, port; no path) or *, got "${item}"`);
+    }
+    out.push(u.origin);
+  }
+  return out;
+}
+
+/** API_TRUST_PROXY: comma-separated IP addresses or CIDRs of the reverse proxies in front of the API. */
+function trustProxy(env: Env): string[] {
+  const raw = optional(env, 'API_TRUST_PROXY');
+  if (raw === undefined) return [];
+  const items = raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+  for (const item of items) {
+    const [addr = '', bits, ...more] = item.split('/');
+    const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (isIP(addr) === 6 ? 128 : 32));
+    if (isIP(addr) === 0 || !okBits || more.length > 0) throw new ConfigError('API_TRUST_PROXY', `comma-separated IP addresses or CIDRs, got "${item}"`);
+  }
+  return items;
+}
+
+function apiConfig(env: Env): ApiConfig {
+  return {
+    host: str(env, 'API_HOST', '127.0.0.1'),
+    port: int(env, 'API_PORT', 8080, 0, 65535),
+    tokens: parseTokens(env.API_TOKENS),
+    rateLimit: {
+      perToken: int(env, 'API_RATE_LIMIT_TOKEN', 600, 1, 1_000_000),
+      perAddress: int(env, 'API_RATE_LIMIT_ADDRESS', 1200, 1, 1_000_000),
+      probesPerAddress: int(env, 'API_RATE_LIMIT_PROBES', 600, 1, 1_000_000),
+      windowMs: int(env, 'API_RATE_WINDOW_S', 60, 1, 86_400) * 1000,
+    },
+    bodyLimit: int(env, 'API_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    importBodyLimit: int(env, 'API_IMPORT_BODY_LIMIT', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    corsOrigins: corsOrigins(env),
+    trustProxy: trustProxy(env),
+    auditMaxLen: int(env, 'API_AUDIT_MAXLEN', 100_000, 100, 100_000_000),
+  };
 }
 
 /** Reads and checks the environment once; the result is frozen. Throws ConfigError naming the variable. */
@@ -133,14 +287,16 @@ export function loadConfig(env: Env = process.env): AppConfig {
   if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
     throw new ConfigError('MQTT_SHARED_GROUP', 'a group name of letters, digits, _ or -');
   }
+  const mqttUrl = url(env, 'MQTT_URL', 'mqtt://127.0.0.1:1883', ['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:']);
   const config: AppConfig = {
     instance,
     mqtt: {
-      url: url(env, 'MQTT_URL', 'mqtt://127.0.0.1:1883', ['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:']),
+      url: mqttUrl,
       username: optional(env, 'MQTT_USERNAME'),
       password: optional(env, 'MQTT_PASSWORD'),
       clientId: str(env, 'MQTT_CLIENT_ID', `meterflow-${instance}`),
       sharedGroup,
+      tls: mqttTls(env, mqttUrl),
     },
     redis: { url: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']) },
     influx: {
@@ -152,11 +308,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       username: optional(env, 'INFLUX_USERNAME'),
       password: optional(env, 'INFLUX_PASSWORD'),
     },
-    api: {
-      host: str(env, 'API_HOST', '127.0.0.1'),
-      port: int(env, 'API_PORT', 8080, 0, 65535),
-      tokens: parseTokens(env.API_TOKENS),
-    },
+    api: apiConfig(env),
     streamShards: int(env, 'STREAM_SHARDS', 16, 1, 4096),
     workerIndex,
     workerCount,
@@ -185,7 +337,8 @@ export function isSet(name: string): boolean {
 }
 
 function deepFreeze<T>(o: T): T {
-  if (o !== null && typeof o === 'object' && !(o instanceof Map) && !(o instanceof Set)) {
+  // Buffers (token digests) cannot be frozen; nothing hands them out for writing.
+  if (o !== null && typeof o === 'object' && !(o instanceof Map) && !(o instanceof Set) && !ArrayBuffer.isView(o)) {
     for (const v of Object.values(o)) deepFreeze(v);
     Object.freeze(o);
   }

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { AlertActionBody, AlertIdParams, AlertListQuery, AlertPage, AlertView, DeadLetterPage, toAlertView } from '../../contracts/alert.js';
 import { AlertsConfig } from '../../contracts/config-alerts.js';
-import { createAlertService } from '../../shared/alerts/service.js';
+import { createAlertService } from '../../alerting/service.js';
 import { loadSection } from '../../shared/config.js';
 import type { RoutePlugin } from '../app.js';
 import { ErrorBody } from '../../contracts/http.js';
@@ -104,7 +104,7 @@ export const alertRoutes: RoutePlugin = async (app, deps) => {
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
           cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$' })),
         }),
-        response: { 200: DeadLetterPage },
+        response: { 200: DeadLetterPage, 400: ErrorBody },
       },
     },
     async (req) => {

@@ -20,8 +20,10 @@ const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "
 /** Local midnights lie within UTC−12…UTC+14 of the UTC date: a margin that finds every zone's day. */
 const ZONE_MARGIN_MS = 15 * 3_600_000;
 
+/** A 400 naming the field to blame; the app's error handler answers it. */
 class BadField extends Error {
   override name = 'BadField';
+  readonly statusCode = 400;
   constructor(
     readonly field: string,
     message: string,
@@ -158,7 +160,8 @@ export const billingRoutes: RoutePlugin = async (app, deps) => {
   const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema), deps.config.timezone);
   const paging = {
     meterId: Type.Optional(Type.String({ pattern: METER_ID_PATTERN })),
-    customerId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    // No control characters: InfluxDB refuses a query with a NUL in a string literal, which would read as a 503.
+    customerId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' })),
     cursor: Type.Optional(Type.String({ maxLength: 512 })),
     limit: Type.Integer({ minimum: 1, maximum: cfg.api.maxLimit, default: cfg.api.defaultLimit }),
   };
@@ -173,11 +176,6 @@ export const billingRoutes: RoutePlugin = async (app, deps) => {
     404: ErrorBody,
     503: ErrorBody,
   };
-
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof BadField) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message, field: err.field });
-    throw err; // the app's handler (validation 400, ServiceError 503, …)
-  });
 
   async function send(reply: FastifyReply, accept: string | undefined, body: BillingReadsResponse): Promise<FastifyReply> {
     if (!wantsCsv(accept)) return reply.type('application/json').send(body);

@@ -33,6 +33,16 @@ function parseJsonRecords<T>(
   return { records, errors };
 }
 
+/** CSV that does not parse (an unterminated or misplaced quote) is the client's mistake: a 400 like a bad row, never a 500. */
+function fromCsv<T>(parse: (text: string) => { records: T[]; errors: CsvRowError[] }, text: string): { records: T[]; errors: CsvRowError[] } {
+  try {
+    return parse(text);
+  } catch (err) {
+    const line = err instanceof Error && 'lines' in err && typeof err.lines === 'number' ? Math.max(1, err.lines) : 1;
+    return { records: [], errors: [{ line, message: `not readable as CSV: ${err instanceof Error ? err.message.slice(0, 200) : 'parse error'}` }] };
+  }
+}
+
 /** Customer and transformer registry: import/upsert (CSV or JSON, scope admin) and look-up. */
 export const customerRoutes: RoutePlugin = async (app, deps) => {
   const body = Type.Union([Type.String({ description: 'CSV with the registry header' }), Type.Array(Type.Unknown()), Type.Object({})]);
@@ -40,11 +50,12 @@ export const customerRoutes: RoutePlugin = async (app, deps) => {
   app.post(
     '/api/v1/customers',
     {
+      bodyLimit: deps.config.api.importBodyLimit,
       preHandler: deps.auth('admin'),
       schema: { tags: ['registry'], summary: 'Upsert customers (JSON array of records or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
     },
     async (req, reply) => {
-      const parsed = typeof req.body === 'string' ? parseCustomersCsv(req.body) : parseJsonRecords(req.body, customerCheck);
+      const parsed = typeof req.body === 'string' ? fromCsv(parseCustomersCsv, req.body) : parseJsonRecords(req.body, customerCheck);
       const imported = await deps.registry.upsertMeters(parsed.records);
       return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
     },
@@ -53,11 +64,12 @@ export const customerRoutes: RoutePlugin = async (app, deps) => {
   app.post(
     '/api/v1/transformers',
     {
+      bodyLimit: deps.config.api.importBodyLimit,
       preHandler: deps.auth('admin'),
       schema: { tags: ['registry'], summary: 'Upsert transformers (JSON array or text/csv)', body, response: { 200: ImportResult, 400: ImportResult } },
     },
     async (req, reply) => {
-      const parsed = typeof req.body === 'string' ? parseTransformersCsv(req.body) : parseJsonRecords(req.body, transformerCheck);
+      const parsed = typeof req.body === 'string' ? fromCsv(parseTransformersCsv, req.body) : parseJsonRecords(req.body, transformerCheck);
       const imported = await deps.registry.upsertTransformers(parsed.records);
       return reply.code(parsed.errors.length ? 400 : 200).send({ imported, rejected: parsed.errors });
     },

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { METER_ID_PATTERN } from '../../contracts/reading.js';
 import { qstr, rows, type InfluxSeries } from '../../shared/influx.js';
 import type { RoutePlugin } from '../app.js';
+import { ErrorBody } from '../../contracts/http.js';
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const iso = (v: unknown): string => new Date(typeof v === 'number' ? v : 0).toISOString();
@@ -55,6 +56,7 @@ export const meterRoutes: RoutePlugin = async (app, deps) => {
               }),
             ),
           }),
+          400: ErrorBody,
         },
       },
     },

@@ -9,6 +9,7 @@ import { ServiceError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { RoutePlugin } from '../app.js';
 import { ErrorBody } from '../../contracts/http.js';
+import { tlsOptions } from '../../shared/mqtt.js';
 
 const RemoteReading = Type.Object({
   meterId: Type.String(),
@@ -70,6 +71,7 @@ class ReadRequester {
       clientId: `${this.cfg.clientId}-rr-${randomBytes(4).toString('hex')}`,
       username: this.cfg.username,
       password: this.cfg.password,
+      ...tlsOptions(this.cfg.tls),
       clean: true,
       reconnectPeriod: 1000,
       connectTimeout: 5000,
@@ -170,6 +172,7 @@ export const remoteReadRoutes: RoutePlugin = async (app, deps) => {
         }),
         response: {
           200: Type.Object({ requestId: Type.String(), latencyMs: Type.Integer(), reading: RemoteReading }),
+          400: ErrorBody,
           404: ErrorBody,
           502: ErrorBody,
           503: ErrorBody,
