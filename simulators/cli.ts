@@ -174,6 +174,7 @@ export async function runSimulateCommand(argv: string[], log: Logger, cmd: Simul
   opts.mqttUrl ??= config.mqtt.url;
   opts.mqttUsername = config.mqtt.username;
   opts.mqttPassword = config.mqtt.password;
+  opts.mqttTls = config.mqtt.tls;
 
   const controller = new AbortController();
   const stop = () => controller.abort();

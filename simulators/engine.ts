@@ -471,7 +471,8 @@ export class Simulation {
 
   /**
    * The work orders of the meters replaced in this step (their registers jump in the meter loop below): published
-   * at the install time, before anything of this step, with the old meter's register then as the removal read.
+   * at the install time, before anything of this step, with the old meter's register then as the removal read, on
+   * the head end's own topic (a meterExchange on the meter's events topic is dead-lettered).
    */
   private exchangeOrders(t: number, out: SimMessage[]): void {
     for (const e of (this.exchangesAt.get(t) ?? []).sort((a, b) => a.meter - b.meter)) {
@@ -479,7 +480,7 @@ export class Simulation {
       const st = this.states[e.meter];
       if (m === undefined || st === undefined) continue;
       out.push({
-        topic: `meters/${m.meterId}/events`,
+        topic: `headend/meters/${m.meterId}/exchange`,
         payload: `{"meterId":"${m.meterId}","ts":"${isoSeconds(e.startMs)}","event":"meterExchange","installWh":${e.newStartWh},"removalWh":${st.importWh},"installExportWh":0}`,
         meterId: m.meterId,
         ts: e.startMs,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
 import { connectMqtt } from '../src/shared/mqtt.js';
+import type { MqttTlsFiles } from '../src/shared/config.js';
 import { Simulation, type SimMessage } from './engine.js';
 import { generateFleet, type Fleet } from './fleet.js';
 import { LedgerWriter } from './ledger.js';
@@ -60,6 +61,8 @@ export interface RunSimulationOptions extends ScenarioOverrides {
   mqttUrl?: string;
   mqttUsername?: string;
   mqttPassword?: string;
+  /** TLS files for an mqtts:// broker (MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE). */
+  mqttTls?: MqttTlsFiles;
   clientId?: string;
   /** A scenario YAML path, or an already resolved scenario. Without it: the built-in plain fleet. */
   scenario?: string | ResolvedScenario;
@@ -182,7 +185,7 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
   let responder: ReadResponder | undefined;
   if (mode !== 'dry-run' && opts.mqttUrl) {
     client = await connectMqtt(
-      { url: opts.mqttUrl, username: opts.mqttUsername, password: opts.mqttPassword, clientId: opts.clientId ?? 'meterflow-simulator' },
+      { url: opts.mqttUrl, username: opts.mqttUsername, password: opts.mqttPassword, tls: opts.mqttTls, clientId: opts.clientId ?? 'meterflow-simulator' },
       { clientId: opts.clientId ?? `meterflow-sim-${process.pid}-${Date.now().toString(36)}`, clean: true },
       opts.connectTimeoutMs,
     );

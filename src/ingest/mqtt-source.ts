@@ -6,7 +6,8 @@ import type { AppConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { connectMqtt } from '../shared/mqtt.js';
 
-export const INGEST_TOPICS = ['meters/+/readings', 'meters/+/events', 'concentrators/+/readings'];
+/** Meter-exchange work orders come on headend/meters/+/exchange, which only the head-end account may write (deploy/mosquitto/acl). */
+export const INGEST_TOPICS = ['meters/+/readings', 'meters/+/events', 'concentrators/+/readings', 'headend/meters/+/exchange'];
 
 export type MessageHandler = (topic: string, payload: Buffer) => Promise<void>;
 

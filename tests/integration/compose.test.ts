@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { verifyToken } from '../../src/shared/api-tokens.js';
 import { parseTokens } from '../../src/shared/config.js';
 import { portAnswers, which } from '../../simulators/services.js';
 import { isObject } from '../helpers/grafana-queries.js';
@@ -86,7 +87,7 @@ describe('docker-compose.yml', () => {
     }
     const sim = strings(obj(services.simulate).command);
     expect(sim.slice(0, 3)).toEqual(['simulate', '--scenario', 'simulators/scenarios/demo.yaml']);
-    expect(sim.slice(sim.indexOf('--mqtt-url'), sim.indexOf('--mqtt-url') + 2)).toEqual(['--mqtt-url', 'mqtt://mosquitto:1883']);
+    expect(sim.slice(sim.indexOf('--mqtt-url'), sim.indexOf('--mqtt-url') + 2)).toEqual(['--mqtt-url', 'mqtts://mosquitto:8883']);
   });
 
   it('keeps Redis on AOF and initialises InfluxDB 2 with org, bucket meterflow and the token from a secret', () => {
@@ -176,7 +177,7 @@ describe('deploy scripts', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('make-secrets.sh creates every secret once, random, without a newline, and a valid API_TOKENS', () => {
+  it('make-secrets.sh creates every secret once, random, without a newline, and a valid API_TOKENS of scrypt hashes', async () => {
     const secrets = join(dir, 'secrets');
     const run = (): string => {
       const r = spawnSync('sh', [join(DEPLOY, 'make-secrets.sh')], { env: { PATH: process.env.PATH, SECRETS_DIR: secrets }, encoding: 'utf8' });
@@ -197,7 +198,22 @@ describe('deploy scripts', () => {
     for (const n of names.filter((x) => x !== 'api_tokens')) expect(first[n], n).toMatch(/^[A-Za-z0-9]{30,}$/);
     expect(new Set(Object.values(first)).size).toBe(names.length);
     const tokens = parseTokens(first.api_tokens);
-    expect([...tokens.values()].map((s) => [...s].sort())).toEqual([['billing:read'], ['admin', 'alerts:write', 'billing:read', 'meters:command']]);
+    expect(tokens.map((t) => [...t.scopes].sort())).toEqual([['billing:read'], ['admin', 'alerts:write', 'billing:read', 'meters:command']]);
+    expect(tokens.map((t) => [t.id, t.secret.kind])).toEqual([
+      ['billing-system', 'scrypt'],
+      ['operator', 'scrypt'],
+    ]);
+    // The tokens to hand out: only in api_tokens_plain (mode 600), and they match the hashes openssl computed.
+    const plain = readFileSync(join(secrets, 'api_tokens_plain'), 'utf8').trim().split('\n');
+    expect(statSync(join(secrets, 'api_tokens_plain')).mode & 0o777).toBe(0o600);
+    expect(plain.map((l) => l.split(' ')[0])).toEqual(['billing-system', 'operator']);
+    for (const [i, t] of tokens.entries()) {
+      const token = plain[i]?.split(' ')[1] ?? '';
+      expect(first.api_tokens).not.toContain(token);
+      if (t.secret.kind !== 'scrypt') throw new Error('expected a hash');
+      expect(await verifyToken(token, t.secret.hash)).toBe(true);
+      expect(await verifyToken(`${token}x`, t.secret.hash)).toBe(false);
+    }
     expect(statSync(secrets).mode & 0o777).toBe(0o700);
     expect(run()).toContain('kept    influx_token');
     expect(readFileSync(join(secrets, 'influx_token'), 'utf8')).toBe(first.influx_token);
@@ -270,10 +286,15 @@ describe('mosquitto with the deployed config, password file and ACL', () => {
     }
     Object.assign(passwords, { 'M-1': 'pw-m1', 'M-2': 'pw-m2', 'CONC-7': 'pw-c7' });
 
-    // The compose config with only the paths and the port changed; the ACL file is the deployed one.
+    // The compose config with only the paths and the ports changed; the ACL file is the deployed one, the TLS
+    // listeners use the CA and server certificate make-secrets.sh created.
     port = await freePort();
+    const [tlsPort, certPort] = [await freePort(), await freePort()];
     const conf = readFileSync(join(DEPLOY, 'mosquitto', 'mosquitto.conf'), 'utf8')
       .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`)
+      .replace(/^listener 8883$/m, `listener ${tlsPort} 127.0.0.1`)
+      .replace(/^listener 8884$/m, `listener ${certPort} 127.0.0.1`)
+      .replaceAll('/run/secrets/', `${secrets}/`)
       .replace(/^password_file .*$/m, `password_file ${join(dir, 'auth', 'passwd')}`)
       .replace(/^acl_file .*$/m, `acl_file ${join(DEPLOY, 'mosquitto', 'acl')}`)
       .replace(/^persistence_location .*$/m, `persistence_location ${dir}/`);
@@ -341,7 +362,12 @@ describe('mosquitto with the deployed config, password file and ACL', () => {
 
   it('a meter publishes only under its own id; ingest reads every meter and concentrator through a shared subscription', async () => {
     const ingest = await connect('ingest@meterflow');
-    await subscribe(ingest, ['$share/meterflow/meters/+/readings', '$share/meterflow/meters/+/events', '$share/meterflow/concentrators/+/readings']);
+    await subscribe(ingest, [
+      '$share/meterflow/meters/+/readings',
+      '$share/meterflow/meters/+/events',
+      '$share/meterflow/concentrators/+/readings',
+      '$share/meterflow/headend/meters/+/exchange',
+    ]);
     const m1 = await connect('M-1');
     const conc = await connect('CONC-7');
     const headend = await connect('headend@meterflow');
@@ -354,10 +380,15 @@ describe('mosquitto with the deployed config, password file and ACL', () => {
     await expect(conc.publishAsync('concentrators/CONC-8/readings', 'forged', { qos: 1 })).rejects.toThrow('Not authorized');
     await headend.publishAsync('meters/M-9/readings', 'headend', { qos: 1 });
     await headend.publishAsync('concentrators/T-1/readings', 'headend-batch', { qos: 1 });
+    // Meter-exchange work orders: the head end's alone; neither the meter itself nor a concentrator may order one.
+    await expect(m1.publishAsync('headend/meters/M-1/exchange', 'forged-order', { qos: 1 })).rejects.toThrow('Not authorized');
+    await expect(conc.publishAsync('headend/meters/M-1/exchange', 'forged-order', { qos: 1 })).rejects.toThrow('Not authorized');
+    await headend.publishAsync('headend/meters/M-9/exchange', 'order', { qos: 1 });
     await m1.publishAsync('meters/M-1/events', 'marker', { qos: 1 });
     expect((await got).sort()).toEqual([
       'concentrators/CONC-7/readings batch',
       'concentrators/T-1/readings headend-batch',
+      'headend/meters/M-9/exchange order',
       'meters/M-1/events marker',
       'meters/M-1/readings own',
       'meters/M-9/readings headend',

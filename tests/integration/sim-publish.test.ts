@@ -40,7 +40,8 @@ describe('simulator publishing to a real Mosquitto', () => {
     sub.on('message', (topic, payload) => {
       if (!topic.endsWith('/responses') && !topic.endsWith('/commands')) received.push(`${topic}\n${payload.toString()}`);
     });
-    await sub.subscribeAsync(['meters/#', 'concentrators/#'], { qos: 1 });
+    // headend/#: meter-exchange work orders (headend/meters/{meterId}/exchange).
+    await sub.subscribeAsync(['meters/#', 'concentrators/#', 'headend/#'], { qos: 1 });
   });
 
   afterAll(async () => {

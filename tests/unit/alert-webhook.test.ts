@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { engineConfig, webhookTargets } from '../../src/shared/alerts/settings.js';
-import { signWebhook, verifyWebhook } from '../../src/shared/alerts/webhook.js';
+import { engineConfig, webhookTargets } from '../../src/alerting/settings.js';
+import { signWebhook, verifyWebhook } from '../../src/alerting/webhook.js';
 import { AlertsConfig } from '../../src/contracts/config-alerts.js';
 import { loadSection } from '../../src/shared/config.js';
 import { ConfigError } from '../../src/shared/errors.js';
@@ -14,16 +15,78 @@ describe('webhook signature', () => {
     expect(signWebhook(SECRET, 1_700_000_000, '{"a":1}')).toBe(REFERENCE);
   });
 
+  // The receiver's check (src/alerting/webhook-verify.ts, the file receivers copy), tolerance 300 s either way.
   it.each([
     { name: 'valid', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_100, out: { ok: true } },
-    { name: 'body changed', ts: '1700000000', sig: REFERENCE, body: '{"a":2}', now: 1_700_000_100, out: { ok: false, reason: 'mismatch' } },
+    { name: 'valid, at the edge of the window (300 s old)', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_300, out: { ok: true } },
+    { name: 'valid, receiver clock 300 s behind', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_699_999_700, out: { ok: true } },
+    { name: 'tampered body', ts: '1700000000', sig: REFERENCE, body: '{"a":2}', now: 1_700_000_100, out: { ok: false, reason: 'mismatch' } },
+    { name: 'body with a byte added', ts: '1700000000', sig: REFERENCE, body: '{"a":1} ', now: 1_700_000_100, out: { ok: false, reason: 'mismatch' } },
     { name: 'timestamp changed', ts: '1700000001', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_100, out: { ok: false, reason: 'mismatch' } },
-    { name: 'too old (replay)', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_301, out: { ok: false, reason: 'stale' } },
-    { name: 'no signature', ts: '1700000000', sig: undefined, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'missing' } },
-    { name: 'timestamp not a number', ts: '17e8', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'missing' } },
-    { name: 'truncated signature', ts: '1700000000', sig: REFERENCE.slice(0, 20), body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'mismatch' } },
+    {
+      name: 'signed with another secret',
+      ts: '1700000000',
+      sig: signWebhook('whsec-some-other-secret', 1_700_000_000, '{"a":1}'),
+      body: '{"a":1}',
+      now: 1_700_000_100,
+      out: { ok: false, reason: 'mismatch' },
+    },
+    { name: 'too old (a replay)', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_301, out: { ok: false, reason: 'too_old' } },
+    { name: 'too far in the future', ts: '1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_699_999_699, out: { ok: false, reason: 'too_new' } },
+    { name: 'no signature', ts: '1700000000', sig: undefined, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'malformed' } },
+    { name: 'no timestamp', ts: undefined, sig: REFERENCE, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'malformed' } },
+    { name: 'timestamp not an integer', ts: '17e8', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'malformed' } },
+    { name: 'negative timestamp', ts: '-1700000000', sig: REFERENCE, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'malformed' } },
+    {
+      name: 'truncated signature',
+      ts: '1700000000',
+      sig: REFERENCE.slice(0, 20),
+      body: '{"a":1}',
+      now: 1_700_000_000,
+      out: { ok: false, reason: 'malformed' },
+    },
+    {
+      name: 'signature without its scheme',
+      ts: '1700000000',
+      sig: REFERENCE.slice(7),
+      body: '{"a":1}',
+      now: 1_700_000_000,
+      out: { ok: false, reason: 'malformed' },
+    },
+    {
+      name: 'another scheme',
+      ts: '1700000000',
+      sig: REFERENCE.replace('sha256', 'sha1'),
+      body: '{"a":1}',
+      now: 1_700_000_000,
+      out: { ok: false, reason: 'malformed' },
+    },
+    {
+      name: 'upper-case hex',
+      ts: '1700000000',
+      sig: `sha256=${REFERENCE.slice(7).toUpperCase()}`,
+      body: '{"a":1}',
+      now: 1_700_000_000,
+      out: { ok: false, reason: 'malformed' },
+    },
+    { name: 'not hex', ts: '1700000000', sig: `sha256=${'z'.repeat(64)}`, body: '{"a":1}', now: 1_700_000_000, out: { ok: false, reason: 'malformed' } },
   ])('verify: $name', ({ ts, sig, body, now, out }) => {
     expect(verifyWebhook(SECRET, { timestamp: ts, signature: sig }, body, now)).toEqual(out);
+  });
+
+  it('verifies the raw body bytes as well as a string, and takes another tolerance', () => {
+    const headers = { timestamp: '1700000000', signature: REFERENCE };
+    expect(verifyWebhook(SECRET, headers, Buffer.from('{"a":1}'), 1_700_000_000)).toEqual({ ok: true });
+    expect(verifyWebhook(SECRET, headers, '{"a":1}', 1_700_000_061, 60)).toEqual({ ok: false, reason: 'too_old' });
+    expect(verifyWebhook(SECRET, headers, '{"a":1}', 1_700_000_060, 60)).toEqual({ ok: true });
+  });
+
+  it('compares with crypto.timingSafeEqual and imports nothing but node:crypto, so receivers can copy the file', () => {
+    const source = readFileSync(new URL('../../src/alerting/webhook-verify.ts', import.meta.url), 'utf8');
+    expect(source.match(/^import .*$/gm)).toEqual(["import { createHmac, timingSafeEqual } from 'node:crypto';"]);
+    expect(source).toContain("timingSafeEqual(expected, Buffer.from(hex, 'hex'))");
+    // No early-exit comparison of the digest anywhere.
+    expect(source).not.toMatch(/expected\s*[!=]==|[!=]==\s*expected|\.equals\(/);
   });
 });
 

@@ -249,7 +249,7 @@ describe('small.yaml: injected anomalies and transport faults', () => {
     const reset = one('registerReset');
     const orders = r.messages.filter((m) => m.kind === 'event' && m.payload.includes('"meterExchange"'));
     const contract = Compile(MeterEventPayload);
-    expect(orders.map((m) => [m.topic, m.ts, m.at])).toEqual([[`meters/${reset.meterId}/events`, reset.startMs, reset.startMs]]);
+    expect(orders.map((m) => [m.topic, m.ts, m.at])).toEqual([[`headend/meters/${reset.meterId}/exchange`, reset.startMs, reset.startMs]]);
     const order: unknown = JSON.parse(orders[0]?.payload ?? '{}');
     expect(contract.Check(order)).toBe(true);
     // install read = the truth's new start; removal read = the old meter's register (ledger) at the install time
