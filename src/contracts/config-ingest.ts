@@ -1,5 +1,8 @@
 import { Type, type Static } from 'typebox';
 
+/** Inclusive bounds of a plausible value; a reading outside them is dead-lettered as `bad_value`. */
+const Range = Type.Object({ min: Type.Number(), max: Type.Number() }, { additionalProperties: false });
+
 /** config/ingest.yaml: limits at the MQTT edge. */
 export const IngestConfig = Type.Object({
   maxPayloadBytes: Type.Integer({ minimum: 1024 }),
@@ -7,6 +10,8 @@ export const IngestConfig = Type.Object({
   maxFutureSeconds: Type.Integer({ minimum: 0 }),
   /** Oldest accepted reading, as days before the newest wall-clock time (backfills of history are fine). */
   maxAgeDays: Type.Integer({ minimum: 1 }),
+  /** Physically plausible instantaneous values per reading field (registers have their own checks). */
+  ranges: Type.Object({ powerW: Range, voltageV: Range, currentA: Range }, { additionalProperties: false }),
   dedup: Type.Object({
     /** Span of event time remembered per meter (readings and events), back from its newest one. */
     windowHours: Type.Number({ exclusiveMinimum: 0 }),

@@ -1,7 +1,10 @@
 import { Type, type Static } from 'typebox';
 
-/** meterId as it may appear in topics, keys and tags. */
-export const METER_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+/**
+ * meterId as it may appear in topics, keys, tags and URL paths: 1-64 of [A-Za-z0-9_.:-], starting with a letter or
+ * digit, so `.`, `..` (a path segment a URL or file path resolves away) and `-x` (an option) are never ids.
+ */
+export const METER_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$';
 export const METER_ID_RE = new RegExp(METER_ID_PATTERN);
 
 /** Largest register value that a JS number holds exactly (2^53 - 1). */
@@ -40,7 +43,7 @@ export type MeterEventName = (typeof METER_EVENTS)[number];
 
 /**
  * Meter event, as published on meters/{meterId}/events. `meterExchange` is the work order of a meter
- * replacement and carries the reads that make billing across it exact: `installWh` (required for it), the new
+ * replacement, published by the head end on headend/meters/{meterId}/exchange (never by the meter), and carries the reads that make billing across it exact: `installWh` (required for it), the new
  * meter's import register at `ts`, and optionally `removalWh` (the old meter's final import register) and
  * `installExportWh` (the new meter's export register at `ts`).
  */
@@ -92,6 +95,8 @@ export const REJECT_REASONS = [
   'future_timestamp',
   'too_old',
   'bad_event',
+  // A meterExchange on meters/{id}/events: work orders come only from the head end, on headend/meters/{id}/exchange.
+  'exchange_not_from_headend',
   // The message was readable, but handing it on kept failing (a defect, not bad input): kept whole for a person.
   'handoff_failed',
 ] as const;

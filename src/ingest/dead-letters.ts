@@ -30,6 +30,9 @@ export function elementText(item: unknown, maxBytes: number): string {
   }
 }
 
+/** Longest topic kept in a dead letter (ours are far shorter). */
+export const MAX_TOPIC_BYTES = 256;
+
 export class DeadLetterQueue {
   constructor(
     private readonly redis: Redis,
@@ -40,10 +43,12 @@ export class DeadLetterQueue {
   async add(topic: string, raw: Buffer, rejections: Rejection[], nowMs: number): Promise<void> {
     if (rejections.length === 0) return;
     const rawText = raw.subarray(0, this.opts.payloadBytes + 16).toString('utf8');
+    // A topic may be 64 KiB long (MQTT): kept bounded like the payload, so every dead letter is.
+    const topicText = truncate(topic, MAX_TOPIC_BYTES);
     await Promise.all(
       rejections.map((r) => {
         const payload = r.item === undefined ? truncate(rawText, this.opts.payloadBytes) : elementText(r.item, this.opts.payloadBytes);
-        const fields = ['reason', r.reason, 'detail', r.detail, 'topic', topic, 'payload', payload, 'ts', String(nowMs), 'source', this.opts.source];
+        const fields = ['reason', r.reason, 'detail', r.detail, 'topic', topicText, 'payload', payload, 'ts', String(nowMs), 'source', this.opts.source];
         if (r.index !== undefined) fields.push('index', String(r.index));
         if (r.meterId !== undefined) fields.push('meterId', r.meterId);
         return this.redis.xadd(keys.dlq, 'MAXLEN', '~', String(this.opts.maxLen), '*', ...fields);

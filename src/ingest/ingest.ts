@@ -8,7 +8,7 @@ import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric } from '../shared/metrics.js';
 import type { BrokerStats } from './broker-monitor.js';
 import { DeadLetterQueue } from './dead-letters.js';
-import { parseMessage, parseTopic, type ParseLimits } from './parse.js';
+import { parseLimits, parseMessage, parseTopic, type ParseLimits } from './parse.js';
 import { StreamAppender } from './stream-appender.js';
 
 export interface IngestTotals {
@@ -65,12 +65,7 @@ export class Ingestor {
       ttlSeconds: Math.round(Math.max(cfg.dedup.ttlHours, cfg.dedup.windowHours) * 3600),
     });
     this.dlq = new DeadLetterQueue(deps.redis, { maxLen: cfg.dlqMaxLen, payloadBytes: cfg.dlqPayloadBytes, source: `ingest:${deps.instance}` });
-    this.limits = {
-      maxPayloadBytes: cfg.maxPayloadBytes,
-      maxBatch: cfg.maxBatch,
-      maxFutureMs: cfg.maxFutureSeconds * 1000,
-      maxAgeMs: cfg.maxAgeDays * 86_400_000,
-    };
+    this.limits = parseLimits(cfg);
     const reg = deps.metrics;
     this.m = {
       messages: metric(
@@ -113,7 +108,12 @@ export class Ingestor {
       await this.reject(
         topic,
         payload,
-        [{ reason: 'bad_topic', detail: `topic ${topic.slice(0, 128)} is not meters/{meterId}/readings|events or concentrators/{id}/readings` }],
+        [
+          {
+            reason: 'bad_topic',
+            detail: `topic ${topic.slice(0, 128)} is not meters/{meterId}/readings|events, concentrators/{id}/readings or headend/meters/{meterId}/exchange`,
+          },
+        ],
         now,
       );
       return;

@@ -79,16 +79,18 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
       ['concentrators/T-1/readings', JSON.stringify([reading(100, 0), { meterId: 'M-0100', ts: reading(100, 0).ts }, reading(101, 1)])],
       ['meters/x/y/readings', JSON.stringify(reading(1, 0))],
       // meter exchange work orders without a usable install read
-      ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', removalWh: 1_000_000 })],
-      ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', installWh: 12, removalWh: -1 })],
+      ['headend/meters/M-0001/exchange', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', removalWh: 1_000_000 })],
+      ['headend/meters/M-0001/exchange', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', installWh: 12, removalWh: -1 })],
+      // a good work order, but on the meter's own events topic: only the head end may order an exchange
+      ['meters/M-0001/events', JSON.stringify({ meterId: 'M-0001', ts: T0, event: 'meterExchange', installWh: 12, removalWh: 1_000_000 })],
       // hostile: a 20,000-deep array (its dead letter once overflowed the stack and wedged every later PUBACK)
       ['meters/M-0001/readings', '['.repeat(20_000) + ']'.repeat(20_000)],
     ];
     msgs.push(...bad);
     const exchange = { meterId: 'M-0001', ts: T0 + 900_000, event: 'meterExchange', installWh: 12, removalWh: 1_000_251, installExportWh: 0 };
-    msgs.push(['meters/M-0001/events', JSON.stringify(exchange)]);
+    msgs.push(['headend/meters/M-0001/exchange', JSON.stringify(exchange)]);
     // redelivered (or sent twice by the head end): appended once
-    msgs.push(['meters/M-0001/events', JSON.stringify(exchange)]);
+    msgs.push(['headend/meters/M-0001/exchange', JSON.stringify(exchange)]);
     await publishAll(pub, msgs);
 
     const expectedReasons = [
@@ -102,6 +104,7 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
       'missing_field',
       'missing_field',
       'register_negative',
+      'exchange_not_from_headend',
       'not_object',
     ].sort();
     // `meters/x/y/readings` matches no subscription, so the broker never delivers it: nothing to dead-letter.
@@ -119,8 +122,8 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     const totals = ingest.ingestor.totals;
     expect(totals.readings).toBe(1000);
     expect(totals.duplicates).toBe(30 + 50 + 2 + 1); // repeated singles, repeated batch, 2 re-sent readings in the mixed array, the repeated work order
-    expect(totals.rejected).toBe(11);
-    expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2, not_object: 2 });
+    expect(totals.rejected).toBe(12);
+    expect(totals.byReason).toMatchObject({ missing_field: 2, register_negative: 2, not_object: 2, exchange_not_from_headend: 1 });
     // the good work order reaches the meter's shard as a meter event, registers and all
     expect(totals.events).toBe(1);
     const entries = (await Promise.all(Array.from({ length: SHARDS }, (_, k) => redis.xrange(keys.readings(k), '-', '+')))).flat();

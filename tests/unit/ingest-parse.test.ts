@@ -1,10 +1,17 @@
 import { elementText } from '../../src/ingest/dead-letters.js';
 import { describe, expect, it } from 'vitest';
 import { REJECT_REASONS, type RejectReason } from '../../src/contracts/reading.js';
-import { parseMessage, parseTimestamp, parseTopic, type ParseLimits } from '../../src/ingest/parse.js';
+import { IngestConfig } from '../../src/contracts/config-ingest.js';
+import { parseLimits, parseMessage, parseTimestamp, parseTopic, type ParseLimits } from '../../src/ingest/parse.js';
+import { loadSection } from '../../src/shared/config.js';
 
 const NOW = Date.parse('2026-11-26T03:00:00Z');
-const LIMITS: ParseLimits = { maxPayloadBytes: 1024, maxBatch: 3, maxFutureMs: 300_000, maxAgeMs: 3650 * 86_400_000 };
+const RANGES: ParseLimits['ranges'] = {
+  powerW: { min: -50_000_000, max: 50_000_000 },
+  voltageV: { min: 0, max: 1000 },
+  currentA: { min: -20_000, max: 20_000 },
+};
+const LIMITS: ParseLimits = { maxPayloadBytes: 1024, maxBatch: 3, maxFutureMs: 300_000, maxAgeMs: 3650 * 86_400_000, ranges: RANGES };
 const good = { meterId: 'M-1', ts: '2026-11-26T02:45:00Z', importWh: 1000, exportWh: 0, powerW: 500, voltageV: 230.1, currentA: 2.1, seq: 7 };
 const meterTopic = { kind: 'meterReadings', meterId: 'M-1' } as const;
 const conc = { kind: 'concentratorReadings', concentratorId: 'T-1' } as const;
@@ -14,10 +21,18 @@ describe('parseTopic', () => {
   it.each([
     ['meters/M-1/readings', { kind: 'meterReadings', meterId: 'M-1' }],
     ['meters/M-1/events', { kind: 'meterEvents', meterId: 'M-1' }],
+    ['headend/meters/M-1/exchange', { kind: 'exchangeOrders', meterId: 'M-1' }],
+    ['headend/meters/M 1/exchange', undefined],
+    ['headend/meters/M-1/events', undefined],
+    ['headend/M-1/exchange', undefined],
     ['concentrators/T-9/readings', { kind: 'concentratorReadings', concentratorId: 'T-9' }],
     ['meters/M 1/readings', undefined],
     ['meters/M-1/other', undefined],
     ['meters/M-1/readings/x', undefined],
+    ['meters/../readings', undefined],
+    ['meters/./readings', undefined],
+    ['meters/-rf/readings', undefined],
+    ['meters/m1,foo=bar/readings', undefined],
   ])('%s', (topic, expected) => expect(parseTopic(topic)).toEqual(expected));
 });
 
@@ -70,6 +85,8 @@ const cases: Array<[RejectReason, Parameters<typeof parseMessage>[0], Buffer | s
   ['bad_value', meterTopic, JSON.stringify({ ...good, voltageV: -3 }), false],
   ['bad_meter_id', conc, JSON.stringify({ ...good, meterId: 'M 1/../x' }), false],
   ['bad_meter_id', conc, JSON.stringify({ ...good, meterId: 'M'.repeat(65) }), false],
+  ['bad_meter_id', conc, JSON.stringify({ ...good, meterId: '..' }), false],
+  ['bad_meter_id', conc, JSON.stringify({ ...good, meterId: 'm1 value=1' }), false],
   ['meter_mismatch', meterTopic, JSON.stringify({ ...good, meterId: 'M-2' }), false],
   ['register_negative', meterTopic, JSON.stringify({ ...good, importWh: -5 }), false],
   ['register_negative', meterTopic, JSON.stringify({ ...good, exportWh: -1 }), false],
@@ -94,7 +111,7 @@ describe('parseMessage rejects with a specific reason', () => {
   it('covers every reason code that readings can produce', () => {
     const covered = new Set(cases.map((c) => c[0]));
     // bad_event: events only; bad_topic: the topic, before parsing; handoff_failed: after parsing (tests/integration/ingest-acks.test.ts).
-    const eventOnly: RejectReason[] = ['bad_event', 'bad_topic', 'handoff_failed'];
+    const eventOnly: RejectReason[] = ['bad_event', 'exchange_not_from_headend', 'bad_topic', 'handoff_failed'];
     expect(REJECT_REASONS.filter((r) => !covered.has(r) && !eventOnly.includes(r))).toEqual([]);
   });
 
@@ -113,8 +130,107 @@ describe('parseMessage rejects with a specific reason', () => {
   });
 });
 
+describe('plausible ranges (config/ingest.yaml `ranges`)', () => {
+  // field, value as JSON text, accepted value or the rejection detail
+  const table: Array<[string, string, number | string]> = [
+    ['voltageV', '1e308', 'voltageV: 1e+308 is outside the plausible range [0, 1000]'],
+    ['voltageV', '1000.1', 'voltageV: 1000.1 is outside the plausible range [0, 1000]'],
+    ['voltageV', '-3', 'voltageV: -3 is outside the plausible range [0, 1000]'],
+    ['voltageV', '-1e-300', 'voltageV: -1e-300 is outside the plausible range [0, 1000]'],
+    ['voltageV', '1e999', 'voltageV: Infinity is not a finite number'],
+    ['voltageV', '-1e999', 'voltageV: -Infinity is not a finite number'],
+    ['voltageV', '1000', 1000],
+    ['voltageV', '0', 0],
+    ['voltageV', '-0', 0],
+    ['voltageV', '5e-324', 5e-324],
+    ['powerW', '50000000', 50_000_000],
+    ['powerW', '-50000000', -50_000_000],
+    ['powerW', '50000000.5', 'powerW: 50000000.5 is outside the plausible range [-50000000, 50000000]'],
+    ['powerW', '-1.7976931348623157e308', 'powerW: -1.7976931348623157e+308 is outside the plausible range [-50000000, 50000000]'],
+    ['powerW', '-0', 0],
+    ['currentA', '20000', 20_000],
+    ['currentA', '-20000', -20_000],
+    ['currentA', '20001', 'currentA: 20001 is outside the plausible range [-20000, 20000]'],
+    ['currentA', '1E400', 'currentA: Infinity is not a finite number'],
+  ];
+  it.each(table)('%s: %s', (field, text, expected) => {
+    const payload = `{"meterId":"M-1","ts":"2026-11-26T02:45:00Z","importWh":1000,"${field}":${text}}`;
+    const p = parseMessage(meterTopic, buf(payload), NOW, LIMITS);
+    if (typeof expected === 'number') {
+      expect(p.rejections).toEqual([]);
+      const got = p.readings[0]?.[field as 'voltageV' | 'powerW' | 'currentA'];
+      // Object.is: -0 is stored as +0
+      expect(Object.is(got, expected), `${got}`).toBe(true);
+    } else {
+      expect(p.readings).toEqual([]);
+      expect(p.rejections).toEqual([{ reason: 'bad_value', detail: expected, meterId: 'M-1', item: expect.anything() }]);
+    }
+  });
+
+  it('takes its ranges from config/ingest.yaml and refuses a range with min above max', () => {
+    const cfg = loadSection('ingest', IngestConfig);
+    expect(parseLimits(cfg).ranges).toEqual(RANGES);
+    expect(() => parseLimits({ ...cfg, ranges: { ...cfg.ranges, voltageV: { min: 260, max: 200 } } })).toThrow(
+      'config/ingest.yaml: ingest.ranges.voltageV: expected min <= max, got [260, 200]',
+    );
+  });
+
+  it('follows the configured ranges, not fixed ones', () => {
+    const tight = { ...LIMITS, ranges: { ...RANGES, voltageV: { min: 200, max: 260 } } };
+    const at = (v: number) => parseMessage(meterTopic, buf({ ...good, voltageV: v }), NOW, tight);
+    expect(at(199.9).rejections.map((r) => r.reason)).toEqual(['bad_value']);
+    expect(at(200).readings.length).toBe(1);
+    expect(at(260).readings.length).toBe(1);
+    expect(at(260.1).rejections.map((r) => r.reason)).toEqual(['bad_value']);
+  });
+
+  it('stores -0 registers and values as 0', () => {
+    const p = parseMessage(
+      meterTopic,
+      buf('{"meterId":"M-1","ts":"2026-11-26T02:45:00Z","importWh":-0,"exportWh":-0,"seq":-0,"powerW":-0,"currentA":-0}'),
+      NOW,
+      LIMITS,
+    );
+    expect(p.rejections).toEqual([]);
+    const r = p.readings[0];
+    for (const v of [r?.importWh, r?.exportWh, r?.seq, r?.powerW, r?.currentA]) expect(Object.is(v, 0)).toBe(true);
+  });
+
+  it('rejects non-finite registers as too large (1e999 overflows to Infinity)', () => {
+    const p = parseMessage(meterTopic, buf('{"meterId":"M-1","ts":"2026-11-26T02:45:00Z","importWh":1e999}'), NOW, LIMITS);
+    expect(p.rejections.map((r) => [r.reason, r.detail])).toEqual([['register_too_large', 'importWh: Infinity is above 2^53-1']]);
+  });
+
+  it('keeps a bad_value element out of a batch and its good neighbours of the same meter in order', () => {
+    const p = parseMessage(
+      conc,
+      buf([
+        { ...good, ts: NOW - 1_800_000, importWh: 1000 },
+        { ...good, ts: NOW - 900_000, importWh: 999_999_999, voltageV: 1e308 },
+        { ...good, ts: NOW, importWh: 1250 },
+      ]),
+      NOW,
+      LIMITS,
+    );
+    expect(p.readings.map((r) => r.importWh)).toEqual([1000, 1250]);
+    expect(p.rejections.map((r) => [r.reason, r.index])).toEqual([['bad_value', 1]]);
+  });
+
+  it('reads __proto__ and constructor keys as plain data, never as the prototype', () => {
+    const p = parseMessage(
+      meterTopic,
+      buf('{"meterId":"M-1","ts":"2026-11-26T02:45:00Z","importWh":5,"__proto__":{"voltageV":1e308,"polluted":1},"constructor":{"prototype":{"x":1}}}'),
+      NOW,
+      LIMITS,
+    );
+    expect(p.readings).toEqual([{ meterId: 'M-1', ts: Date.parse('2026-11-26T02:45:00Z'), importWh: 5 }]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
 describe('parseMessage on the events topic', () => {
   const evTopic = { kind: 'meterEvents', meterId: 'M-1' } as const;
+  const orders = { kind: 'exchangeOrders', meterId: 'M-1' } as const;
   it('accepts a last gasp', () => {
     const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:17:41Z', event: 'lastGasp' }), NOW, LIMITS);
     expect(p.events).toEqual([{ meterId: 'M-1', ts: Date.parse('2026-11-26T02:17:41Z'), event: 'lastGasp' }]);
@@ -123,10 +239,10 @@ describe('parseMessage on the events topic', () => {
     const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:17:41Z', event: 'explode' }), NOW, LIMITS);
     expect(p.rejections.map((r) => r.reason)).toEqual(['bad_event']);
   });
-  it('accepts a meter exchange with its install, removal and export reads', () => {
+  it('accepts a meter exchange with its install, removal and export reads on the head-end topic', () => {
     const ts = '2026-11-26T02:15:00Z';
     const p = parseMessage(
-      evTopic,
+      orders,
       buf([
         { meterId: 'M-1', ts, event: 'meterExchange', installWh: 21, removalWh: 1_234_567, installExportWh: 0 },
         { meterId: 'M-1', ts, event: 'meterExchange', installWh: 0 },
@@ -157,9 +273,28 @@ describe('parseMessage on the events topic', () => {
       detail: `installExportWh: ${2 ** 60} is above 2^53-1`,
     },
   ])('dead-letters a meter exchange with $name', ({ extra, reason, detail }) => {
-    const p = parseMessage(evTopic, buf({ meterId: 'M-1', ts: '2026-11-26T02:15:00Z', event: 'meterExchange', ...extra }), NOW, LIMITS);
+    const p = parseMessage(orders, buf({ meterId: 'M-1', ts: '2026-11-26T02:15:00Z', event: 'meterExchange', ...extra }), NOW, LIMITS);
     expect(p.events).toEqual([]);
     expect(p.rejections).toEqual([expect.objectContaining({ reason, detail, meterId: 'M-1' })]);
+  });
+  it("dead-letters a meter exchange on the meter's own events topic, however well formed", () => {
+    const order = { meterId: 'M-1', ts: '2026-11-26T02:15:00Z', event: 'meterExchange', installWh: 21, removalWh: 1_234_567 };
+    const p = parseMessage(evTopic, buf([order, { meterId: 'M-1', ts: '2026-11-26T02:17:41Z', event: 'lastGasp' }]), NOW, LIMITS);
+    expect(p.events).toEqual([{ meterId: 'M-1', ts: Date.parse('2026-11-26T02:17:41Z'), event: 'lastGasp' }]);
+    expect(p.rejections).toEqual([
+      {
+        reason: 'exchange_not_from_headend',
+        meterId: 'M-1',
+        index: 0,
+        item: order,
+        detail: 'event: meterExchange is a head-end work order, accepted only on headend/meters/M-1/exchange',
+      },
+    ]);
+  });
+  it('takes only meter exchanges on the head-end topic', () => {
+    const p = parseMessage(orders, buf({ meterId: 'M-1', ts: '2026-11-26T02:17:41Z', event: 'lastGasp' }), NOW, LIMITS);
+    expect(p.events).toEqual([]);
+    expect(p.rejections.map((r) => r.reason)).toEqual(['bad_event']);
   });
 });
 
