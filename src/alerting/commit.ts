@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { AlertChangeRecord, AlertRecord } from '../contracts/alert.js';
+import { ALERT_HISTORY_MAX, type AlertChangeRecord, type AlertHistoryEntry, type AlertRecord } from '../contracts/alert.js';
 import { dueTimes, type AlertChange, type LifecycleConfig } from '../domain/alert-lifecycle.js';
 import type { TrackerState } from '../domain/alert-outage.js';
 import { LuaScript } from '../shared/lua.js';
@@ -8,8 +8,8 @@ import type { Snapshot } from './records.js';
 
 /**
  * The lifecycle writes: one Lua script checks the versions of everything the decision read and applies all writes,
- * index updates and outbox entries at once. Several workers may race on the same alert: one wins, the others re-read
- * and retry.
+ * index updates, outbox entries and history entries at once. Several workers may race on the same alert: one wins,
+ * the others re-read and retry.
  */
 
 const CAS = `
@@ -46,6 +46,21 @@ for o = 1, nout do
   redis.call('XADD', KEYS[3], '*', 'c', ARGV[i])
   i = i + 1
 end
+local nh = tonumber(ARGV[i])
+local cap = tonumber(ARGV[i + 1])
+i = i + 2
+for h = 1, nh do
+  local key = KEYS[tonumber(ARGV[i])]
+  redis.call('RPUSH', key, ARGV[i + 1])
+  redis.call('LTRIM', key, -cap, -1)
+  i = i + 2
+end
+local ndel = tonumber(ARGV[i])
+i = i + 1
+for d = 1, ndel do
+  redis.call('DEL', KEYS[tonumber(ARGV[i])])
+  i = i + 1
+end
 if ARGV[1] ~= '' then redis.call('SET', KEYS[4], '1', 'EX', ARGV[1]) end
 return 'ok'
 `;
@@ -75,8 +90,10 @@ export interface CommitInput {
   wake?: readonly string[];
   /** Clear marks to write and delete (keys must have been read). */
   cleared?: { set: ReadonlyArray<readonly [string, number]>; drop: readonly string[] };
-  /** Alerts to delete (retention). */
+  /** Alerts to delete (retention); their history goes with them. */
   remove?: readonly AlertRecord[];
+  /** Entries appended to alerts' histories (see ./history.ts), in order. */
+  history?: ReadonlyArray<{ alertId: string; entry: AlertHistoryEntry }>;
   eventId?: string;
   dedupSeconds?: number;
   now: number;
@@ -118,6 +135,7 @@ function planAlerts(input: CommitInput, place: CommitPlace, plan: Plan): void {
       plan.ops.push({ set: k.index, op: 'a', member: a.id, score: 0 });
     }
     plan.ops.push({ set: k.active, op: rec.state === 'resolved' ? 'r' : 'a', member: a.id, score: 0 });
+    plan.ops.push({ set: k.actionable, op: rec.state !== 'resolved' && rec.suppressedBy === null ? 'a' : 'r', member: a.id, score: 0 });
     const due = dueTimes(rec, place.lifecycle);
     const dueEvent = k.dueEvent(place.bucketOf(rec));
     plan.ops.push(due.event === null ? { set: dueEvent, op: 'r', member: a.id, score: 0 } : { set: dueEvent, op: 'a', member: a.id, score: due.event });
@@ -126,7 +144,7 @@ function planAlerts(input: CommitInput, place: CommitPlace, plan: Plan): void {
   for (const a of input.remove ?? []) {
     plan.writes.push({ field: alertField(a.id), mode: 'd', json: '' });
     if (snap.pointers.get(a.key) === a.id) plan.writes.push({ field: keyField(a.key), mode: 'd', json: '' });
-    for (const set of [k.index, k.active, k.dueEvent(place.bucketOf(a)), k.dueWall]) plan.ops.push({ set, op: 'r', member: a.id, score: 0 });
+    for (const set of [k.index, k.active, k.actionable, k.dueEvent(place.bucketOf(a)), k.dueWall]) plan.ops.push({ set, op: 'r', member: a.id, score: 0 });
   }
 }
 
@@ -148,7 +166,7 @@ function planRest(input: CommitInput, keys: AlertKeys, plan: Plan): void {
   for (const field of snap.versions.keys()) if (!written.has(field)) plan.writes.push({ field, mode: 'c', json: '' });
 }
 
-/** The script's KEYS and ARGV: dedup, versioned doc writes, set ops (by KEYS index), outbox entries. */
+/** The script's KEYS and ARGV: dedup, versioned doc writes, set ops (by KEYS index), outbox entries, history. */
 function scriptCall(input: CommitInput, keys: AlertKeys, plan: Plan, changes: readonly AlertChangeRecord[]): { keys: string[]; args: Array<string | number> } {
   const snap = input.snapshot;
   const args: Array<string | number> = [input.eventId !== undefined ? String(Math.ceil(input.dedupSeconds ?? 172_800)) : '', plan.writes.length];
@@ -165,6 +183,12 @@ function scriptCall(input: CommitInput, keys: AlertKeys, plan: Plan, changes: re
   for (const o of plan.ops) args.push(keyIndex(o.set), o.op, o.member, o.score);
   args.push(changes.length);
   for (const c of changes) args.push(JSON.stringify(c));
+  const history = input.history ?? [];
+  args.push(history.length, ALERT_HISTORY_MAX);
+  for (const h of history) args.push(keyIndex(keys.history(h.alertId)), JSON.stringify(h.entry));
+  const removed = input.remove ?? [];
+  args.push(removed.length);
+  for (const a of removed) args.push(keyIndex(keys.history(a.id)));
   return { keys: scriptKeys, args };
 }
 

@@ -3,7 +3,8 @@ import { shardOf } from '../domain/shard.js';
 
 /**
  * Where alert state lives in Redis. Every record (alert, key → current id pointer, transformer tracker, clear mark)
- * is a field of one hash with a version in a second hash. All keys share the `{alerts}` hash tag (one Cluster slot).
+ * is a field of one hash with a version in a second hash; each alert's history is a list of its own. All keys share
+ * the `{alerts}` hash tag (one Cluster slot), so one script may touch any of them.
  */
 
 export interface AlertKeys {
@@ -13,6 +14,12 @@ export interface AlertKeys {
   index: string;
   /** Alerts not resolved. */
   active: string;
+  /** Alerts not resolved and not covered by an outage (suppressedBy null): what an operator must act on. */
+  actionable: string;
+  /** Layout version of the derived sets (`actionable` is rebuilt from `active` once when it is behind). */
+  layout: string;
+  /** An alert's history (JSON entries, oldest first, capped). */
+  history: (id: string) => string;
   /**
    * Event-time due times, one set per stream shard (bucket = shard of the alert's meter) and `all` for alerts
    * without a meter: each is read up to its own watermark, so a lagging shard never crowds out the others.
@@ -32,6 +39,9 @@ export function alertKeys(prefix = 'mf'): AlertKeys {
     ver: `${p}:ver`,
     index: `${p}:index`,
     active: `${p}:active`,
+    actionable: `${p}:actionable`,
+    layout: `${p}:layout`,
+    history: (id) => `${p}:history:${id}`,
     dueEvent: (bucket) => `${p}:due:event:${bucket}`,
     dueWall: `${p}:due:wall`,
     outbox: `${p}:outbox`,

@@ -1,5 +1,5 @@
 import { Compile } from 'typebox/compile';
-import { AlertChangeRecord, AlertRecord, DeadLetter, TrackerRecord } from '../contracts/alert.js';
+import { AlertChangeRecord, AlertHistoryEntry, AlertRecord, DeadLetter, TrackerRecord } from '../contracts/alert.js';
 import type { TrackerState } from '../domain/alert-outage.js';
 
 /** Stored alert records parsed back with their schemas, and what a decision read of them. */
@@ -12,6 +12,7 @@ const checkAlert = Compile(AlertRecord);
 const checkTracker = Compile(TrackerRecord);
 const checkChange = Compile(AlertChangeRecord);
 const checkDead = Compile(DeadLetter);
+const checkHistory = Compile(AlertHistoryEntry);
 
 export function parseJson(raw: string, what: string): unknown {
   try {
@@ -48,6 +49,17 @@ export function parseChange(raw: string): AlertChangeRecord | undefined {
 export function parseDeadLetter(raw: string): DeadLetter | undefined {
   const v = parseJson(raw, 'dead letter');
   return checkDead.Check(v) ? v : undefined;
+}
+
+/** A stored history entry; undefined when it is not JSON or does not match the schema. */
+export function parseHistoryEntry(raw: string): AlertHistoryEntry | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  return checkHistory.Check(v) ? v : undefined;
 }
 
 /** What a decision read, with the versions it saw; `commit` fails with `conflict` if any of them moved. */

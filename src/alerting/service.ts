@@ -16,6 +16,7 @@ import type { Redis } from 'ioredis';
 import type { AlertsConfig } from '../contracts/config-alerts.js';
 import type { Logger } from '../shared/logger.js';
 import type { RegistryStore } from '../shared/registry.js';
+import { type Actor, changeHistory, type HistoryItem, operatorHistory } from './history.js';
 import { engineConfig } from './settings.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { Snapshot } from './records.js';
@@ -166,11 +167,13 @@ export class AlertService {
     return this.store.idsOfKeys(keys);
   }
 
+  /** Commits an engine result with its history entries (by default one per lifecycle change, by the pipeline). */
   private async commit(
     snapshot: Snapshot,
     r: EngineResult,
     now: number,
     eventId?: string,
+    history: readonly HistoryItem[] = changeHistory(r.changes),
   ): Promise<{ status: 'ok'; changes: AlertChangeRecord[]; alerts: AlertRecord[] } | 'conflict' | 'dup'> {
     const res = await this.store.commit({
       snapshot,
@@ -179,6 +182,7 @@ export class AlertService {
       changes: r.changes,
       wake: await this.wakeIds(r.unpark),
       cleared: r.cleared,
+      history,
       ...(eventId === undefined ? {} : { eventId, dedupSeconds: this.opts.dedupSeconds }),
       now,
     });
@@ -204,16 +208,28 @@ export class AlertService {
     );
   }
 
-  async operator(id: string, action: OperatorAction, clock: () => number = Date.now): Promise<OperatorOutcomeView> {
+  /**
+   * An operator's ack, resolve, assignment or comment, recorded in the alert's history with who did it (`tokenId`:
+   * the API token's id; `comment`: the note that goes with it) in the same commit.
+   */
+  async operator(
+    id: string,
+    action: OperatorAction,
+    note: { tokenId?: string | null; comment?: string | null } = {},
+    clock: () => number = Date.now,
+  ): Promise<OperatorOutcomeView> {
+    const actor: Actor = { by: action.by, tokenId: note.tokenId ?? null, comment: note.comment ?? null };
     return this.retry(`${action.kind} ${id}`, async () => {
       const { snapshot, alerts } = await this.store.loadIds([id]);
       const alert = alerts[0];
       if (alert === undefined) return { status: 'not-found' as const };
       const tracker = alert.type === 'outage' && alert.transformerId !== null ? await this.store.loadTracker(snapshot, alert.transformerId) : null;
-      const out = applyOperator(alert, tracker, action, clock());
+      const now = clock();
+      const out = applyOperator(alert, tracker, action, now);
       if (!out.ok) return { status: 'conflict' as const, alert: out.alert };
-      if (out.result.alerts.length === 0) return { status: 'ok' as const, alert };
-      const c = await this.commit(snapshot, out.result, clock());
+      const history = operatorHistory(id, action, out.result.changes, out.result.alerts.length > 0, actor, now);
+      if (out.result.alerts.length === 0 && history.length === 0) return { status: 'ok' as const, alert };
+      const c = await this.commit(snapshot, out.result, now, undefined, history);
       if (c === 'conflict') return c;
       if (c === 'dup') throw new Error('operator commit reported a duplicate');
       return { status: 'ok' as const, alert: c.alerts.find((a) => a.id === id) ?? out.alert };
@@ -240,7 +256,9 @@ export class AlertService {
         const c = await this.commit(snapshot, alertsOnly([alert], []), now);
         return c === 'conflict' ? c : false;
       }
-      const c = await this.commit(snapshot, alertsOnly([tr.alert], tr.changes), now);
+      // A released notice is no news for the history (the alert opened when it was held); an auto-resolve is.
+      const history = changeHistory(tr.changes.filter((ch) => ch.kind === 'resolved'));
+      const c = await this.commit(snapshot, alertsOnly([tr.alert], tr.changes), now, undefined, history);
       return c === 'conflict' ? c : true;
     });
   }

@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis';
-import type { AlertChangeRecord, AlertRecord, AlertState, DeadLetter } from '../contracts/alert.js';
+import type { AlertChangeRecord, AlertHistoryEntry, AlertRecord, AlertState, DeadLetter, SuppressedFilter } from '../contracts/alert.js';
 import type { AnomalyType, Severity } from '../contracts/events.js';
+import type { CustomerClass } from '../contracts/registry.js';
 import type { LifecycleConfig } from '../domain/alert-lifecycle.js';
 import type { TrackerState } from '../domain/alert-outage.js';
 import { LuaScript } from '../shared/lua.js';
 import { type CommitInput, type CommitResult, commitDecision } from './commit.js';
 import { type AlertKeys, alertField, alertKeys, clearedField, dueBucket, keyField, trackerField } from './keys.js';
-import { parseAlert, parseChange, parseDeadLetter, parseJson, parseTracker, Snapshot, StoredDataError } from './records.js';
+import { parseAlert, parseChange, parseDeadLetter, parseHistoryEntry, parseJson, parseTracker, Snapshot, StoredDataError } from './records.js';
 
 /**
  * Alert state in Redis (keys: ./keys.ts): the reads a decision makes with their versions, the queries of the API
@@ -48,16 +49,55 @@ return out
 
 const READ_SCRIPT = new LuaScript(READ);
 
+/**
+ * Brings the derived `actionable` set up to the layout ARGV[1] (KEYS: doc, active, actionable, layout): rebuilt
+ * from `active` and the records, atomically with the commits, once per store (alerts written before it existed).
+ */
+const LAYOUT = `
+if redis.call('GET', KEYS[4]) == ARGV[1] then return 0 end
+redis.call('DEL', KEYS[3])
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local raw = redis.call('HGET', KEYS[1], 'a:' .. id)
+  if raw then
+    local ok, a = pcall(cjson.decode, raw)
+    if ok and type(a) == 'table' and a.state ~= 'resolved' and (a.suppressedBy == nil or a.suppressedBy == cjson.null) then
+      redis.call('ZADD', KEYS[3], 0, id)
+      n = n + 1
+    end
+  end
+end
+redis.call('SET', KEYS[4], ARGV[1])
+return n
+`;
+
+const LAYOUT_SCRIPT = new LuaScript(LAYOUT);
+const LAYOUT_VERSION = '2';
+
 export interface ListFilter {
-  state?: AlertState;
+  /** One state or any of several. */
+  state?: AlertState | readonly AlertState[];
   type?: AnomalyType;
   severity?: Severity;
   subject?: string;
   since?: number;
+  feederId?: string;
+  transformerId?: string;
+  customerClass?: CustomerClass;
+  /** Alerts an outage covers (suppressedBy set): undefined or `include` lists them too. */
+  suppressed?: SuppressedFilter;
+}
+
+export interface ActiveCounts {
+  /** Not resolved, not covered by an outage. */
+  actionable: number;
+  /** Not resolved, covered by an outage (suppressedBy set). */
+  suppressed: number;
 }
 
 export class AlertStore {
   readonly keys: AlertKeys;
+  private layoutReady: Promise<void> | undefined;
 
   constructor(
     readonly redis: Redis,
@@ -214,12 +254,50 @@ export class AlertStore {
     return this.redis.zrange(this.keys.index, '-', '+', 'BYLEX', 'LIMIT', 0, limit);
   }
 
+  /** Builds the derived sets once (see LAYOUT); later calls in this process cost nothing. A failure is retried next call. */
+  ensureLayout(): Promise<void> {
+    this.layoutReady ??= LAYOUT_SCRIPT.run(this.redis, [this.keys.doc, this.keys.active, this.keys.actionable, this.keys.layout], [LAYOUT_VERSION]).then(
+      () => undefined,
+      (err: unknown) => {
+        this.layoutReady = undefined;
+        throw err;
+      },
+    );
+    return this.layoutReady;
+  }
+
+  /** Alerts not resolved, split by whether an outage covers them (one MULTI, so the two agree). */
+  async activeCounts(): Promise<ActiveCounts> {
+    await this.ensureLayout();
+    const res = await this.redis.multi().zcard(this.keys.active).zcard(this.keys.actionable).exec();
+    const active = res?.[0]?.[1];
+    const actionable = res?.[1]?.[1];
+    if (typeof active !== 'number' || typeof actionable !== 'number') throw new Error('alert count read was aborted');
+    return { actionable, suppressed: Math.max(0, active - actionable) };
+  }
+
+  /** An alert's history, oldest first (entries that do not parse are skipped). */
+  async history(id: string): Promise<AlertHistoryEntry[]> {
+    const raws = await this.redis.lrange(this.keys.history(id), 0, -1);
+    return raws.map(parseHistoryEntry).filter((e): e is AlertHistoryEntry => e !== undefined);
+  }
+
+  /** The smallest index that holds every alert the filter can match. */
+  private async listSet(filter: ListFilter): Promise<string> {
+    const states = filter.state === undefined ? undefined : typeof filter.state === 'string' ? [filter.state] : filter.state;
+    if (states === undefined || states.length === 0 || states.includes('resolved')) return this.keys.index;
+    if (filter.suppressed !== 'exclude') return this.keys.active;
+    await this.ensureLayout();
+    return this.keys.actionable;
+  }
+
   /**
-   * Newest first (by first event time), filtered; `cursor` is the last id of the previous page. Scans at most
-   * `maxScan` ids per call so a rare filter cannot pin Redis; the cursor then points where the scan stopped.
+   * Newest first (by first event time), filtered; `cursor` is the last id of the previous page. The filter applies
+   * inside the scan, so a page holds `limit` matches whenever that many exist. Scans at most `maxScan` ids per call
+   * so a rare filter cannot pin Redis; the cursor then points where the scan stopped.
    */
   async list(filter: ListFilter, limit: number, cursor: string | undefined, maxScan = 20_000): Promise<{ items: AlertRecord[]; nextCursor: string | null }> {
-    const set = filter.state === 'open' || filter.state === 'acknowledged' ? this.keys.active : this.keys.index;
+    const set = await this.listSet(filter);
     const items: AlertRecord[] = [];
     let from = cursor === undefined ? '+' : `(${cursor}`;
     let scanned = 0;
@@ -281,9 +359,18 @@ export class AlertStore {
   }
 }
 
+function matchesSuppressed(a: AlertRecord, f: SuppressedFilter | undefined): boolean {
+  if (f === undefined || f === 'include') return true;
+  return (a.suppressedBy !== null) === (f === 'only');
+}
+
 export function matchesFilter(a: AlertRecord, f: ListFilter): boolean {
   return (
-    (f.state === undefined || a.state === f.state) &&
+    (f.state === undefined || (typeof f.state === 'string' ? a.state === f.state : f.state.includes(a.state))) &&
+    (f.feederId === undefined || a.feederId === f.feederId) &&
+    (f.transformerId === undefined || a.transformerId === f.transformerId) &&
+    (f.customerClass === undefined || a.customerClass === f.customerClass) &&
+    matchesSuppressed(a, f.suppressed) &&
     (f.type === undefined || a.type === f.type) &&
     (f.severity === undefined || a.severity === f.severity) &&
     (f.subject === undefined || a.subject === f.subject) &&

@@ -194,7 +194,7 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     sweepSeconds: cfg.worker.sweepSeconds,
     eventsQueue,
     service,
-    activeKey: store.keys.active,
+    activeCounts: () => store.activeCounts(),
     activeGauge: m.active,
     log,
   });

@@ -46,7 +46,9 @@ export function alertsMetrics(metrics: Registry): { events: Counter; conflicts: 
       () =>
         new Gauge({
           name: 'meterflow_alerts_active',
-          help: 'Alerts not resolved',
+          // suppressed="false" is what operators must act on: an outage counts once, its meters' alerts under "true".
+          help: 'Alerts not resolved; suppressed="true": covered by an outage alert (suppressedBy set)',
+          labelNames: ['suppressed'],
           registers: [metrics],
         }),
     ),

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type AlertService, CaughtUpWatermarks, parseWatermarks, type SweepStats } from '../alerting/service.js';
+import type { ActiveCounts } from '../alerting/store.js';
 import type { Logger } from '../shared/logger.js';
 import type { Gauge } from '../shared/metrics.js';
 
@@ -15,8 +16,8 @@ export interface SweeperDeps {
   /** The `events` queue: the sweep only trusts watermarks the handled events have caught up with. */
   eventsQueue: Queue;
   service: AlertService;
-  /** Sorted set of the alerts not resolved, and the gauge that reports its size. */
-  activeKey: string;
+  /** Alerts not resolved, split by outage suppression, and the gauge that reports them (label `suppressed`). */
+  activeCounts: () => Promise<ActiveCounts>;
   activeGauge: Gauge;
   log: Logger;
 }
@@ -52,7 +53,9 @@ export class Sweeper {
     const wm = this.caughtUp.next(at, read, await this.oldestPendingEvent());
     const stats = await service.sweep(wm);
     if (this.ticks++ % 720 === 0) stats.deleted = await service.retention(wm);
-    this.d.activeGauge.set(await redis.zcard(this.d.activeKey));
+    const counts = await this.d.activeCounts();
+    this.d.activeGauge.set({ suppressed: 'false' }, counts.actionable);
+    this.d.activeGauge.set({ suppressed: 'true' }, counts.suppressed);
     return stats;
   }
 

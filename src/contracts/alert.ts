@@ -18,6 +18,12 @@ export type AlertChangeKind = (typeof ALERT_CHANGES)[number];
 
 export const RESOLVED_BY = ['auto', 'operator', 'restored'] as const;
 
+/** At most this many affected meters and customers are listed in an outage (the counts stay the truth). */
+export const OUTAGE_LIST_MAX = 1000;
+
+/** Entries kept in an alert's history (the oldest are dropped). */
+export const ALERT_HISTORY_MAX = 200;
+
 const Ms = Type.Number({ description: 'epoch milliseconds' });
 const NullableMs = Type.Union([Ms, Type.Null()]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
@@ -39,6 +45,9 @@ export const OutageDetails = Type.Object({
   durationMs: NullableMs,
   /** Meters still without power when the outage was declared over (they keep their own alerts). */
   stillDown: Type.Integer({ minimum: 0 }),
+  /** The affected meters and their customers, sorted, at most OUTAGE_LIST_MAX (absent in records from before). */
+  affectedMeters: Type.Optional(Type.Array(Type.String())),
+  affectedCustomers: Type.Optional(Type.Array(Type.String())),
 });
 export type OutageDetails = Static<typeof OutageDetails>;
 
@@ -88,6 +97,13 @@ export const AlertRecord = Type.Object({
   resolvedBy: Type.Union([Type.Enum(RESOLVED_BY), Type.Null()]),
   /** The operator who resolved it, when resolvedBy is `operator`. */
   resolvedByName: NullableString,
+  /**
+   * Who the alert is assigned to, since when (wall time) and by whom. Kept while the pipeline updates the alert.
+   * Optional: records (and queued jobs) written before assignment existed have none.
+   */
+  assignee: Type.Optional(NullableString),
+  assignedAt: Type.Optional(NullableMs),
+  assignedBy: Type.Optional(NullableString),
   /** An opened/flapping notice went out for this alert (so its resolution is worth telling too). */
   notified: Type.Boolean(),
   pending: Type.Union([PendingNotice, Type.Null()]),
@@ -152,6 +168,9 @@ export const AlertView = Type.Object({
   resolvedAt: NullableIso,
   resolvedBy: NullableString,
   resolvedByName: NullableString,
+  assignee: NullableString,
+  assignedAt: NullableIso,
+  assignedBy: NullableString,
   suppressedBy: NullableString,
   outage: Type.Union([
     Type.Object({
@@ -165,6 +184,9 @@ export const AlertView = Type.Object({
       restoredAt: NullableIso,
       durationMs: Type.Union([Type.Number(), Type.Null()]),
       stillDown: Type.Integer(),
+      /** Sorted, at most OUTAGE_LIST_MAX each; metersAffected and customersAffected are the full counts. */
+      affectedMeters: Type.Array(Type.String()),
+      affectedCustomers: Type.Array(Type.String()),
     }),
     Type.Null(),
   ]),
@@ -202,11 +224,62 @@ export function toAlertView(a: AlertRecord): AlertView {
     resolvedAt: isoOrNull(a.resolvedAt),
     resolvedBy: a.resolvedBy,
     resolvedByName: a.resolvedByName,
+    assignee: a.assignee ?? null,
+    assignedAt: isoOrNull(a.assignedAt ?? null),
+    assignedBy: a.assignedBy ?? null,
     suppressedBy: a.suppressedBy,
-    outage: a.outage === null ? null : { ...a.outage, startedAt: iso(a.outage.startedAt), restoredAt: isoOrNull(a.outage.restoredAt) },
+    outage:
+      a.outage === null
+        ? null
+        : {
+            ...a.outage,
+            startedAt: iso(a.outage.startedAt),
+            restoredAt: isoOrNull(a.outage.restoredAt),
+            affectedMeters: a.outage.affectedMeters ?? [],
+            affectedCustomers: a.outage.affectedCustomers ?? [],
+          },
     version: a.version,
   };
 }
+
+/**
+ * What an alert's history records. Pipeline changes: `opened`, `escalated`, `reopened` (also when it starts
+ * flapping), `resolved`; operator actions: `acknowledged`, `assigned`, `commented`, `resolved`.
+ */
+export const ALERT_HISTORY_ACTIONS = ['opened', 'escalated', 'reopened', 'acknowledged', 'assigned', 'commented', 'resolved'] as const;
+export type AlertHistoryAction = (typeof ALERT_HISTORY_ACTIONS)[number];
+
+/** One history entry as stored (a list next to the alert, written in the commit that made the change). */
+export const AlertHistoryEntry = Type.Object({
+  /** Event time for pipeline changes, wall time for operator actions. */
+  at: Ms,
+  action: Type.Enum(ALERT_HISTORY_ACTIONS),
+  /** The operator (body `by`, else `operator`); null for the pipeline. */
+  by: NullableString,
+  /** Id of the API token used (never the token); null for the pipeline. */
+  tokenId: NullableString,
+  comment: NullableString,
+  /** The new assignee, on `assigned`. */
+  assignee: Type.Optional(NullableString),
+});
+export type AlertHistoryEntry = Static<typeof AlertHistoryEntry>;
+
+export const AlertHistoryView = Type.Object({
+  at: Iso,
+  action: Type.Enum(ALERT_HISTORY_ACTIONS),
+  by: NullableString,
+  tokenId: NullableString,
+  comment: NullableString,
+  assignee: Type.Optional(NullableString),
+});
+export type AlertHistoryView = Static<typeof AlertHistoryView>;
+
+export function toHistoryView(e: AlertHistoryEntry): AlertHistoryView {
+  return { ...e, at: iso(e.at) };
+}
+
+/** Oldest first. */
+export const AlertHistoryPage = Type.Object({ items: Type.Array(AlertHistoryView) });
 
 /** Body POSTed to a webhook. The receiver dedups on idempotencyKey (also sent as the Idempotency-Key header). */
 export const WebhookBody = Type.Object({
@@ -265,12 +338,29 @@ void _sameShape;
 
 // --- API bodies ---------------------------------------------------------------------------------------------
 
+/** Which alerts an outage covers (`suppressedBy` set) a list shows. */
+export const SUPPRESSED_FILTERS = ['exclude', 'include', 'only'] as const;
+export type SuppressedFilter = (typeof SUPPRESSED_FILTERS)[number];
+
+const STATE_LIST = `(${ALERT_STATES.join('|')})`;
+
 export const AlertListQuery = Type.Object({
-  state: Type.Optional(Type.Enum(ALERT_STATES)),
+  state: Type.Optional(
+    Type.String({ pattern: `^${STATE_LIST}(,${STATE_LIST})*$`, maxLength: 64, description: 'one state or a comma-separated list (open,acknowledged)' }),
+  ),
   type: Type.Optional(AnomalyTypeSchema),
   severity: Type.Optional(SeveritySchema),
   subject: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   since: Type.Optional(Type.String({ description: 'ISO-8601 time or epoch ms: alerts last seen at or after it' })),
+  feeder: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'feederId' })),
+  transformer: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'transformerId' })),
+  class: Type.Optional(Type.Enum(CUSTOMER_CLASSES, { description: 'customerClass' })),
+  suppressed: Type.Optional(
+    Type.Enum(SUPPRESSED_FILTERS, {
+      default: 'exclude',
+      description: 'alerts an outage covers (suppressedBy set): hidden by default, `include` shows them too, `only` only them',
+    }),
+  ),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
   cursor: Type.Optional(Type.String({ maxLength: 256 })),
 });
@@ -283,10 +373,27 @@ export const AlertPage = Type.Object({
 
 export const AlertIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
+const By = Type.String({ minLength: 1, maxLength: 128, description: 'who acts (operator name); defaults to `operator`' });
+const Comment = Type.String({ maxLength: 1000, description: 'kept in the alert history; empty or blank: none' });
+
 export const AlertActionBody = Type.Object({
-  by: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'who acts (operator name); defaults to the token holder' })),
+  by: Type.Optional(By),
+  comment: Type.Optional(Comment),
 });
 export type AlertActionBody = Static<typeof AlertActionBody>;
+
+export const AlertAssignBody = Type.Object({
+  assignee: Type.String({ minLength: 1, maxLength: 100 }),
+  by: Type.Optional(By),
+  comment: Type.Optional(Comment),
+});
+export type AlertAssignBody = Static<typeof AlertAssignBody>;
+
+export const AlertCommentBody = Type.Object({
+  text: Type.String({ minLength: 1, maxLength: 1000 }),
+  by: Type.Optional(By),
+});
+export type AlertCommentBody = Static<typeof AlertCommentBody>;
 
 export const DeadLetterPage = Type.Object({
   items: Type.Array(DeadLetter),

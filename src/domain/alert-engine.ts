@@ -5,6 +5,7 @@ import {
   NO_SUPPRESSION,
   acknowledge,
   alertKey,
+  assign,
   clear,
   fire,
   resolveAt,
@@ -331,15 +332,21 @@ export function applyEvent(input: EventInput, cfg: EngineConfig): EngineResult {
   return s.result();
 }
 
-export type OperatorAction = { kind: 'ack'; by: string } | { kind: 'resolve'; by: string };
+/** What an operator does. A comment changes no record (the adapter keeps it in the alert's history). */
+export type OperatorAction =
+  | { kind: 'ack'; by: string }
+  | { kind: 'resolve'; by: string }
+  | { kind: 'assign'; by: string; assignee: string }
+  | { kind: 'comment'; by: string };
 
 export type OperatorOutcome = { ok: true; result: EngineResult; alert: AlertRecord } | { ok: false; reason: 'resolved'; alert: AlertRecord };
 
-/** Ack or resolve by an operator. Resolving an outage closes its tracker too (pass it when the alert is an outage). */
+/** An operator action. Resolving an outage closes its tracker too (pass it when the alert is an outage). */
 export function applyOperator(alert: AlertRecord, tracker: TrackerState | null, action: OperatorAction, now: number): OperatorOutcome {
   const empty: EngineResult = { alerts: [], tracker: null, changes: [], unpark: [], cleared: { set: [], drop: [] } };
-  if (action.kind === 'ack') {
-    const r = acknowledge(alert, action.by, now);
+  if (action.kind === 'comment') return { ok: true, result: empty, alert };
+  if (action.kind === 'ack' || action.kind === 'assign') {
+    const r = action.kind === 'ack' ? acknowledge(alert, action.by, now) : assign(alert, action.assignee, action.by, now);
     if (!r.ok) return { ok: false, reason: r.reason, alert };
     if (r.transition === null) return { ok: true, result: empty, alert };
     return { ok: true, result: { ...empty, alerts: [r.transition.alert], changes: r.transition.changes }, alert: r.transition.alert };

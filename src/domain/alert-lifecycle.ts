@@ -161,6 +161,9 @@ function create(sig: Signal, suppression: Suppression, now: number, cfg: Lifecyc
     resolvedAt: null,
     resolvedBy: null,
     resolvedByName: null,
+    assignee: null,
+    assignedAt: null,
+    assignedBy: null,
     notified: n.sendNow,
     pending: n.pending,
     suppressedBy: n.suppressedBy,
@@ -290,6 +293,16 @@ export function acknowledge(a: AlertRecord, by: string, now: number): OperatorRe
   if (a.state === 'acknowledged') return { ok: true, transition: null };
   const alert: AlertRecord = { ...a, state: 'acknowledged', acknowledgedAt: now, acknowledgedBy: by, pending: null, updatedAt: now };
   return { ok: true, transition: { alert, changes: [change('acknowledged', a.notified, now, alert)] } };
+}
+
+/**
+ * Operator assigns the alert (wall time `now`). The assignment is part of the record, so every later transition
+ * (count and lastSeen moving, escalation, re-opening) carries it. Assigning the current assignee again is no change.
+ */
+export function assign(a: AlertRecord, assignee: string, by: string, now: number): OperatorResult {
+  if (a.state === 'resolved') return { ok: false, reason: 'resolved' };
+  if ((a.assignee ?? null) === assignee) return { ok: true, transition: null };
+  return { ok: true, transition: { alert: { ...a, assignee, assignedAt: now, assignedBy: by, updatedAt: now }, changes: [] } };
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { OutageDetails } from '../contracts/alert.js';
+import { OUTAGE_LIST_MAX, type OutageDetails } from '../contracts/alert.js';
 import type { Severity } from '../contracts/events.js';
 import type { CustomerClass } from '../contracts/registry.js';
 import type { Signal, Suppression } from './alert-lifecycle.js';
@@ -238,6 +238,7 @@ export function outageDetails(
     customers.add(customer);
     if (m?.class === 'critical') critical.add(customer);
   }
+  const sorted = (xs: Iterable<string>): string[] => [...xs].sort().slice(0, OUTAGE_LIST_MAX);
   return {
     transformerId: topo.transformerId,
     feederId: topo.feederId,
@@ -249,6 +250,8 @@ export function outageDetails(
     restoredAt,
     durationMs: restoredAt === null ? null : restoredAt - startedAt,
     stillDown,
+    affectedMeters: sorted(new Set(affected)),
+    affectedCustomers: sorted(customers),
   };
 }
 

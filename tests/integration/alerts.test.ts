@@ -264,6 +264,8 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
       restoredAt: back,
       durationMs: 95 * MIN,
       stillDown: 6,
+      affectedMeters: [...ids].sort(),
+      affectedCustomers: meters.map((m) => m.customerId).sort(),
     });
     expect(h.receiver.requests.length).toBe(storm + 1);
     expect(h.receiver.requests[storm]?.json).toMatchObject({

@@ -148,6 +148,8 @@ describe('outage storm', () => {
       restoredAt: back,
       durationMs: 95 * MIN,
       stillDown: 6,
+      affectedMeters: [...meters].sort(),
+      affectedCustomers: meters.map((m) => m.replace('M-', 'C-')).sort(),
     });
     expect(done?.reason).toBe('power restored on transformer T-9 after 95 min: 60 customers affected, 2 critical (C-3, C-41); 6 meters still down');
     const open = [...s.byKey.values()].filter((a) => a.state !== 'resolved').map((a) => a.key);
@@ -201,6 +203,25 @@ describe('outage storm', () => {
     s.sweep(T0 + 4 * IV);
     expect(s.notices).toEqual(['opened outage:T-9', 'resolved outage:T-9']);
     expect(s.get('outage:T-9')).toMatchObject({ state: 'resolved', resolvedBy: 'operator', resolvedByName: 'alice' });
+  });
+
+  it('an assigned outage keeps its assignee while meters join it and when power returns; a comment changes no record', () => {
+    const s = new MemAlerts();
+    for (const m of meters.slice(0, 30)) s.event(ev('lastGasp', m, T0));
+    const outage = s.get('outage:T-9');
+    if (!outage) throw new Error('no outage');
+    const comment = applyOperator(outage, s.tracker, { kind: 'comment', by: 'bob' }, NOW);
+    expect(comment).toEqual({ ok: true, result: { alerts: [], tracker: null, changes: [], unpark: [], cleared: { set: [], drop: [] } }, alert: outage });
+    const r = applyOperator(outage, s.tracker, { kind: 'assign', by: 'bob', assignee: 'alice' }, NOW);
+    if (!r.ok) throw new Error('assign refused');
+    expect(r.result.changes).toEqual([]);
+    expect(r.result.tracker).toBeNull();
+    s.take(r.result);
+    for (const m of meters.slice(30)) s.event(ev('lastGasp', m, T0 + MIN));
+    expect(s.get('outage:T-9')).toMatchObject({ count: 60, assignee: 'alice', assignedBy: 'bob', assignedAt: NOW });
+    for (const m of meters) s.event(ev('powerRestored', m, T0 + 40 * MIN));
+    expect(s.get('outage:T-9')).toMatchObject({ state: 'resolved', resolvedBy: 'restored', assignee: 'alice' });
+    expect(s.notices).toEqual(['opened outage:T-9', 'resolved outage:T-9']);
   });
 });
 

@@ -4,6 +4,7 @@ import type { AnomalyType, Severity } from '../../src/contracts/events.js';
 import {
   acknowledge,
   alertId,
+  assign,
   clear,
   dueTimes,
   fire,
@@ -53,6 +54,7 @@ type Step =
   | { clear: number }
   | { sweep: number; now?: number; suppression?: Suppression; advancing?: boolean }
   | { ack: true }
+  | { assign: string; by?: string; now?: number }
   | { resolve: true };
 
 /** Runs steps; records changes as "kind" (silent) or "kind!" (notified), and every distinct alert id. */
@@ -74,6 +76,12 @@ function run(steps: Step[]): { alert: AlertRecord | undefined; changes: string[]
     } else if ('sweep' in s) {
       if (alert)
         take(sweep(alert, { watermark: s.sweep, now: s.now ?? NOW, suppression: s.suppression ?? { kind: 'none' }, advancing: s.advancing ?? false }, cfg));
+    } else if ('assign' in s) {
+      if (alert) {
+        const r = assign(alert, s.assign, s.by ?? 'ops', s.now ?? NOW);
+        if (r.ok) take(r.transition);
+        else changes.push(`refused:${r.reason}`);
+      }
     } else if ('ack' in s) {
       if (alert) {
         const r = acknowledge(alert, 'ops', NOW);
@@ -378,6 +386,137 @@ describe('held notices (silent, lastGasp)', () => {
     expect(clearing && dueTimes(clearing, cfg)).toEqual({ event: at(3), wall: null });
     const parked = run([{ fire: at(0), type: 'silent', suppression: { kind: 'active', outageId: 'O1' } }]).alert;
     expect(parked && dueTimes(parked, cfg)).toEqual({ event: null, wall: null });
+  });
+});
+
+describe('assignment', () => {
+  const table: Array<{
+    name: string;
+    steps: Step[];
+    state: string;
+    assignee: string | null;
+    assignedAt: number | null;
+    assignedBy: string | null;
+    count: number;
+    changes: string[];
+    ids: number;
+  }> = [
+    {
+      name: 'a new alert is assigned to nobody',
+      steps: [{ fire: at(0) }],
+      state: 'open',
+      assignee: null,
+      assignedAt: null,
+      assignedBy: null,
+      count: 1,
+      changes: ['opened!'],
+      ids: 1,
+    },
+    {
+      name: 'assigning is no lifecycle change (nothing notified)',
+      steps: [{ fire: at(0) }, { assign: 'alice', by: 'bob' }],
+      state: 'open',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'bob',
+      count: 1,
+      changes: ['opened!'],
+      ids: 1,
+    },
+    {
+      name: 'later events moving count and lastSeen keep the assignee',
+      steps: [{ fire: at(0) }, { assign: 'alice' }, { fire: at(1) }, { fire: at(2) }],
+      state: 'open',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'ops',
+      count: 3,
+      changes: ['opened!'],
+      ids: 1,
+    },
+    {
+      name: 'an escalation and an acknowledgement keep the assignee',
+      steps: [{ fire: at(0) }, { assign: 'alice' }, { fire: at(1), severity: 'critical' }, { ack: true }],
+      state: 'acknowledged',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'ops',
+      count: 2,
+      changes: ['opened!', 'escalated!', 'acknowledged!'],
+      ids: 1,
+    },
+    {
+      name: 'auto-resolved and re-opened within the flap window: the same alert, still assigned',
+      steps: [{ fire: at(0) }, { assign: 'alice' }, { clear: at(1) }, { sweep: at(3) }, { fire: at(5) }],
+      state: 'open',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'ops',
+      count: 2,
+      changes: ['opened!', 'resolved!', 'flapping!'],
+      ids: 1,
+    },
+    {
+      name: 'firing again after the flap window is a new alert, assigned to nobody',
+      steps: [{ fire: at(0) }, { assign: 'alice' }, { resolve: true }, { fire: at(0) + 7 * 60 * MIN }],
+      state: 'open',
+      assignee: null,
+      assignedAt: null,
+      assignedBy: null,
+      count: 1,
+      changes: ['opened!', 'resolved!', 'opened!'],
+      ids: 2,
+    },
+    {
+      name: 'the same assignee again changes nothing (assignedAt stays)',
+      steps: [{ fire: at(0) }, { assign: 'alice', now: NOW }, { assign: 'alice', by: 'carol', now: NOW + 5000 }],
+      state: 'open',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'ops',
+      count: 1,
+      changes: ['opened!'],
+      ids: 1,
+    },
+    {
+      name: 'reassigning records the new assignee, when and by whom',
+      steps: [{ fire: at(0) }, { assign: 'alice', now: NOW }, { assign: 'dave', by: 'carol', now: NOW + 5000 }],
+      state: 'open',
+      assignee: 'dave',
+      assignedAt: NOW + 5000,
+      assignedBy: 'carol',
+      count: 1,
+      changes: ['opened!'],
+      ids: 1,
+    },
+    {
+      name: 'a resolved alert cannot be assigned; it keeps who had it',
+      steps: [{ fire: at(0) }, { assign: 'alice' }, { resolve: true }, { assign: 'dave' }],
+      state: 'resolved',
+      assignee: 'alice',
+      assignedAt: NOW,
+      assignedBy: 'ops',
+      count: 1,
+      changes: ['opened!', 'resolved!', 'refused:resolved'],
+      ids: 1,
+    },
+  ];
+
+  it.each(table)('$name', (row) => {
+    const r = run(row.steps);
+    expect(r.alert).toMatchObject({ state: row.state, assignee: row.assignee, assignedAt: row.assignedAt, assignedBy: row.assignedBy, count: row.count });
+    expect(r.changes).toEqual(row.changes);
+    expect(r.ids.length).toBe(row.ids);
+  });
+
+  it('a record written before assignment existed (no fields) reads as unassigned and can be assigned', () => {
+    const created = run([{ fire: at(0) }]).alert;
+    if (!created) throw new Error('no alert');
+    const { assignee: _a, assignedAt: _b, assignedBy: _c, ...old } = created;
+    const updated = fire(old, sig(at(1)), { kind: 'none' }, NOW, cfg).alert;
+    expect(updated.assignee).toBeUndefined();
+    const r = assign(updated, 'alice', 'ops', NOW);
+    expect(r.ok && r.transition?.alert).toMatchObject({ assignee: 'alice', assignedAt: NOW, assignedBy: 'ops', count: 2 });
   });
 });
 

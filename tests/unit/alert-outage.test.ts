@@ -227,6 +227,26 @@ describe('outage tracker', () => {
       restoredAt: T0 + 42 * MIN,
       durationMs: 42 * MIN,
       stillDown: 1,
+      // Sorted; a meter the registry does not know counts as its own customer.
+      affectedMeters: ['M-0', 'M-1', 'M-2', 'M-3', 'M-7', 'M-X'],
+      affectedCustomers: ['C-0', 'C-1', 'C-2', 'C-3', 'C-7', 'M-X'],
     });
+  });
+
+  it('outage details list at most 1000 meters and customers; the counts stay the truth', () => {
+    const ids = Array.from({ length: 1200 }, (_, i) => `M-${String(i).padStart(4, '0')}`);
+    const topo = {
+      transformerId: 'T-B',
+      feederId: null,
+      meters: ids.map((m) => ({ meterId: m, customerId: `C${m}`, class: 'residential' as const })),
+      intervalMs: 15 * MIN,
+    };
+    const d = outageDetails(topo, [...ids].reverse(), T0, null, 0);
+    expect(d).toMatchObject({ metersTotal: 1200, metersAffected: 1200, customersAffected: 1200 });
+    expect(d.affectedMeters?.length).toBe(1000);
+    expect(d.affectedMeters?.[0]).toBe('M-0000');
+    expect(d.affectedMeters?.[999]).toBe('M-0999');
+    expect(d.affectedCustomers?.length).toBe(1000);
+    expect(d.affectedCustomers?.[999]).toBe('CM-0999');
   });
 });
