@@ -87,7 +87,7 @@ export function renderDemo(
       .map(([k, v]) => `${k} ${n(v)}`)
       .join(', ')}`,
     `anomalies       ${anomalies.length ? anomalies.map(([k, v]) => `${k} ${n(v)}`).join(', ') : 'none yet'}`,
-    `alerts          active ${n(total(values, 'meterflow_alerts_active'))}   events handled ${n(total(values, 'meterflow_alert_events_total'))}   notifications ${notes.length ? notes.map(([k, v]) => `${k} ${n(v)}`).join(', ') : '0'}`,
+    `alerts          active ${n(total(values, 'meterflow_alerts_active', { suppressed: 'false' }))} (+${n(total(values, 'meterflow_alerts_active', { suppressed: 'true' }))} covered by outages)   events handled ${n(total(values, 'meterflow_alert_events_total'))}   notifications ${notes.length ? notes.map(([k, v]) => `${k} ${n(v)}`).join(', ') : '0'}`,
     `billing reads   ${
       byLabel(values, 'meterflow_billing_reads_written_total', 'job')
         .map(([k, v]) => `${k} ${n(v)}`)
@@ -188,6 +188,7 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
       timezone: config.timezone,
       links: [
         `API             http://127.0.0.1:${apiPort}/docs   ${token ? `token ${token} (admin)` : 'tokens from API_TOKENS'}`,
+        `console         http://127.0.0.1:${apiPort}/console   (log in with an API token)`,
         `try             curl -H 'Authorization: Bearer ${token ?? '<token>'}' http://127.0.0.1:${apiPort}/api/v1/alerts`,
         `data            ${influxNote}; Grafana: docker compose up (see README); files in ${outDir}`,
       ],

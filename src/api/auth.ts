@@ -13,6 +13,14 @@ declare module 'fastify' {
   }
 }
 
+/** The scopes of the token that authenticated a request (set by `TokenAuth.require`), for `GET /api/v1/whoami`. */
+const grantedScopes = new WeakMap<FastifyRequest, ReadonlySet<Scope>>();
+
+/** The scopes of the request's token; undefined when no token authenticated it. */
+export function tokenScopes(req: FastifyRequest): ReadonlySet<Scope> | undefined {
+  return grantedScopes.get(req);
+}
+
 /** Longest token worth checking: anything longer is refused before any hashing. */
 const MAX_TOKEN_LENGTH = 512;
 
@@ -122,6 +130,7 @@ export class TokenAuth {
         return reply;
       }
       req.tokenId = entry.id;
+      grantedScopes.set(req, entry.scopes);
       req.log = req.log.child({ tokenId: entry.id });
       const wait = this.opts.limiter === undefined ? undefined : await this.opts.limiter(req);
       if (wait !== undefined) {

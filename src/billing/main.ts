@@ -1,18 +1,20 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
 import { BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob } from '../contracts/billing.js';
 import { BillingConfig } from '../contracts/config-billing.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
 import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
 import type { TariffsConfig } from '../contracts/config-tariffs.js';
-import { compileTariffs } from '../domain/tariffs.js';
+import { compileTariffs, type Tariffs } from '../domain/tariffs.js';
 import { loadSection } from '../shared/config.js';
-import { createInflux } from '../shared/influx.js';
-import { Counter, Histogram, metric } from '../shared/metrics.js';
+import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
+import type { Logger } from '../shared/logger.js';
+import { Counter, Histogram, metric, type Registry } from '../shared/metrics.js';
 import { closeRedis, createRedis, influxQuarantine } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
-import { BillingCloser } from './closer.js';
+import { BillingCloser, type CloseResult } from './closer.js';
 import { influxBillingSource } from './source.js';
 import { redisBillingState } from './state.js';
 
@@ -38,6 +40,165 @@ function parse<T>(check: { Check(v: unknown): v is T }, job: Job): T {
   return job.data;
 }
 
+/** Jobs run by outcome, reads written and job durations. */
+function billingMetrics(registry: Registry) {
+  const jobsRun = metric(
+    registry,
+    'meterflow_billing_jobs_total',
+    () =>
+      new Counter({
+        name: 'meterflow_billing_jobs_total',
+        help: 'Billing jobs run, by name and outcome',
+        labelNames: ['job', 'outcome'],
+        registers: [registry],
+      }),
+  );
+  const readsWritten = metric(
+    registry,
+    'meterflow_billing_reads_written_total',
+    () =>
+      new Counter({
+        name: 'meterflow_billing_reads_written_total',
+        help: 'Daily and period reads written to InfluxDB',
+        labelNames: ['job'],
+        registers: [registry],
+      }),
+  );
+  const jobSeconds = metric(
+    registry,
+    'meterflow_billing_job_seconds',
+    () =>
+      new Histogram({
+        name: 'meterflow_billing_job_seconds',
+        help: 'Billing job duration',
+        labelNames: ['job'],
+        registers: [registry],
+        buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300],
+      }),
+  );
+  return { jobsRun, readsWritten, jobSeconds };
+}
+
+type Metrics = ReturnType<typeof billingMetrics>;
+
+interface CloserParts {
+  cfg: BillingConfig;
+  tariffs: Tariffs;
+  redis: Redis;
+  influx: Influx;
+  writer: LineWriter;
+  registry: RegistryStore;
+  queue: Queue;
+  log: Logger;
+}
+
+/** The closer over InfluxDB, the billing state in Redis and the registry; its close-day and close-period jobs go on `queue`. */
+function createCloser(p: CloserParts): BillingCloser {
+  const { cfg, queue } = p;
+  const closeOpts = {
+    attempts: cfg.worker.attempts,
+    backoff: { type: 'exponential', delay: cfg.worker.backoffMs },
+    // Removed either way: the tick re-schedules a day or period that is still open.
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
+  return new BillingCloser({
+    source: influxBillingSource(p.influx),
+    writer: p.writer,
+    state: redisBillingState(p.redis),
+    meters: {
+      allMeterIds: async () => (await p.registry.allMeters()).map((m) => m.meterId),
+      getMeters: (ids) => p.registry.getMeters(ids),
+    },
+    tariffs: p.tariffs,
+    cfg,
+    log: p.log,
+    now: () => Date.now(),
+    async enqueueCloseDay(job) {
+      await queue.add(BILLING_JOBS.closeDay, job, { ...closeOpts, jobId: `close-day|${job.timezone}|${job.day}` });
+    },
+    async enqueueClosePeriod(job) {
+      await queue.add(BILLING_JOBS.closePeriod, job, { ...closeOpts, jobId: `close-period|${job.timezone}|${job.period}` });
+    },
+  });
+}
+
+/** The `billing` queue's processor: each job, timed, into the closer by its name; a malformed or unknown job is not retried. */
+function jobProcessor(closer: BillingCloser, m: Metrics): (job: Job) => Promise<{ scheduled: Awaited<ReturnType<BillingCloser['tick']>> } | CloseResult> {
+  return async (job) => {
+    const stop = m.jobSeconds.startTimer({ job: job.name });
+    try {
+      switch (job.name) {
+        case BILLING_JOBS.tick:
+          return { scheduled: await closer.tick() };
+        case BILLING_JOBS.closeDay: {
+          const r = await closer.closeDay(parse(checkCloseDay, job));
+          m.readsWritten.inc({ job: job.name }, r.written);
+          return r;
+        }
+        case BILLING_JOBS.closePeriod: {
+          const r = await closer.closePeriod(parse(checkClosePeriod, job));
+          m.readsWritten.inc({ job: job.name }, r.written);
+          return r;
+        }
+        case BILLING_JOBS.recompute: {
+          const r = await closer.recompute(parse(checkRecompute, job));
+          m.readsWritten.inc({ job: job.name }, r.written);
+          return r;
+        }
+        default:
+          throw new UnrecoverableError(`unknown billing job "${job.name}"`);
+      }
+    } finally {
+      stop();
+    }
+  };
+}
+
+/** The BullMQ worker on `billing`, counting jobs by outcome. */
+function startWorker(closer: BillingCloser, queueOpts: { connection: Redis; prefix?: string }, concurrency: number, m: Metrics, log: Logger): Worker {
+  const worker = new Worker(BILLING_QUEUE, jobProcessor(closer, m), { ...queueOpts, concurrency });
+  worker.on('completed', (job) => m.jobsRun.inc({ job: job.name, outcome: 'completed' }));
+  worker.on('failed', (job, err) => {
+    m.jobsRun.inc({ job: job?.name ?? 'unknown', outcome: 'failed' });
+    log.warn({ err, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade }, 'billing job failed');
+  });
+  worker.on('error', (err) => log.error({ err }, 'billing worker error'));
+  return worker;
+}
+
+/** The repeatable `tick` that closes what the watermark has passed. */
+async function scheduleTick(queue: Queue, everyMs: number): Promise<void> {
+  await queue.upsertJobScheduler(
+    'billing-tick',
+    { every: everyMs },
+    {
+      name: BILLING_JOBS.tick,
+      data: {},
+      opts: { removeOnComplete: true, removeOnFail: 100 },
+    },
+  );
+}
+
+interface Closing {
+  worker: Worker;
+  queue: Queue;
+  writer: LineWriter;
+  influx: Influx;
+  redis: Redis;
+  log: Logger;
+}
+
+async function closeBilling(c: Closing): Promise<void> {
+  // Stop taking jobs and let the running one finish (it flushes its own writes), then close in reverse order.
+  await c.worker.close();
+  await c.queue.close();
+  await c.writer.close();
+  await c.influx.close();
+  await closeRedis(c.redis);
+  c.log.info('billing stopped');
+}
+
 /**
  * The billing role: a BullMQ worker on the `billing` queue. A repeatable `tick` closes each local day once
  * the stream watermark has passed it (then the period after its last day); `recompute` jobs from the stream
@@ -49,41 +210,7 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const cfg = opts.billing ?? loadSection('billing', BillingConfig);
   const registryCfg = loadSection('registry', RegistryConfig);
   const tariffs = compileTariffs(opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema), config.timezone);
-
-  const jobsRun = metric(
-    ctx.metrics,
-    'meterflow_billing_jobs_total',
-    () =>
-      new Counter({
-        name: 'meterflow_billing_jobs_total',
-        help: 'Billing jobs run, by name and outcome',
-        labelNames: ['job', 'outcome'],
-        registers: [ctx.metrics],
-      }),
-  );
-  const readsWritten = metric(
-    ctx.metrics,
-    'meterflow_billing_reads_written_total',
-    () =>
-      new Counter({
-        name: 'meterflow_billing_reads_written_total',
-        help: 'Daily and period reads written to InfluxDB',
-        labelNames: ['job'],
-        registers: [ctx.metrics],
-      }),
-  );
-  const jobSeconds = metric(
-    ctx.metrics,
-    'meterflow_billing_job_seconds',
-    () =>
-      new Histogram({
-        name: 'meterflow_billing_job_seconds',
-        help: 'Billing job duration',
-        labelNames: ['job'],
-        registers: [ctx.metrics],
-        buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300],
-      }),
-  );
+  const m = billingMetrics(ctx.metrics);
 
   const redis = createRedis(config.redis.url, 'meterflow-billing');
   const influx = await createInflux(config.influx, log);
@@ -92,92 +219,12 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const registry = new RegistryStore(redis, registryCfg.defaults);
   const queueOpts = { connection: redis, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) };
   const queue = new Queue(BILLING_QUEUE, queueOpts);
-  const closeOpts = {
-    attempts: cfg.worker.attempts,
-    backoff: { type: 'exponential', delay: cfg.worker.backoffMs },
-    // Removed either way: the tick re-schedules a day or period that is still open.
-    removeOnComplete: true,
-    removeOnFail: true,
-  };
+  const closer = createCloser({ cfg, tariffs, redis, influx, writer, registry, queue, log });
+  const worker = startWorker(closer, queueOpts, cfg.worker.concurrency, m, log);
 
-  const closer = new BillingCloser({
-    source: influxBillingSource(influx),
-    writer,
-    state: redisBillingState(redis),
-    meters: {
-      allMeterIds: async () => (await registry.allMeters()).map((m) => m.meterId),
-      getMeters: (ids) => registry.getMeters(ids),
-    },
-    tariffs,
-    cfg,
-    log,
-    now: () => Date.now(),
-    async enqueueCloseDay(job) {
-      await queue.add(BILLING_JOBS.closeDay, job, { ...closeOpts, jobId: `close-day|${job.timezone}|${job.day}` });
-    },
-    async enqueueClosePeriod(job) {
-      await queue.add(BILLING_JOBS.closePeriod, job, { ...closeOpts, jobId: `close-period|${job.timezone}|${job.period}` });
-    },
-  });
-
-  const worker = new Worker(
-    BILLING_QUEUE,
-    async (job) => {
-      const stop = jobSeconds.startTimer({ job: job.name });
-      try {
-        switch (job.name) {
-          case BILLING_JOBS.tick:
-            return { scheduled: await closer.tick() };
-          case BILLING_JOBS.closeDay: {
-            const r = await closer.closeDay(parse(checkCloseDay, job));
-            readsWritten.inc({ job: job.name }, r.written);
-            return r;
-          }
-          case BILLING_JOBS.closePeriod: {
-            const r = await closer.closePeriod(parse(checkClosePeriod, job));
-            readsWritten.inc({ job: job.name }, r.written);
-            return r;
-          }
-          case BILLING_JOBS.recompute: {
-            const r = await closer.recompute(parse(checkRecompute, job));
-            readsWritten.inc({ job: job.name }, r.written);
-            return r;
-          }
-          default:
-            throw new UnrecoverableError(`unknown billing job "${job.name}"`);
-        }
-      } finally {
-        stop();
-      }
-    },
-    { ...queueOpts, concurrency: cfg.worker.concurrency },
-  );
-  worker.on('completed', (job) => jobsRun.inc({ job: job.name, outcome: 'completed' }));
-  worker.on('failed', (job, err) => {
-    jobsRun.inc({ job: job?.name ?? 'unknown', outcome: 'failed' });
-    log.warn({ err, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade }, 'billing job failed');
-  });
-  worker.on('error', (err) => log.error({ err }, 'billing worker error'));
-
-  await queue.upsertJobScheduler(
-    'billing-tick',
-    { every: cfg.close.everyMs },
-    {
-      name: BILLING_JOBS.tick,
-      data: {},
-      opts: { removeOnComplete: true, removeOnFail: 100 },
-    },
-  );
+  await scheduleTick(queue, cfg.close.everyMs);
   log.info({ timezones: [...new Set([...tariffs.byName.values()].map((t) => t.timezone))], everyMs: cfg.close.everyMs }, 'billing started');
 
-  const close = once(async () => {
-    // Stop taking jobs and let the running one finish (it flushes its own writes), then close in reverse order.
-    await worker.close();
-    await queue.close();
-    await writer.close();
-    await influx.close();
-    await closeRedis(redis);
-    log.info('billing stopped');
-  });
+  const close = once(() => closeBilling({ worker, queue, writer, influx, redis, log }));
   return { closer, queue, close };
 }

@@ -47,6 +47,8 @@ export interface AppConfig {
   readonly logLevel: LogLevel;
   /** Local time zone for days, time-of-week slots and tariffs (IANA name). */
   readonly timezone: string;
+  /** Where operators' Grafana answers (the console links its dashboards), without a trailing slash. */
+  readonly grafanaUrl: string;
 }
 
 /** One API_TOKENS entry. The token itself is never kept: a scrypt hash, or for a plain (development) token its SHA-256. */
@@ -314,6 +316,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     workerCount,
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info') ?? 'info',
     timezone,
+    grafanaUrl: url(env, 'GRAFANA_URL', 'http://127.0.0.1:3000', ['http:', 'https:']),
   };
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(config.influx.bucket)) {
     throw new ConfigError('INFLUX_BUCKET', 'a bucket/database name of letters, digits, _ . or -');
