@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +29,13 @@ export interface LocalService {
   destroy(): Promise<void>;
 }
 
-const PACKAGES = { 'redis-server': 'redis-server', mosquitto: 'mosquitto', influxd: 'influxdb', 'docker-compose': 'docker-compose' } as const;
+const PACKAGES = {
+  'redis-server': 'redis-server',
+  mosquitto: 'mosquitto',
+  influxd: 'influxdb',
+  'docker-compose': 'docker-compose',
+  chromium: 'chromium',
+} as const;
 export type Binary = keyof typeof PACKAGES;
 
 /** A command's path, searching PATH plus the sbin directories Debian installs daemons into. */
@@ -90,11 +96,42 @@ export function portAnswers(host: string, port: number, timeoutMs = 500): Promis
   });
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, timeoutMs: number, output: () => string): Promise<void> {
+/**
+ * Whether process `pid` holds the listening TCP socket of `port` (Linux /proc). Tests start many servers at once on
+ * free ports: a server whose bind lost a race must not be taken for ready because another test's server answers on
+ * its port. undefined where /proc cannot tell (another OS, or the process already gone).
+ */
+export function listensOn(pid: number | undefined, port: number): boolean | undefined {
+  if (pid === undefined || !existsSync('/proc/net/tcp')) return undefined;
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(table)) continue;
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the tenth column.
+      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A' && f[9] !== undefined) inodes.add(f[9]);
+    }
+  }
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, port: number, timeoutMs: number, output: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new ServiceError(`${what} exited with code ${child.exitCode}: ${output().slice(-2000)}`);
-    if (await check()) return;
+    // Ready only when the answer comes from our own process, not from whoever else holds the port.
+    if ((await check()) && listensOn(child.pid, port) !== false) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new ServiceError(`${what} did not start within ${timeoutMs} ms: ${output().slice(-2000)}`);
@@ -173,6 +210,7 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
       () => spec.ready(port),
       `${spec.name} on port ${port}`,
       c,
+      port,
       spec.startTimeoutMs,
       () => output,
     );

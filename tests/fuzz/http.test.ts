@@ -65,7 +65,7 @@ interface RouteSpec {
   /** Query parameters and a good value for each (undefined: left out of a good request). */
   query: Record<string, () => string | undefined>;
   need: Need;
-  body?: 'records' | 'transformers' | 'action';
+  body?: 'records' | 'transformers' | 'action' | 'assign' | 'comment';
 }
 
 const rngGood = new Rng(SEED, 'good');
@@ -114,6 +114,27 @@ const ROUTES: RouteSpec[] = [
     need: 'alerts:write',
     body: 'action',
   },
+  {
+    name: 'alerts.assign',
+    method: 'POST',
+    path: '/api/v1/alerts/:id/assign',
+    params: { id: () => '0000abcde-0123456789abcdef' },
+    query: {},
+    need: 'alerts:write',
+    body: 'assign',
+  },
+  {
+    name: 'alerts.comment',
+    method: 'POST',
+    path: '/api/v1/alerts/:id/comment',
+    params: { id: () => '0000abcde-0123456789abcdef' },
+    query: {},
+    need: 'alerts:write',
+    body: 'comment',
+  },
+  { name: 'alerts.history', method: 'GET', path: '/api/v1/alerts/:id/history', params: { id: () => '0000abcde-0123456789abcdef' }, query: {}, need: 'any' },
+  { name: 'whoami', method: 'GET', path: '/api/v1/whoami', params: {}, query: {}, need: 'any' },
+  { name: 'console', method: 'GET', path: '/console/', params: {}, query: {}, need: 'none' },
   { name: 'dead-letters', method: 'GET', path: '/api/v1/notifications/dead-letters', params: {}, query: { limit: () => '10', cursor: () => '0' }, need: 'any' },
   {
     name: 'billing.reads',
@@ -329,7 +350,11 @@ function goodRequest(r: RouteSpec): Req {
       ? JSON.stringify([customer(meter())])
       : r.body === 'transformers'
         ? JSON.stringify([{ transformerId: 'T1', feederId: 'F1', ratingKva: 400 }])
-        : JSON.stringify({ by: 'fuzz' });
+        : r.body === 'assign'
+          ? JSON.stringify({ assignee: 'J. Lineworker', by: 'fuzz', comment: 'on it' })
+          : r.body === 'comment'
+            ? JSON.stringify({ text: 'checked on site', by: 'fuzz' })
+            : JSON.stringify({ by: 'fuzz' });
   return { method: r.method, url, headers, payload };
 }
 
@@ -585,7 +610,9 @@ function checkGood(route: string, req: Req, status: number, text: string): strin
   }
   const is = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   const idIn = (prefix: string) => decodeURIComponent(req.url.slice(prefix.length).split(/[/?]/)[0] ?? '');
-  const expectStatus = route === 'billing.period' || route === 'alerts.get' || route === 'alerts.ack' || route === 'alerts.resolve' ? 404 : 200;
+  const expectStatus = ['billing.period', 'alerts.get', 'alerts.ack', 'alerts.resolve', 'alerts.assign', 'alerts.comment', 'alerts.history'].includes(route)
+    ? 404
+    : 200;
   if (status !== expectStatus) return `status ${status}, expected ${expectStatus}: ${text.slice(0, 200)}`;
   switch (route) {
     case 'healthz':
@@ -613,6 +640,10 @@ function checkGood(route: string, req: Req, status: number, text: string): strin
     case 'billing.reads':
     case 'audit':
       return is(body) && Array.isArray(body.items) ? undefined : text.slice(0, 200);
+    case 'whoami':
+      return is(body) && typeof body.id === 'string' && Array.isArray(body.scopes) ? undefined : text.slice(0, 200);
+    case 'console':
+      return typeof body === 'string' && body.includes('<html') ? undefined : 'no console page';
     case 'remote-read': {
       const id = idIn('/api/v1/meters/');
       const reading = is(body) ? body.reading : undefined;
