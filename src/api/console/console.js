@@ -1,35 +1,20 @@
 // meterflow operator console: a plain ES module, no build step. Everything shown comes from the API with the
 // operator's token, which is kept in this tab's sessionStorage only. Text is set with textContent, never as HTML.
 
+import { ANOMALY_TYPES, CUSTOMER_CLASSES, SEVERITIES } from './contracts.js';
+
 const TOKEN_KEY = 'meterflow.console.token';
 const BY_KEY = 'meterflow.console.by';
 const POLL_MS = 3000;
 const WRITE_SCOPE = 'alerts:write';
 
-// Orders and lists from src/contracts (SEVERITIES, CUSTOMER_CLASSES, ANOMALY_TYPES).
-const SEVERITY_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
-const CLASS_RANK = { critical: 0, industrial: 1, commercial: 2, residential: 3 };
-const CLASSES = ['critical', 'industrial', 'commercial', 'residential'];
-const TYPES = [
-  'outage',
-  'lastGasp',
-  'silent',
-  'powerRestored',
-  'voltage',
-  'spike',
-  'drop',
-  'flatline',
-  'reverseFlow',
-  'registerReset',
-  'highUsage',
-  'stuck',
-  'shape',
-  'levelShift',
-  'customerPeak',
-  'feederOverload',
-  'systemPeak',
-  'tamper',
-];
+// The vocabulary of src/contracts (served as /console/contracts.js), each list ascending: info … critical,
+// residential … critical. Ranks count from the most urgent.
+const rank = (list) => Object.fromEntries([...list].reverse().map((v, i) => [v, i]));
+const SEVERITY_RANK = rank(SEVERITIES);
+const CLASS_RANK = rank(CUSTOMER_CLASSES);
+const CLASSES = [...CUSTOMER_CLASSES].reverse();
+const TYPES = [...ANOMALY_TYPES].sort();
 // Grafana dashboards (grafana/dashboards/*.json uid) the alerts link into.
 const DASH_METER = 'meterflow-meter';
 const DASH_FEEDERS = 'meterflow-feeders';

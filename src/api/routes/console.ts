@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import { Type } from 'typebox';
+import { ANOMALY_TYPES, SEVERITIES } from '../../contracts/events.js';
+import { CUSTOMER_CLASSES } from '../../contracts/registry.js';
 import { SCOPES } from '../../shared/config.js';
 import type { RoutePlugin } from '../app.js';
 import { tokenScopes } from '../auth.js';
@@ -22,6 +24,10 @@ export const CONSOLE_CSP = [
   "form-action 'none'",
   "frame-ancestors 'none'",
 ].join(';');
+
+const CONTRACTS_MODULE = Object.entries({ ANOMALY_TYPES, SEVERITIES, CUSTOMER_CLASSES })
+  .map(([name, list]) => `export const ${name} = ${JSON.stringify(list)};\n`)
+  .join('');
 
 const WhoAmI = Type.Object({
   id: Type.String({ description: 'the token id (never the token)' }),
@@ -51,6 +57,10 @@ export const consoleRoutes: RoutePlugin = async (app, deps) => {
       void reply.header('content-security-policy', CONSOLE_CSP);
       return payload;
     });
+    // The contracts' vocabulary as a module, so the console's lists never drift from the API's.
+    pages.get('/console/contracts.js', { schema: { hide: true } }, async (_req, reply) =>
+      reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(CONTRACTS_MODULE),
+    );
     await pages.register(fastifyStatic, {
       root: CONSOLE_DIR,
       prefix: '/console/',
