@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { createAlertService } from '../src/alerting/service.js';
+import type { AlertStore } from '../src/alerting/store.js';
+import type { AlertRecord, AlertState } from '../src/contracts/alert.js';
+import { AlertsConfig } from '../src/contracts/config-alerts.js';
 import { RegistryConfig } from '../src/contracts/config-registry.js';
 import { ROLES, startRoles } from '../src/roles.js';
 import { isSet, loadConfigWith, loadSection, type AppConfig } from '../src/shared/config.js';
@@ -53,8 +57,56 @@ function bar(frac: number, width = 24): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${(f * 100).toFixed(0).padStart(3)}%`;
 }
 
+/** The alerts the store holds so far (any state), by type, and each outage with its state. */
+export interface AlertsSeen {
+  byType: Array<[string, number]>;
+  outages: Array<{ transformerId: string; state: AlertState; meters: number; startedAt: number; restoredAt: number | null }>;
+}
+
+export function summariseAlerts(alerts: readonly AlertRecord[]): AlertsSeen {
+  const byType = new Map<string, number>();
+  for (const a of alerts) byType.set(a.type, (byType.get(a.type) ?? 0) + 1);
+  const outages = alerts
+    .filter((a) => a.type === 'outage')
+    .map((a) => ({
+      transformerId: a.outage?.transformerId ?? a.subject,
+      state: a.state,
+      meters: a.outage?.metersAffected ?? 0,
+      startedAt: a.outage?.startedAt ?? a.firstSeen,
+      restoredAt: a.outage?.restoredAt ?? (a.state === 'resolved' ? a.resolvedAt : null),
+    }))
+    .sort((x, y) => x.startedAt - y.startedAt);
+  return { byType: [...byType].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0])), outages };
+}
+
+/** Every alert in the store (the demo's few hundred), newest first. */
+async function allAlerts(store: AlertStore): Promise<AlertRecord[]> {
+  const out: AlertRecord[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.list({}, 500, cursor);
+    out.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor !== undefined && out.length < 5000);
+  return out;
+}
+
+const hhmm = (ms: number): string => new Date(ms).toISOString().slice(11, 16);
+
+function alertsLine(seen: AlertsSeen | undefined): string {
+  if (seen === undefined || seen.byType.length === 0) return 'none yet';
+  const types = seen.byType.map(([k, v]) => `${k} ${n(v)}`).join(', ');
+  const outages = seen.outages.map((o) => {
+    const what = `outage ${o.transformerId} (${n(o.meters)} meters)`;
+    return o.restoredAt === null ? `${what} open since ${hhmm(o.startedAt)} UTC` : `${what} open ${hhmm(o.startedAt)} → restored ${hhmm(o.restoredAt)} UTC`;
+  });
+  return [types, ...outages].join('   ');
+}
+
 export interface DemoView {
   sim: SimProgress | undefined;
+  /** From the alert store, refreshed with the view. */
+  alerts?: AlertsSeen;
   from: number;
   to: number;
   started: number;
@@ -88,6 +140,7 @@ export function renderDemo(
       .join(', ')}`,
     `anomalies       ${anomalies.length ? anomalies.map(([k, v]) => `${k} ${n(v)}`).join(', ') : 'none yet'}`,
     `alerts          active ${n(total(values, 'meterflow_alerts_active', { suppressed: 'false' }))} (+${n(total(values, 'meterflow_alerts_active', { suppressed: 'true' }))} covered by outages)   events handled ${n(total(values, 'meterflow_alert_events_total'))}   notifications ${notes.length ? notes.map(([k, v]) => `${k} ${n(v)}`).join(', ') : '0'}`,
+    `alerts by type  ${alertsLine(view.alerts)}`,
     `billing reads   ${
       byLabel(values, 'meterflow_billing_reads_written_total', 'job')
         .map(([k, v]) => `${k} ${n(v)}`)
@@ -135,15 +188,16 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
   const say = (m: string): void => void out.write(`${m}\n`);
 
   say(`meterflow demo: starting services (logs: ${join(outDir, 'meterflow.log')})`);
-  // Private Redis and Mosquitto: a demo must not mix its meters' state with whatever else is there.
+  // Private Redis and Mosquitto: a demo must not mix its meters' state with whatever else is there. In their own
+  // process groups, so Ctrl-C reaches only the demo, which stops them after the roles.
   const started: LocalService[] = [];
   const stopServices = async (): Promise<void> => {
     for (const s of started.reverse()) await s.destroy().catch(() => undefined);
   };
   try {
-    const redis = await startRedis();
+    const redis = await startRedis({ ownGroup: true });
     started.push(redis);
-    const mqtt = await startMosquitto();
+    const mqtt = await startMosquitto({ ownGroup: true });
     started.push(mqtt);
     let influxUrl = baseConfig.influx.url;
     let influxNote = `InfluxDB ${influxUrl} (database/bucket ${baseConfig.influx.bucket})`;
@@ -152,7 +206,7 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
       () => false,
     );
     if (!answers) {
-      const influx = await startInfluxd({ log: say });
+      const influx = await startInfluxd({ log: say, ownGroup: true });
       started.push(influx);
       influxUrl = influx.url;
       influxNote = `InfluxDB ${influxUrl} (private influxd, database ${baseConfig.influx.bucket}; stops with the demo)`;
@@ -177,6 +231,7 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
 
     const registryRedis = createRedis(config.redis.url, 'meterflow-demo');
     const registry = new RegistryStore(registryRedis, loadSection('registry', RegistryConfig).defaults);
+    const { store: alertStore } = createAlertService(registryRedis, registry, loadSection('alerts', AlertsConfig), config.streamShards, log);
     const abort = new AbortController();
     const view: DemoView = {
       sim: undefined,
@@ -188,11 +243,15 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
       timezone: config.timezone,
       links: [
         `API             http://127.0.0.1:${apiPort}/docs   ${token ? `token ${token} (admin)` : 'tokens from API_TOKENS'}`,
-        `console         http://127.0.0.1:${apiPort}/console   (log in with an API token)`,
+        `console         http://127.0.0.1:${apiPort}/console/   (log in with the API token)`,
         `try             curl -H 'Authorization: Bearer ${token ?? '<token>'}' http://127.0.0.1:${apiPort}/api/v1/alerts`,
         `data            ${influxNote}; Grafana: docker compose up (see README); files in ${outDir}`,
       ],
     };
+    // The addresses once up front as well: the status block below redraws in place.
+    say(
+      `  API      http://127.0.0.1:${apiPort}/docs\n  console  http://127.0.0.1:${apiPort}/console/   ${token ? `token ${token}` : '(log in with a token from API_TOKENS)'}`,
+    );
     const simulation = runSimulation({
       scenario,
       mqttUrl: mqtt.url,
@@ -226,7 +285,16 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
         stop();
       },
     );
-    const onSignal = (): void => stop();
+    // A second Ctrl-C does not wait for a clean stop: exit now (the services die with the process).
+    const force = (): void => {
+      say('\nforced stop');
+      process.exit(130);
+    };
+    const onSignal = (): void => {
+      stop();
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+    };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     if (duration !== undefined) setTimeout(stop, duration * 1000).unref();
@@ -237,6 +305,10 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
     let drawn = 0;
     let lastPlain = 0;
     const draw = async (): Promise<void> => {
+      view.alerts = await allAlerts(alertStore).then(summariseAlerts, (err: unknown) => {
+        log.warn({ err }, 'demo: alert store read failed');
+        return view.alerts;
+      });
       const now = Date.now();
       const { lines, ingested } = renderDemo(view, await snapshot(metrics), prevIngested, (now - prevAt) / 1000, now);
       prevIngested = ingested;
@@ -249,9 +321,18 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
         say(lines.join('\n'));
       }
     };
-    const ticker = setInterval(() => void draw(), 1000);
+    // One draw at a time: a slow alert-store read must not interleave two blocks.
+    let drawing: Promise<void> | undefined;
+    const ticker = setInterval(() => {
+      drawing ??= draw()
+        .catch((err: unknown) => log.warn({ err }, 'demo: status draw failed'))
+        .finally(() => {
+          drawing = undefined;
+        });
+    }, 1000);
     await stopped;
     clearInterval(ticker);
+    await drawing;
     await draw();
     say('\nstopping: simulator, roles, services …');
     abort.abort();
@@ -259,8 +340,10 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
     await closeRoles();
     await closeRedis(registryRedis);
     await new Promise<void>((r) => logFile.end(r));
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    for (const f of [onSignal, force]) {
+      process.removeListener('SIGINT', f);
+      process.removeListener('SIGTERM', f);
+    }
     await stopServices();
     if (simError !== undefined) throw new Error(`simulation failed: ${simError}`);
     say(`stopped cleanly. Files kept in ${outDir}`);

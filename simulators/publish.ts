@@ -225,6 +225,9 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
   };
   const timer = opts.onProgress ? setInterval(() => report(false), opts.progressMs ?? 500) : undefined;
 
+  // Live from `liveFrom` on (the scenario's start unless it sets one): the part before it goes out as a backfill.
+  const paceFrom = scenario.liveFromMs ?? scenario.fromMs;
+  let paceWallStart = paceFrom === scenario.fromMs ? wallStart : undefined;
   let aborted = false;
   let drained = false;
   try {
@@ -233,9 +236,10 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
         aborted = true;
         break;
       }
-      if (mode === 'live' && speed !== undefined) {
+      if (mode === 'live' && speed !== undefined && m.at >= paceFrom) {
+        paceWallStart ??= Date.now();
         // Simulated time runs at speed x real time, but a message is never sent before its own time.
-        const due = Math.max(wallStart + (m.at - scenario.fromMs) / speed, m.at);
+        const due = Math.max(paceWallStart + (m.at - paceFrom) / speed, m.at);
         const wait = due - Date.now();
         if (wait > 0) {
           try {

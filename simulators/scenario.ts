@@ -57,6 +57,11 @@ export const ScenarioSchema = Type.Object(
     to: Type.String(),
     /** When set, runs are live at this speed (simulated seconds per real second) unless told to backfill. */
     speed: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    /**
+     * Live runs only: the part before this time point (`-3h`, `+20h` after `from`, ISO) is published as fast as the
+     * broker takes it (the past, backfilled), the rest at `speed` from there. Unset: all of it at `speed`.
+     */
+    liveFrom: Type.Optional(Type.String()),
     /** Concentrator batch size; 0 or 1 = each reading alone on its meter's topic. */
     batch: Type.Integer({ minimum: 0, maximum: 10_000 }),
     /** Backlog arrays (late batches without concentrator batching) hold at most this many readings of one meter. */
@@ -279,6 +284,8 @@ export const DEFAULT_SCENARIO: Scenario = {
 export interface ResolvedScenario extends Scenario {
   fromMs: number;
   toMs: number;
+  /** `liveFrom` resolved, when the scenario sets it. */
+  liveFromMs?: number;
   /** Interval lengths present in the fleet, minutes, ascending. */
   intervals: IntervalMinutes[];
 }
@@ -362,9 +369,11 @@ function resolve(s: Scenario, now: number): ResolvedScenario {
   if (!IANAZone.isValidZone(s.timezone)) throw new ScenarioError(`timezone: expected an IANA zone such as Europe/Madrid, got "${s.timezone}"`);
   let fromMs: number;
   let toMs: number;
+  let liveFromMs: number | undefined;
   try {
     fromMs = Math.floor(resolveTimePoint(s.from, { now }) / ALIGN_MS) * ALIGN_MS;
     toMs = resolveTimePoint(s.to, { now, base: fromMs });
+    if (s.liveFrom !== undefined) liveFromMs = resolveTimePoint(s.liveFrom, { now, base: fromMs });
   } catch (err) {
     if (err instanceof TimeSpecError) throw new ScenarioError(`from/to: ${err.message}`, { cause: err });
     throw err;
@@ -372,6 +381,9 @@ function resolve(s: Scenario, now: number): ResolvedScenario {
   // Whole base steps only: the last reading is at the last 15-minute boundary not after `to`.
   toMs = Math.floor(toMs / 900_000) * 900_000;
   if (toMs <= fromMs) throw new ScenarioError(`to (${new Date(toMs).toISOString()}) must be after from (${new Date(fromMs).toISOString()})`);
+  if (liveFromMs !== undefined && !(liveFromMs >= fromMs && liveFromMs <= toMs)) {
+    throw new ScenarioError(`liveFrom (${new Date(liveFromMs).toISOString()}) must be between from and to`);
+  }
   const intervals = ([15, 30, 60] as const).filter((m) => intervalShare(s, m) > 0);
   if (intervals.length === 0) throw new ScenarioError('fleet.intervalMix: at least one of 15, 30, 60 needs a share above 0');
   if (CUSTOMER_CLASSES.every((c: CustomerClass) => s.fleet.classMix[c] === 0)) throw new ScenarioError('fleet.classMix: all shares are 0');
@@ -383,7 +395,7 @@ function resolve(s: Scenario, now: number): ResolvedScenario {
   for (const [path, r] of rangesOf(s)) {
     if (!(r[0] <= r[1])) throw new ScenarioError(`${path}: range [${r[0]}, ${r[1]}] must have lo ≤ hi`);
   }
-  return { ...s, fromMs, toMs, intervals: [...intervals] };
+  return { ...s, fromMs, toMs, ...(liveFromMs === undefined ? {} : { liveFromMs }), intervals: [...intervals] };
 }
 
 function* rangesOf(v: unknown, path = ''): Generator<[string, Range]> {

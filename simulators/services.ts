@@ -185,7 +185,18 @@ async function onFreePort(port: number | undefined, start: () => Promise<LocalSe
   }
 }
 
-async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+/**
+ * `ownGroup`: the server runs in its own process group, so a terminal's Ctrl-C reaches only the process that
+ * started it, which stops it in order (the demo); it is still killed when that process exits.
+ */
+interface LocalOptions {
+  port?: number;
+  dir?: string;
+  ownGroup?: boolean;
+  log?: (m: string) => void;
+}
+
+async function startLocal(spec: Spec, opts: LocalOptions = {}): Promise<LocalService> {
   const path = ensureBinary(spec.bin, opts.log);
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `mf-${spec.name}-`));
@@ -198,7 +209,7 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
 
   async function start(): Promise<void> {
     output = '';
-    const c = spawn(path, spec.args(dir, port), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(path, spec.args(dir, port), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
     const keep = (b: Buffer): void => {
       output = (output + b.toString()).slice(-8000);
     };
@@ -259,9 +270,7 @@ async function startLocal(spec: Spec, opts: { port?: number; dir?: string; log?:
   };
 }
 
-export function startRedis(
-  opts: { port?: number; dir?: string; persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no'; log?: (m: string) => void } = {},
-): Promise<LocalService> {
+export function startRedis(opts: LocalOptions & { persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no' } = {}): Promise<LocalService> {
   return onFreePort(opts.port, () =>
     startLocal(
       {
@@ -319,7 +328,7 @@ export function mosquittoConf(dir: string, port: number, extra: readonly string[
 }
 
 /** `conf`: extra mosquitto.conf lines (a later line wins, e.g. another autosave_interval). */
-export function startMosquitto(opts: { port?: number; dir?: string; conf?: readonly string[]; log?: (m: string) => void } = {}): Promise<LocalService> {
+export function startMosquitto(opts: LocalOptions & { conf?: readonly string[] } = {}): Promise<LocalService> {
   return onFreePort(opts.port, () =>
     startLocal(
       {
@@ -336,7 +345,7 @@ export function startMosquitto(opts: { port?: number; dir?: string; conf?: reado
   );
 }
 
-export function startInfluxd(opts: { port?: number; dir?: string; log?: (m: string) => void } = {}): Promise<LocalService> {
+export function startInfluxd(opts: LocalOptions = {}): Promise<LocalService> {
   let rpcPort = 0;
   return onFreePort(opts.port, async () => {
     rpcPort = await freePort();

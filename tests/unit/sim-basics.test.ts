@@ -95,14 +95,17 @@ describe('scenarios', () => {
     expect(s.intervals).toEqual([15]);
   });
 
-  it('the demo starts a day before now and ends now, aligned to the hour', () => {
+  it('the demo starts a day before now and ends now, aligned to the hour, live from 20 h in', () => {
     const now = Date.parse('2026-05-01T12:34:56Z');
     const s = loadScenario('simulators/scenarios/demo.yaml', {}, { now });
     expect(s.fromMs).toBe(Date.parse('2026-04-30T12:00:00Z'));
     expect(s.toMs).toBe(Date.parse('2026-05-01T12:30:00Z'));
     expect(s.fleet.meters).toBe(500);
     expect(s.speed).toBe(60);
+    // The first 20 hours are backfilled, the rest live.
+    expect(s.liveFromMs).toBe(Date.parse('2026-05-01T08:00:00Z'));
     expect(loadScenario('simulators/scenarios/ci.yaml', {}, { now }).speed).toBeUndefined();
+    expect(loadScenario('simulators/scenarios/ci.yaml', {}, { now }).liveFromMs).toBeUndefined();
   });
 
   it('overrides replace scenario values', () => {
