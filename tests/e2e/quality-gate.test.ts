@@ -83,9 +83,16 @@ describe('detection quality gate', () => {
       for (const q of queues) await q.close();
     });
     /** Work not done yet: stream entries not consumed, event and billing jobs waiting or running. */
-    const backlog = async (): Promise<{ stream: number; events: number; billing: number }> => {
+    const backlog = async (): Promise<{ stream: number; events: number; billing: number; lastIds: string }> => {
       let entries = 0;
-      for (let shard = 0; shard < config.streamShards; shard++) entries += await redisClient.xlen(keys.readings(shard));
+      const ids: string[] = [];
+      for (let shard = 0; shard < config.streamShards; shard++) {
+        entries += await redisClient.xlen(keys.readings(shard));
+        // The newest id ever appended: it moves while the ingest still takes messages the broker holds for it.
+        const info = (await redisClient.call('XINFO', 'STREAM', keys.readings(shard)).catch(() => [])) as unknown[];
+        const at = info.indexOf('last-generated-id');
+        ids.push(at >= 0 ? String(info[at + 1]) : '-');
+      }
       const [events = 0, billing = 0] = await Promise.all(
         queues.map(async (q) => {
           const c = await q.getJobCounts('waiting', 'active', 'prioritized');
@@ -94,7 +101,7 @@ describe('detection quality gate', () => {
           return Object.values(c).reduce((x, y) => x + y, 0) + delayed;
         }),
       );
-      return { stream: entries, events, billing };
+      return { stream: entries, events, billing, lastIds: ids.join(',') };
     };
     const died = (): string | undefined => {
       const dead = children.find(({ child }) => child.exitCode !== null || child.signalCode !== null);
@@ -130,14 +137,19 @@ describe('detection quality gate', () => {
     // Every reading the simulator published is acknowledged, i.e. in a stream (ingest acks after the append).
     // Drained: the stream worker consumed (and deleted) every entry and the events/billing queues are empty, three
     // polls in a row.
+    // The simulator is done once the broker has its messages, not once the ingest has them: quiet means empty streams
+    // and queues and no entry appended since the previous poll, three polls in a row (the worker deletes entries at
+    // each checkpoint, so empty streams alone are seen between two of the ingest's appends).
     const drain = async (): Promise<void> => {
       let quietPolls = 0;
+      let lastIds = '';
       while (quietPolls < 3) {
         await new Promise((r) => setTimeout(r, 1000));
         const dead = died();
         if (dead !== undefined) throw new Error(dead);
         const b = await backlog();
-        quietPolls = b.stream + b.events + b.billing === 0 ? quietPolls + 1 : 0;
+        quietPolls = b.stream + b.events + b.billing === 0 && b.lastIds === lastIds ? quietPolls + 1 : 0;
+        lastIds = b.lastIds;
       }
     };
     await drain();
