@@ -21,6 +21,11 @@ export const IngestConfig = Type.Object({
   dlqMaxLen: Type.Integer({ minimum: 100 }),
   /** Copy of a rejected payload kept in the DLQ entry. */
   dlqPayloadBytes: Type.Integer({ minimum: 64 }),
+  /**
+   * Hand-offs in flight per connection (messages, payload bytes) at which the ingest stops reading from the broker
+   * until half of them are done: bounds its memory and what a reconnect redelivers, whatever the broker sends.
+   */
+  inFlight: Type.Object({ messages: Type.Integer({ minimum: 1 }), bytes: Type.Integer({ minimum: 65536 }) }),
   /** MQTT connections of one ingest process (shared subscription when > 1). */
   connections: Type.Integer({ minimum: 1, maximum: 64 }),
   influx: Type.Object({

@@ -7,6 +7,53 @@ import { startBrokerMonitor } from './broker-monitor.js';
 import { Ingestor, isTransientIngestError } from './ingest.js';
 import { startMqttSource, type MqttSource } from './mqtt-source.js';
 import { statsLoop } from '../shared/stats.js';
+import { Counter, Gauge, metric, type Registry } from '../shared/metrics.js';
+
+/** The MQTT sources' flow control, read at scrape time. */
+function sourceMetrics(reg: Registry, sources: readonly MqttSource[]): void {
+  const sum = (k: 'inFlight' | 'holds' | 'acksDropped'): number => sources.reduce((a, s) => a + s.stats[k], 0);
+  metric(
+    reg,
+    'meterflow_ingest_handoffs_in_flight',
+    () =>
+      new Gauge({
+        name: 'meterflow_ingest_handoffs_in_flight',
+        help: 'MQTT messages being handed off (not yet acknowledged)',
+        registers: [reg],
+        collect() {
+          this.set(sum('inFlight'));
+        },
+      }),
+  );
+  metric(
+    reg,
+    'meterflow_ingest_loop_holds_total',
+    () =>
+      new Counter({
+        name: 'meterflow_ingest_loop_holds_total',
+        help: 'Times reading from the broker paused because the hand-offs in flight reached ingest.yaml inFlight',
+        registers: [reg],
+        collect() {
+          this.reset();
+          this.inc(sum('holds'));
+        },
+      }),
+  );
+  metric(
+    reg,
+    'meterflow_ingest_acks_dropped_total',
+    () =>
+      new Counter({
+        name: 'meterflow_ingest_acks_dropped_total',
+        help: 'PUBACKs dropped because their connection was gone (the broker redelivers those messages)',
+        registers: [reg],
+        collect() {
+          this.reset();
+          this.inc(sum('acksDropped'));
+        },
+      }),
+  );
+}
 
 export interface IngestHandle extends RoleHandle {
   readonly ingestor: Ingestor;
@@ -40,6 +87,8 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
           clientId,
           sharedGroup: group,
           log,
+          maxInFlight: cfg.inFlight.messages,
+          maxInFlightBytes: cfg.inFlight.bytes,
           isTransient: isTransientIngestError,
           giveUp: (t, p, err) => ingestor.giveUp(t, p, err),
         },
@@ -48,6 +97,7 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
     );
   }
 
+  sourceMetrics(metrics, sources);
   const broker = await startBrokerMonitor(config.mqtt, `${config.mqtt.clientId}-sys`, log);
   let prev = ingestor.snapshot();
   const stats = statsLoop(

@@ -20,6 +20,8 @@ export interface MqttSourceStats {
   givenUp: number;
   /** Hand-offs started and not finished. */
   inFlight: number;
+  /** Times the packet loop was held because the hand-offs in flight reached the cap (`maxInFlight`, `maxInFlightBytes`). */
+  holds: number;
 }
 
 export interface MqttSource {
@@ -31,8 +33,12 @@ export interface MqttSourceOptions {
   clientId: string;
   sharedGroup?: string;
   log: Logger;
-  /** Hand-offs in flight above which a warning is logged: the broker's in-flight window is what bounds them. */
+  /**
+   * Hand-offs in flight (messages, payload bytes) at which the packet loop is held until half of them are done:
+   * what bounds the ingest's memory and what a reconnect redelivers, whatever the broker's in-flight window.
+   */
   maxInFlight?: number;
+  maxInFlightBytes?: number;
   /** Failed hand-offs (not transient) before the message is given up on. */
   maxAttempts?: number;
   /** Errors that are retried without limit (the datastore is away, not the message bad). */
@@ -51,8 +57,12 @@ const ACK_HELD = new Error('PUBACK held by meterflow until the message is handed
 interface SourceState {
   readonly stats: MqttSourceStats;
   closing: boolean;
-  /** Over `maxInFlight` and warned about already. */
-  overCap: boolean;
+  /** Payload bytes of the hand-offs in flight. */
+  bytes: number;
+  /** The held packet loop: called once the hand-offs in flight fell to half the cap. */
+  held: (() => void) | undefined;
+  /** While held: keeps the connection's keepalive (PINGREQs the loop will read once it runs again). */
+  heldPing: NodeJS.Timeout | undefined;
   /** The current client: a PUBACK goes out only on its live connection. */
   client: MqttClient | undefined;
   /** Hand-offs and PUBACK chain links not settled yet (what close() waits for). */
@@ -67,6 +77,8 @@ interface HandOffSettings {
   handler: MessageHandler;
   log: Logger;
   maxInFlight: number;
+  maxInFlightBytes: number;
+  keepaliveMs: number;
   maxAttempts: number;
   isTransient: (err: unknown) => boolean;
   giveUp: MqttSourceOptions['giveUp'];
@@ -105,17 +117,53 @@ async function handOff(s: SourceState, h: HandOffSettings, topic: string, payloa
   }
 }
 
-/** Starts a message's hand-off, counted in `stats.inFlight` until it settles. */
+/** Starts a message's hand-off, counted in `stats.inFlight` until it settles; the last to settle may release the loop. */
 function startHandOff(s: SourceState, h: HandOffSettings, topic: string, payload: Buffer): Promise<boolean> {
   const work = handOff(s, h, topic, payload);
   s.handOffs++;
+  s.bytes += payload.length;
   s.stats.inFlight = s.handOffs;
   void work.finally(() => {
     s.handOffs--;
+    s.bytes -= payload.length;
     s.stats.inFlight = s.handOffs;
+    if (s.held !== undefined && s.handOffs <= h.maxInFlight / 2 && s.bytes <= h.maxInFlightBytes / 2) release(s);
   });
   track(s, work);
   return work;
+}
+
+/**
+ * Holds the packet loop (`next` reads the next packet): MQTT.js reads nothing more, TCP fills, and the broker stops
+ * sending. The broker's in-flight window cannot be relied on for this: Mosquitto 2.0.11 with max_inflight_messages
+ * 100 was measured sending 19,800 unacknowledged QoS 1 messages to a subscriber that acknowledges in order, and
+ * the ingest held 100k hand-offs (500 MB) in a backfill, until its connection dropped and the broker redelivered
+ * them all. While held, PINGREQs keep the broker's keepalive and MQTT.js' timer is reset: the PINGRESPs wait in
+ * the socket until the loop runs, so a stall longer than the keepalive does not cost the connection.
+ */
+function hold(s: SourceState, h: HandOffSettings, c: MqttClient, next: () => void): void {
+  // A loop still held belongs to a connection that is gone (its pump is superseded): let it go.
+  if (s.held !== undefined) release(s);
+  s.held = next;
+  s.stats.holds++;
+  const stream = c.stream;
+  s.heldPing = setInterval(
+    () => {
+      if (c.stream !== stream || stream.destroyed || !stream.writable) return;
+      stream.write(generate({ cmd: 'pingreq' }));
+      c.reschedulePing(true);
+    },
+    Math.max(100, h.keepaliveMs / 2),
+  );
+  h.log.debug({ inFlight: s.handOffs, bytes: s.bytes }, 'hand-offs at the cap: packet loop held');
+}
+
+function release(s: SourceState): void {
+  const next = s.held;
+  clearInterval(s.heldPing);
+  s.held = undefined;
+  s.heldPing = undefined;
+  next?.();
 }
 
 /** Writes the PUBACK on `stream` only if it is still the live connection; else drops it. */
@@ -125,10 +173,14 @@ function puback(s: SourceState, stream: Duplex, messageId: number): void {
     s.stats.acksDropped++;
     return;
   }
-  // The PUBACKs settled together (one coalesced hand-off) leave in one write.
+  // The PUBACKs settled together (one coalesced hand-off) leave in one write. They are control packets the broker
+  // counts for the keepalive, which MQTT.js does not see (it would ping every keepalive): reset its timer.
   if (stream.writableCorked === 0) {
     stream.cork();
-    process.nextTick(() => stream.uncork());
+    process.nextTick(() => {
+      stream.uncork();
+      if (client.stream === stream) client.reschedulePing();
+    });
   }
   stream.write(generate({ cmd: 'puback', messageId }));
   s.stats.acksSent++;
@@ -144,18 +196,10 @@ function chainPuback(s: SourceState, log: Logger, stream: Duplex, id: number, wo
   track(s, tail);
 }
 
-/** Warns once when the hand-offs in flight pass `maxInFlight`; warns again after they fell to half of it. */
-function checkInFlight(s: SourceState, h: HandOffSettings): void {
-  if (s.handOffs > h.maxInFlight && !s.overCap) {
-    s.overCap = true;
-    h.log.warn(
-      { inFlight: s.handOffs, maxInFlight: h.maxInFlight },
-      "hand-offs in flight over the cap: lower the broker's max_inflight_messages for this client",
-    );
-  } else if (s.handOffs <= h.maxInFlight / 2) s.overCap = false;
-}
-
-/** `c.handleMessage`: starts the hand-off, chains its PUBACK and calls back at once (the packet loop is never held). */
+/**
+ * `c.handleMessage`: starts the hand-off, chains its PUBACK and calls back at once, so the next packet is read
+ * while this one is handed off; only at the in-flight cap is the loop held.
+ */
 function messageHandler(s: SourceState, h: HandOffSettings, c: MqttClient): MqttClient['handleMessage'] {
   return (packet, callback) => {
     if (s.closing) return callback(ACK_HELD); // unacknowledged: redelivered to the next session
@@ -163,8 +207,9 @@ function messageHandler(s: SourceState, h: HandOffSettings, c: MqttClient): Mqtt
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const work = startHandOff(s, h, packet.topic, payload);
     if (packet.qos === 1 && packet.messageId !== undefined) chainPuback(s, h.log, stream, packet.messageId, work);
-    checkInFlight(s, h);
-    callback(packet.qos === 0 ? undefined : ACK_HELD);
+    const next = (): void => callback(packet.qos === 0 ? undefined : ACK_HELD);
+    if (s.handOffs >= h.maxInFlight || s.bytes >= h.maxInFlightBytes) hold(s, h, c, next);
+    else next();
   };
 }
 
@@ -182,6 +227,7 @@ async function subscribe(connected: MqttClient, opts: MqttSourceOptions, stats: 
 /** Takes no new message, waits for every hand-off and PUBACK in flight, then disconnects (the session stays). */
 async function closeSource(s: SourceState, connected: MqttClient): Promise<void> {
   s.closing = true;
+  release(s); // the loop reads on only to call back ACK_HELD: what it reads is redelivered to the next session
   while (s.inFlight.size > 0) await Promise.all([...s.inFlight]);
   await sleep(0); // let the last PUBACKs reach the socket
   await connected.endAsync(false);
@@ -199,10 +245,11 @@ async function closeSource(s: SourceState, connected: MqttClient): Promise<void>
  * then, the PUBACK is dropped, never queued for the next one: the broker redelivers the message there, and the
  * new copy gets its own PUBACK after its own hand-off.
  *
- * The packet loop is never held (a held loop stops reading PINGRESP, and a slow hand-off would cost the
- * connection): backpressure comes from the held PUBACKs, which fill the broker's in-flight window for this
- * client (Mosquitto's max_inflight_messages, 1000 in deploy/) until it stops sending. That window is what bounds
- * the ingest's memory; past `maxInFlight` a warning says the window is set too wide.
+ * The packet loop runs on while messages are handed off, until `maxInFlight` messages or `maxInFlightBytes` of
+ * payload are in flight; then it is held until half of them are done, and TCP stops the broker (`hold`). That cap
+ * is what bounds the ingest's memory and what a reconnect redelivers. PUBACKs count for the broker's keepalive, so
+ * MQTT.js' ping timer is reset when they go out, and a held loop sends its own PINGREQs: a slow hand-off (Redis
+ * away) does not cost the connection.
  *
  * A hand-off that fails is retried with backoff; transient errors (`isTransient`) without limit, anything else
  * `maxAttempts` times, after which the message goes to `giveUp` (a dead letter) and is acknowledged, so one
@@ -212,15 +259,19 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
   const h: HandOffSettings = {
     handler,
     log: opts.log,
-    maxInFlight: opts.maxInFlight ?? 1024,
+    maxInFlight: opts.maxInFlight ?? 1000,
+    maxInFlightBytes: opts.maxInFlightBytes ?? 64 * 1024 * 1024,
+    keepaliveMs: (opts.keepaliveSeconds ?? 30) * 1000,
     maxAttempts: opts.maxAttempts ?? 5,
     isTransient: opts.isTransient ?? (() => false),
     giveUp: opts.giveUp,
   };
   const s: SourceState = {
-    stats: { acksSent: 0, acksDropped: 0, givenUp: 0, inFlight: 0 },
+    stats: { acksSent: 0, acksDropped: 0, givenUp: 0, inFlight: 0, holds: 0 },
     closing: false,
-    overCap: false,
+    bytes: 0,
+    held: undefined,
+    heldPing: undefined,
     client: undefined,
     inFlight: new Set(),
     handOffs: 0,
@@ -232,8 +283,7 @@ export async function startMqttSource(cfg: AppConfig['mqtt'], opts: MqttSourceOp
     s.client = c;
     c.handleMessage = messageHandler(s, h, c);
   };
-  const keepalive = opts.keepaliveSeconds ?? 30;
-  const connected = await connectMqtt(cfg, { clientId: opts.clientId, clean: false, keepalive }, 10_000, prepare);
+  const connected = await connectMqtt(cfg, { clientId: opts.clientId, clean: false, keepalive: h.keepaliveMs / 1000 }, 10_000, prepare);
   await subscribe(connected, opts, s.stats);
 
   let closed: Promise<void> | undefined;

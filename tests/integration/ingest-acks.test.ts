@@ -161,7 +161,7 @@ describe('ingest MQTT source: PUBACKs bound to their connection', () => {
   it('keeps its connection while hand-offs stall longer than the keepalive (backpressure through held PUBACKs)', async () => {
     const logs = memoryLogger('info');
     let handled = 0;
-    source = await startMqttSource(cfg, { clientId: 'acks-stall', log: logs.log, keepaliveSeconds: 1, maxInFlight: 2 }, async () => {
+    source = await startMqttSource(cfg, { clientId: 'acks-stall', log: logs.log, keepaliveSeconds: 1, maxInFlight: 4 }, async () => {
       await sleep(4000); // e.g. InfluxDB lagging: the ingest waits for its writer to drain
       handled++;
     });
@@ -171,5 +171,55 @@ describe('ingest MQTT source: PUBACKs bound to their connection', () => {
       `${handled} ${JSON.stringify(source.stats)}\n${logs.lines.join('\n')}`,
     ).toBe(true);
     expect(logs.lines.filter((l) => l.includes('mqtt offline') || l.includes('reconnecting'))).toEqual([]);
+    expect(source.stats.holds).toBeGreaterThan(0); // the loop was held across 4 s stalls with a 1 s keepalive
+  }, 45_000);
+
+  it('holds its hand-offs in flight at its own cap whatever the broker sends, and loses nothing', async () => {
+    // The broker here has max_inflight_messages 100, which Mosquitto 2.0 does not keep to for a subscriber that
+    // acknowledges as it goes: the ingest's own cap is what bounds its memory and a reconnect's redelivery.
+    const logs = memoryLogger('info');
+    const cap = 50;
+    let running = 0;
+    let most = 0;
+    const seen = new Set<string>();
+    source = await startMqttSource(cfg, { clientId: 'acks-cap', log: logs.log, maxInFlight: cap, maxInFlightBytes: 1 << 20 }, async (_t, payload) => {
+      running++;
+      most = Math.max(most, running);
+      await sleep(1 + (seen.size % 5));
+      seen.add(payload.toString());
+      running--;
+    });
+    const n = 3000;
+    const body = 'x'.repeat(2000);
+    await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync(`meters/M-${i % 50}/readings`, `${i}:${body}`, { qos: 1 })));
+    expect(await eventually(async () => source?.stats.acksSent === n, 60_000, 50), JSON.stringify(source.stats)).toBe(true);
+    expect(seen.size).toBe(n);
+    expect(most).toBeLessThanOrEqual(cap);
+    expect(source.stats.holds).toBeGreaterThan(0);
+    expect(source.stats.acksDropped).toBe(0);
+    expect(logs.lines.filter((l) => l.includes('mqtt offline'))).toEqual([]);
+    await source.close();
+    source = undefined;
+    expect(await leftInSession(broker.url, 'acks-cap')).toEqual([]);
+  }, 90_000);
+
+  it('holds at the byte cap too (a few large batches)', async () => {
+    const logs = memoryLogger('info');
+    let bytes = 0;
+    let most = 0;
+    let handled = 0;
+    source = await startMqttSource(cfg, { clientId: 'acks-bytes', log: logs.log, maxInFlight: 1000, maxInFlightBytes: 256 * 1024 }, async (_t, payload) => {
+      bytes += payload.length;
+      most = Math.max(most, bytes);
+      await sleep(5);
+      bytes -= payload.length;
+      handled++;
+    });
+    const big = 'y'.repeat(64 * 1024);
+    await Promise.all(Array.from({ length: 40 }, () => pub.publishAsync('concentrators/C-1/readings', big, { qos: 1 })));
+    expect(await eventually(async () => handled === 40 && source?.stats.acksSent === 40, 30_000, 20)).toBe(true);
+    // Held once the bytes in flight reach the cap: at most the cap plus the message that reached it.
+    expect(most).toBeLessThanOrEqual(256 * 1024 + big.length);
+    expect(source.stats.holds).toBeGreaterThan(0);
   }, 45_000);
 });
