@@ -264,11 +264,15 @@ export const DetectionConfig = Type.Object(
         batchEntries: Type.Integer({ minimum: 1 }),
         /** … and about this many readings per read over all owned shards (entries are concentrator batches of any size). */
         batchReadings: Type.Integer({ minimum: 1 }),
-        blockMs: Type.Integer({ minimum: 1 }),
+        /** Wait between reads while every owned stream is empty. */
+        idleMs: Type.Integer({ minimum: 1 }),
         /** At most this long between checkpoints (states, watermark, XACK) while entries are processed. */
         checkpointMs: Type.Integer({ minimum: 0 }),
-        /** Entries pending on another consumer longer than this are claimed (XAUTOCLAIM). */
-        claimIdleMs: Type.Integer({ minimum: 0 }),
+        /**
+         * Shard lease TTL (src/stream/leases.ts): renewed every third of it; a worker that stops renewing loses its
+         * shards to the others this long after its last renewal.
+         */
+        leaseMs: Type.Integer({ minimum: 300 }),
         /** Completed `events` jobs are kept this long so a replay's identical jobId is still deduplicated. */
         eventsKeepSeconds: Type.Integer({ minimum: 60 }),
         /** Dead-letter stream cap (approximate). */

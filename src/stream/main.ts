@@ -1,5 +1,4 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { EVENTS_QUEUE } from '../contracts/alert.js';
 import { BILLING_QUEUE } from '../contracts/billing.js';
 import { DetectionConfig } from '../contracts/config-detection.js';
@@ -14,13 +13,15 @@ import { loadSection, type AppConfig } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
 import type { Logger } from '../shared/logger.js';
 import type { Counter } from '../shared/metrics.js';
-import { closeRedis, createRedis, influxQuarantine, keys } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine, keys, queuePrefix, type RedisClient } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { LoadAggregator } from './load-aggregator.js';
 import { PipelineStats, streamMetrics } from './pipeline-stats.js';
 import { RegistryCache } from './registry-cache.js';
 import type { MeterRecord, Recompute } from './shard-work.js';
+import { streamKeys } from './keys.js';
+import { ShardLeases, Turn } from './leases.js';
 import { StreamWorker } from './worker.js';
 
 export interface StreamHandle extends RoleHandle {
@@ -43,9 +44,9 @@ interface StreamQueues {
 }
 
 /** Completed jobs are kept `keepSeconds`, so a replay's identical job id is still deduplicated. */
-function streamQueues(connection: Redis, keepSeconds: number, eventsTotal: Counter): StreamQueues {
-  const eventsQueue = new Queue(EVENTS_QUEUE, { connection });
-  const billingQueue = new Queue(BILLING_QUEUE, { connection });
+function streamQueues(connection: RedisClient, keepSeconds: number, eventsTotal: Counter): StreamQueues {
+  const eventsQueue = new Queue(EVENTS_QUEUE, { connection, prefix: queuePrefix(EVENTS_QUEUE) });
+  const billingQueue = new Queue(BILLING_QUEUE, { connection, prefix: queuePrefix(BILLING_QUEUE) });
   return {
     async enqueueEvents(events) {
       if (events.length === 0) return;
@@ -75,16 +76,23 @@ function streamQueues(connection: Redis, keepSeconds: number, eventsTotal: Count
   };
 }
 
-/** Load judging waits for its points to be in InfluxDB: it runs beside the consume loop, one round at a time. */
-function loadJudging(load: LoadAggregator, log: Logger): { idle(): Promise<void>; settled(): Promise<void> } {
+/**
+ * Load judging waits for its points to be in InfluxDB: it runs beside the consume loop, one round at a time, and
+ * across workers one pass at a time (`turn`): a pass reads and writes keys of every transformer.
+ */
+function loadJudging(load: LoadAggregator, turn: Turn, log: Logger): { idle(): Promise<void>; settled(): Promise<void>; final(): Promise<void> } {
   let lastJudge = 0;
   let judging: Promise<void> | undefined;
   return {
     async idle() {
       if (judging !== undefined || Date.now() - lastJudge < 1000) return;
       lastJudge = Date.now();
-      judging = load
-        .judgeDue()
+      // Another worker's pass: this one only learns how far the fleet is judged (late contributions are dropped).
+      judging = turn
+        .run((mine) => load.judgeDue(5000, mine))
+        .then(async (ran) => {
+          if (!ran) await load.fleetWatermark();
+        })
         .catch((err: unknown) => log.warn({ err }, 'load judging failed; retried next round'))
         .finally(() => {
           judging = undefined;
@@ -92,6 +100,17 @@ function loadJudging(load: LoadAggregator, log: Logger): { idle(): Promise<void>
     },
     async settled() {
       await judging;
+    },
+    // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
+    // leaving it to a later start (a replay then judges the same intervals the same way). Another worker's pass
+    // judges them otherwise.
+    async final() {
+      await judging;
+      try {
+        await turn.run((mine) => load.judgeDue(Number.MAX_SAFE_INTEGER, mine));
+      } catch (err) {
+        log.warn({ err }, 'final load judging failed; the next start judges those intervals');
+      }
     },
   };
 }
@@ -101,9 +120,9 @@ interface WorkerParts {
   det: DetectionConfig;
   settings: ReturnType<typeof compileSettings>;
   tariffs: Tariffs;
-  redis: Redis;
-  reader: Redis;
-  shards: number[];
+  redis: RedisClient;
+  leases: ShardLeases;
+  consumer: string;
   aggMs: number;
   writer: LineWriter;
   registry: RegistryStore;
@@ -116,12 +135,11 @@ interface WorkerParts {
 }
 
 function createWorker(p: WorkerParts): StreamWorker {
-  const { config, det, writer } = p;
+  const { det, writer } = p;
   const worker: StreamWorker = new StreamWorker({
     redis: p.redis,
-    reader: p.reader,
-    shards: p.shards,
-    consumer: `stream-${config.workerIndex}`,
+    leases: p.leases,
+    consumer: p.consumer,
     work: {
       settings: p.settings,
       watermarkLatenessMs: det.watermark.latenessMinutes * 60_000,
@@ -131,8 +149,8 @@ function createWorker(p: WorkerParts): StreamWorker {
     },
     batchEntries: det.worker.batchEntries,
     batchReadings: det.worker.batchReadings,
-    blockMs: det.worker.blockMs,
-    claimIdleMs: det.worker.claimIdleMs,
+    idleMs: det.worker.idleMs,
+    rebalanceMs: Math.max(100, det.worker.leaseMs / 3),
     dlqMaxLen: det.worker.dlqMaxLen,
     meters: (ids) => p.cache.getMeters(ids),
     defaults: (id) => p.registry.withDefaults(id),
@@ -158,7 +176,7 @@ interface Closing {
   writer: LineWriter;
   influx: Influx;
   queues: StreamQueues;
-  connections: { redis: Redis; reader: Redis; queueConn: Redis };
+  connections: { redis: RedisClient; queueConn: RedisClient };
   log: Logger;
 }
 
@@ -166,20 +184,12 @@ interface Closing {
 async function closeStream(c: Closing): Promise<void> {
   c.stats.stop();
   await c.worker.stop();
-  await c.judging.settled();
-  // The final checkpoint moved the watermark: judge what it closed now, with every contribution in, rather than
-  // leaving it to a later start (a replay then judges the same intervals the same way).
-  try {
-    await c.load.judgeDue(Number.MAX_SAFE_INTEGER);
-  } catch (err) {
-    c.log.warn({ err }, 'final load judging failed; the next start judges those intervals');
-  }
+  await c.judging.final();
   c.writer.write(c.stats.lines(Date.now(), 0, c.worker.lastRx));
   await c.writer.close();
   await c.influx.close();
   await c.queues.close();
   await closeRedis(c.connections.queueConn);
-  await closeRedis(c.connections.reader);
   await closeRedis(c.connections.redis);
   c.log.info({ totals: c.worker.totals, events: c.worker.eventsEnqueued }, 'stream worker stopped');
 }
@@ -192,12 +202,14 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
   const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema), config.timezone);
   const registryCfg = loadSection('registry', RegistryConfig);
   const settings = compileSettings(det, config.timezone);
-  const shards = ownedShards(config.streamShards, config.workerIndex, config.workerCount);
+  // Static assignment (WORKER_COUNT > 1) fixes the candidate shards; otherwise workers balance all of them.
+  const fixed = config.workerCount > 1 ? ownedShards(config.streamShards, config.workerIndex, config.workerCount) : undefined;
+  // Unique per process: a consumer's pending entries and a lease are its own, even with MF_INSTANCE shared.
+  const consumer = `stream-${config.instance}-${config.workerIndex}-${process.pid}`;
   const aggMs = det.feederOverload.intervalMinutes * 60_000;
 
-  const redis = createRedis(config.redis.url, 'meterflow-stream');
-  const reader = createRedis(config.redis.url, 'meterflow-stream-reader');
-  const queueConn = createRedis(config.redis.url, 'meterflow-stream-queues');
+  const redis = createRedis(config.redis, 'meterflow-stream');
+  const queueConn = createRedis(config.redis, 'meterflow-stream-queues');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
   const writer = influx.writer({
@@ -215,6 +227,7 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
     settings: det,
     aggMs,
     retainMs: det.feederOverload.retainHours * 3_600_000,
+    shards: config.streamShards,
     transformer: (id) => cache.transformer(id),
     emit: async (lines, events) => {
       writer.write(lines);
@@ -222,18 +235,22 @@ export async function startStream(ctx: RoleContext): Promise<StreamHandle> {
       await queues.enqueueEvents(events);
     },
   });
-  const judging = loadJudging(load, log);
+  const judging = loadJudging(load, new Turn(redis, streamKeys.judgeTurn, consumer, det.worker.leaseMs), log);
   const stats = new PipelineStats({ metrics, instance: config.instance, writer, log });
-  const worker = createWorker({ config, det, settings, tariffs, redis, reader, shards, aggMs, writer, registry, cache, queues, load, judging, stats, log });
+  const leases = new ShardLeases({ redis, consumer, shards: config.streamShards, fixed, ttlMs: det.worker.leaseMs, log });
+  const worker = createWorker({ config, det, settings, tariffs, redis, leases, consumer, aggMs, writer, registry, cache, queues, load, judging, stats, log });
   stats.start(
     det.worker.statsSeconds,
-    async () => (await Promise.all(shards.map((s) => redis.xlen(keys.readings(s))))).reduce((a, b) => a + b, 0),
+    async () => (await Promise.all(worker.ownedShards().map((s) => redis.xlen(keys.readings(s))))).reduce((a, b) => a + b, 0),
     () => worker.lastRx,
   );
 
   await worker.start();
-  log.info({ shards, consumer: `stream-${config.workerIndex}`, influxApi: influx.api, timezone: config.timezone }, 'stream worker started');
+  log.info(
+    { shards: worker.ownedShards(), fixed, consumer, leaseMs: det.worker.leaseMs, influxApi: influx.api, timezone: config.timezone },
+    'stream worker started',
+  );
 
-  const close = once(() => closeStream({ worker, judging, load, stats, writer, influx, queues, connections: { redis, reader, queueConn }, log }));
+  const close = once(() => closeStream({ worker, judging, load, stats, writer, influx, queues, connections: { redis, queueConn }, log }));
   return { worker, close };
 }

@@ -1,18 +1,20 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DetectionEvent } from '../contracts/events.js';
 import type { MeterState } from '../domain/meter-state.js';
 import { decodeMeterState, encodeMeterState } from '../domain/meter-state-codec.js';
 import type { StreamSettings } from '../domain/stream-settings.js';
 import { readingLine } from '../shared/line-protocol.js';
-import { keys } from '../shared/redis.js';
-import { parseEntry, parseEntryList, parseReadReply } from './entries.js';
+import { keys, type RedisClient } from '../shared/redis.js';
+import { parseEntry, parseReadReply } from './entries.js';
 import { STREAM_GROUP, streamKeys } from './keys.js';
+import { FENCED_CHECKPOINT, FENCED_READ, isFenced, type ShardLeases } from './leases.js';
 import { addCounts, type BatchCounts, type BatchOutput, emptyCounts, type MeterRecord, type Recompute, ShardWork, type WorkSettings } from './shard-work.js';
 
 /**
- * The consume loop: XREADGROUP over the owned shards, one batch per shard at a time, and every `checkpointMs`
- * a checkpoint that stores the changed meters' states, the watermark, XACK and XDEL in one MULTI per shard.
+ * The consume loop over the shards whose lease this worker holds (src/stream/leases.ts): a fenced XREADGROUP per
+ * shard (one script each, so a Cluster routes it to the shard's node), one batch per shard at a time, and every
+ * `checkpointMs` a fenced checkpoint that stores the changed meters' states, the watermark, XACK and XDEL in one
+ * script per shard.
  * Outputs are written before the checkpoint that covers them and are idempotent (InfluxDB overwrites, BullMQ
  * jobIds dedupe), so a crash anywhere replays the un-acknowledged entries from the last checkpoint and yields the
  * same results. Between checkpoints the entries stay pending in the group; a meter read several times in one
@@ -21,16 +23,17 @@ import { addCounts, type BatchCounts, type BatchOutput, emptyCounts, type MeterR
 
 export interface WorkerDeps {
   /** Commands and checkpoints. */
-  redis: Redis;
-  /** Blocking reads only. */
-  reader: Redis;
-  shards: readonly number[];
+  redis: RedisClient;
+  /** Which shards this worker works on, and the fencing of their reads and checkpoints. */
+  leases: ShardLeases;
   consumer: string;
   work: WorkSettings;
   batchEntries: number;
   batchReadings: number;
-  blockMs: number;
-  claimIdleMs: number;
+  /** Wait between reads while every owned stream is empty. */
+  idleMs: number;
+  /** How often leases are balanced (taken, handed back); renewals run on their own timer. */
+  rebalanceMs: number;
   dlqMaxLen: number;
   meters(ids: string[]): Promise<Map<string, MeterRecord>>;
   defaults(meterId: string): MeterRecord;
@@ -62,7 +65,9 @@ export class StreamWorker {
   private readonly cursor = new Map<number, string>();
   private stopping = false;
   private loop: Promise<void> | undefined;
-  private lastClaim = 0;
+  private lastRebalance = 0;
+  /** Shards whose checkpoint was fenced: dropped at the next step. */
+  private readonly fenced = new Set<number>();
   /** Readings per entry seen so far (moving average), 0 before the first: sizes the next read. */
   private perEntry = 0;
   /** Per shard, what the next checkpoint acknowledges and stores. */
@@ -76,9 +81,7 @@ export class StreamWorker {
   lastRx = 0;
   eventsEnqueued = 0;
 
-  constructor(private readonly d: WorkerDeps) {
-    for (const s of d.shards) this.work.set(s, new ShardWork(s, d.work));
-  }
+  constructor(private readonly d: WorkerDeps) {}
 
   get settings(): StreamSettings {
     return this.d.work.settings;
@@ -88,12 +91,63 @@ export class StreamWorker {
     return new Map([...this.work].map(([s, w]) => [s, w.watermark]));
   }
 
+  /** The shards this worker works on now. */
+  ownedShards(): number[] {
+    return [...this.work.keys()].sort((a, b) => a - b);
+  }
+
   async start(): Promise<void> {
-    for (const shard of this.d.shards) {
-      await this.ensureGroup(shard);
-      await this.loadShard(shard);
-    }
+    this.d.leases.start();
+    await this.rebalance();
     this.loop = this.run();
+  }
+
+  /**
+   * Applies a balancing round: drops the shards whose lease was lost (their uncheckpointed work is the new owner's
+   * to replay), checkpoints and hands back the surplus, and takes over the shards acquired.
+   */
+  private async rebalance(): Promise<void> {
+    this.lastRebalance = Date.now();
+    const changes = await this.d.leases.rebalance();
+    for (const shard of changes.lost) this.drop(shard);
+    if (changes.surplus.length > 0) {
+      await this.checkpoint();
+      for (const shard of changes.surplus) {
+        this.drop(shard);
+        await this.d.leases.release(shard);
+      }
+    }
+    for (const shard of changes.acquired) await this.takeOver(shard);
+  }
+
+  /**
+   * A shard just leased: every entry pending in the group (a dead or fenced owner's, read but never checkpointed)
+   * becomes this worker's, the meter states come from the last checkpoint, and the pending entries are replayed
+   * first. Consumers left with nothing pending on this stream are removed (old owners, restarts).
+   */
+  private async takeOver(shard: number): Promise<void> {
+    await this.ensureGroup(shard);
+    const stream = keys.readings(shard);
+    let cursor = '0-0';
+    do {
+      const reply = (await this.d.redis.call('XAUTOCLAIM', stream, STREAM_GROUP, this.d.consumer, 0, cursor, 'COUNT', 10_000, 'JUSTID')) as unknown[];
+      cursor = String(reply[0] ?? '0-0');
+    } while (cursor !== '0-0');
+    const consumers = (await this.d.redis.call('XINFO', 'CONSUMERS', stream, STREAM_GROUP)) as unknown[][];
+    for (const c of consumers) {
+      const name = String(c[c.indexOf('name') + 1]);
+      if (name !== this.d.consumer && Number(c[c.indexOf('pending') + 1]) === 0) await this.d.redis.call('XGROUP', 'DELCONSUMER', stream, STREAM_GROUP, name);
+    }
+    this.work.set(shard, new ShardWork(shard, this.d.work));
+    await this.loadShard(shard);
+  }
+
+  /** Stops working on a shard at once; what it held for the next checkpoint is discarded (replayed by its owner). */
+  private drop(shard: number): void {
+    this.work.delete(shard);
+    this.cursor.delete(shard);
+    this.held.delete(shard);
+    this.fenced.delete(shard);
   }
 
   /** The consumer group reads from the stream's start, so history appended before the first start is processed. */
@@ -105,10 +159,11 @@ export class StreamWorker {
     }
   }
 
-  /** Stops reading, lets the batch in flight finish and checkpoint. */
+  /** Stops reading, lets the batch in flight finish and checkpoint, then hands every lease back. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.loop;
+    await this.d.leases.close();
   }
 
   private async loadShard(shard: number): Promise<void> {
@@ -140,7 +195,7 @@ export class StreamWorker {
         await this.committing?.catch(() => undefined);
         this.committing = undefined;
         await sleep(1000);
-        for (const shard of this.d.shards) {
+        for (const shard of this.work.keys()) {
           try {
             await this.ensureGroup(shard); // a Redis restored without the group (NOGROUP)
             await this.loadShard(shard);
@@ -153,27 +208,26 @@ export class StreamWorker {
   }
 
   private async step(): Promise<void> {
-    if (Date.now() - this.lastClaim > Math.max(this.d.claimIdleMs, 5000)) {
-      // Our own processed entries must not look idle to XAUTOCLAIM: acknowledge them first.
-      await this.checkpoint();
-      await this.claim();
-    }
-    const pending = this.d.shards.filter((s) => this.cursor.get(s) !== '>');
-    const targets = pending.length > 0 ? pending : [...this.d.shards];
+    for (const shard of this.fenced) this.drop(shard);
+    if (Date.now() - this.lastRebalance >= this.d.rebalanceMs) await this.rebalance();
+    const shards = this.ownedShards();
+    const pending = shards.filter((s) => this.cursor.get(s) !== '>');
+    const targets = pending.length > 0 ? pending : shards;
     // The first read takes one entry per shard: entry sizes are unknown until then.
     const count = this.perEntry === 0 ? 1 : Math.max(1, Math.min(this.d.batchEntries, Math.floor(this.d.batchReadings / (this.perEntry * targets.length))));
-    const args: Array<string | number> = ['GROUP', STREAM_GROUP, this.d.consumer, 'COUNT', count];
-    if (pending.length === 0) args.push('BLOCK', this.d.blockMs);
-    args.push('STREAMS', ...targets.map((s) => keys.readings(s)), ...targets.map((s) => this.cursor.get(s) ?? '>'));
-    const reply = parseReadReply(await this.d.reader.call('XREADGROUP', ...args));
     const lists: Array<[number, Array<{ id: string; fields: string[] | null }>]> = [];
-    for (const shard of targets) {
-      const list = reply.get(keys.readings(shard)) ?? [];
+    const replies = await Promise.all(targets.map((shard) => this.read(shard, count)));
+    targets.forEach((shard, i) => {
+      const list = replies[i];
+      if (list === undefined) return; // fenced: dropped
       if (pending.length > 0) this.cursor.set(shard, list.at(-1)?.id ?? '>');
       if (list.length > 0) lists.push([shard, list]);
-    }
+    });
     if (lists.length > 0) await this.batches(lists);
-    else await this.checkpoint(); // quiet streams: acknowledge at once
+    else {
+      await this.checkpoint(); // quiet streams: acknowledge at once
+      if (pending.length === 0) await sleep(this.d.idleMs);
+    }
     try {
       await this.d.idle();
     } catch (err) {
@@ -181,16 +235,29 @@ export class StreamWorker {
     }
   }
 
-  /** Takes over entries another consumer left pending too long (a dead worker, a changed WORKER_COUNT). */
-  private async claim(): Promise<void> {
-    this.lastClaim = Date.now();
-    for (const shard of this.d.shards) {
-      const reply = await this.d.redis.call('XAUTOCLAIM', keys.readings(shard), STREAM_GROUP, this.d.consumer, this.d.claimIdleMs, '0-0', 'COUNT', 1000);
-      const claimed = Array.isArray(reply) ? parseEntryList(reply[1]) : [];
-      if (claimed.length > 0) {
-        this.d.log.info({ shard, claimed: claimed.length }, 'claimed pending entries');
-        this.cursor.set(shard, '0');
-      }
+  /**
+   * One shard's next entries (its own pending ones from the cursor, or new ones), read only while this worker holds
+   * the shard's lease; undefined when it does not any more (the shard is dropped).
+   */
+  private async read(shard: number, count: number): Promise<Array<{ id: string; fields: string[] | null }> | undefined> {
+    const value = this.d.leases.value(shard);
+    if (value === undefined) {
+      this.drop(shard);
+      return undefined;
+    }
+    try {
+      const stream = keys.readings(shard);
+      const reply = await FENCED_READ.run(
+        this.d.redis,
+        [streamKeys.lease(shard), stream],
+        [value, STREAM_GROUP, this.d.consumer, count, this.cursor.get(shard) ?? '>'],
+      );
+      return parseReadReply(reply).get(stream) ?? [];
+    } catch (err) {
+      if (!isFenced(err)) throw err;
+      this.d.leases.lose(shard);
+      this.drop(shard);
+      return undefined;
     }
   }
 
@@ -222,12 +289,28 @@ export class StreamWorker {
       const out = work.process(entries, meterOf);
       for (const e of list) if (e.fields === null) out.ackIds.push(e.id);
       this.d.writeLines(out.lines);
+      done.push({ shard, out });
+    }
+    // A worker stopped mid-batch past its lease (SIGSTOP, a long GC pause) must not hand on what it computed from a
+    // stale state: its dead letters would be counted twice and its load contributions would judge old slots again.
+    // Its InfluxDB lines above are the same as the new owner's (same entries, same checkpoint), so they may stay.
+    const current = await Promise.all(done.map(({ shard }) => this.d.redis.get(streamKeys.lease(shard))));
+    done.splice(
+      0,
+      done.length,
+      ...done.filter(({ shard }, i) => {
+        if (current[i] !== null && current[i] === this.d.leases.value(shard)) return true;
+        this.d.leases.lose(shard);
+        this.drop(shard);
+        return false;
+      }),
+    );
+    for (const { shard, out } of done) {
       const held = this.held.get(shard) ?? { ackIds: [], dirty: new Set<string>() };
       this.held.set(shard, held);
       for (const id of out.ackIds) held.ackIds.push(id);
       for (const id of out.dirty) held.dirty.add(id);
       for (const r of out.recomputes) this.recomputes.push(r);
-      done.push({ shard, out });
     }
     await Promise.all(
       done.map(async ({ out }) => {
@@ -284,23 +367,29 @@ export class StreamWorker {
     this.committing = (async () => {
       await flushed;
       await this.d.enqueueRecomputes(recomputes);
-      await Promise.all(
-        shards.map(async ({ shard, states, watermark, ackIds }) => {
-          const m = this.d.redis.multi();
-          if (states.length > 0) m.hset(streamKeys.state(shard), ...states);
-          m.hset(streamKeys.meta(shard), 'wm', String(watermark));
-          if (ackIds.length > 0) {
-            m.xack(keys.readings(shard), STREAM_GROUP, ...ackIds);
-            m.xdel(keys.readings(shard), ...ackIds);
-          }
-          const res = await m.exec();
-          const failed = res?.find(([err]) => err !== null);
-          if (res === null || failed !== undefined) throw new Error('checkpoint transaction failed', { cause: failed?.[0] ?? undefined });
-          await this.d.redis.hset(keys.watermark, String(shard), String(watermark));
-        }),
-      );
+      await Promise.all(shards.map((c) => this.commit(c)));
     })();
     this.committing.catch(() => undefined); // surfaced by the next await of it
+  }
+
+  /**
+   * Stores one shard's checkpoint if this worker still holds its lease (one fenced script); a fenced one marks the
+   * shard lost, to be dropped at the next step, and its work is left to the new owner's replay.
+   */
+  private async commit(c: { shard: number; states: string[]; watermark: number; ackIds: string[] }): Promise<void> {
+    const value = this.d.leases.value(c.shard);
+    if (value === undefined) return;
+    const keyList = [streamKeys.lease(c.shard), streamKeys.state(c.shard), streamKeys.meta(c.shard), keys.readings(c.shard)];
+    try {
+      await FENCED_CHECKPOINT.run(this.d.redis, keyList, [value, STREAM_GROUP, String(c.watermark), c.states.length / 2, ...c.states, ...c.ackIds]);
+    } catch (err) {
+      if (!isFenced(err)) throw new Error('checkpoint failed', { cause: err });
+      this.d.log.warn({ shard: c.shard }, 'checkpoint fenced: the shard lease was lost; its new owner replays from the last checkpoint');
+      this.d.leases.lose(c.shard);
+      this.fenced.add(c.shard);
+      return;
+    }
+    await this.d.redis.hset(keys.watermark, String(c.shard), String(c.watermark));
   }
 
   private async deadLetter(out: BatchOutput): Promise<void> {

@@ -37,9 +37,9 @@ export function testDetectionConfig(over: Partial<DetectionConfig> = {}): Detect
     worker: {
       batchEntries: 100,
       batchReadings: 20000,
-      blockMs: 200,
+      idleMs: 100,
       checkpointMs: 1000,
-      claimIdleMs: 1000,
+      leaseMs: 3000,
       eventsKeepSeconds: 3600,
       dlqMaxLen: 1000,
       statsSeconds: 10,

@@ -11,7 +11,7 @@ import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { startIngest } from '../../src/ingest/main.js';
 import { loadSection } from '../../src/shared/config.js';
 import { parseQueryResponse, type InfluxSeries } from '../../src/shared/influx.js';
-import { closeRedis, createRedis, keys } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, keys, queuePrefix } from '../../src/shared/redis.js';
 import { RegistryStore } from '../../src/shared/registry.js';
 import type { RoleHandle } from '../../src/shared/role.js';
 import { startStream } from '../../src/stream/main.js';
@@ -288,7 +288,7 @@ describe('dashboards against a real InfluxDB filled by a simulated pipeline run'
       `detection:
   baseline: { warmupDays: 1 }
   systemPeak: { thresholdKw: ${thresholdKw} }
-  worker: { blockMs: 100, claimIdleMs: 500, statsSeconds: 2 }
+  worker: { idleMs: 50, leaseMs: 2000, statsSeconds: 2 }
 ingest:
   statsIntervalSeconds: 2
 `,
@@ -564,7 +564,7 @@ ingest:
 
 /** Waits until ingest, stream worker, alerts and billing have nothing left to do for a few seconds in a row. */
 async function settle(redis: Redis, billing: BillingHandle, toMs: number, logs: string[]): Promise<void> {
-  const events = new Queue('events', { connection: redis });
+  const events = new Queue('events', { connection: redis, prefix: queuePrefix('events') });
   try {
     const deadline = Date.now() + 120_000;
     let quiet = 0;

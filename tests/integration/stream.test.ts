@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DetectionEvent } from '../../src/contracts/events.js';
 import { createInflux, type Influx } from '../../src/shared/influx.js';
-import { closeRedis, createRedis, keys } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, keys, queuePrefix } from '../../src/shared/redis.js';
 import { streamKeys } from '../../src/stream/keys.js';
 import { startStream } from '../../src/stream/main.js';
 import { exited, memoryLogger, roleContext, spawnRole } from '../helpers/pipeline.js';
@@ -57,21 +57,21 @@ function configFile(extra = ''): string {
   baseline: { warmupDays: 2, minSlotSamples: 1 }
   stuck: { minHours: 1000000 }
   systemPeak: { thresholdKw: 23, warningRatio: 0.9 }
-  worker: { blockMs: 100, claimIdleMs: 500, batchEntries: ${extra === 'small-batches' ? 16 : 50}, statsSeconds: 1 }
+  worker: { idleMs: 50, leaseMs: 2000, batchEntries: ${extra === 'small-batches' ? 16 : 50}, statsSeconds: 1 }
 `,
   );
   return file;
 }
 
 /** Config sections are read from process.env's MF_CONFIG (one process per role), so in-process runs set it too. */
-function env(redis: LocalService, db: string, cfg: string): Record<string, string> {
+function env(redis: LocalService, db: string, cfg: string, shards = SHARDS): Record<string, string> {
   process.env.MF_CONFIG = cfg;
   return {
     REDIS_URL: redis.url,
     INFLUX_URL: influxd.url,
     INFLUX_BUCKET: db,
     INFLUX_API: 'v1',
-    STREAM_SHARDS: String(SHARDS),
+    STREAM_SHARDS: String(shards),
     MF_TIMEZONE: 'UTC',
     MF_CONFIG: cfg,
     LOG_LEVEL: 'warn',
@@ -91,21 +91,21 @@ async function freshRedis(): Promise<{ svc: LocalService; redis: Redis }> {
   return { svc, redis };
 }
 
-async function backlog(redis: Redis): Promise<number> {
+async function backlog(redis: Redis, shards = SHARDS): Promise<number> {
   let n = 0;
-  for (let s = 0; s < SHARDS; s++) n += await redis.xlen(keys.readings(s));
+  for (let s = 0; s < shards; s++) n += await redis.xlen(keys.readings(s));
   return n;
 }
 
 /** Waits until every entry is processed and every load interval the watermark has closed is judged. */
-async function drained(redis: Redis, timeoutMs = 90_000): Promise<void> {
+async function drained(redis: Redis, timeoutMs = 90_000, shards = SHARDS): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const wms = (await redis.hvals(keys.watermark)).map(Number);
-    const wm = wms.length === SHARDS ? Math.min(...wms) : 0;
+    const wm = wms.length === shards ? Math.min(...wms) : 0;
     const due = (await redis.zcount(streamKeys.loadDue, '-inf', wm)) + (await redis.zcount(streamKeys.systemDue, '-inf', wm));
-    if ((await backlog(redis)) === 0 && due === 0) return;
-    if (Date.now() > until) throw new Error(`not drained: backlog ${await backlog(redis)}, due ${due}`);
+    if ((await backlog(redis, shards)) === 0 && due === 0) return;
+    if (Date.now() > until) throw new Error(`not drained: backlog ${await backlog(redis, shards)}, due ${due}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -116,7 +116,7 @@ function isEvent(v: unknown): v is DetectionEvent {
 
 async function queuedEvents(url: string): Promise<{ ids: string[]; events: DetectionEvent[] }> {
   const conn = createRedis(url, 'test-queue');
-  const q = new Queue('events', { connection: conn });
+  const q = new Queue('events', { connection: conn, prefix: queuePrefix('events') });
   const jobs = await q.getJobs(['waiting', 'delayed', 'completed', 'failed', 'active'], 0, -1);
   await q.close();
   await closeRedis(conn);
@@ -124,9 +124,9 @@ async function queuedEvents(url: string): Promise<{ ids: string[]; events: Detec
   return { ids: jobs.map((j) => j.id ?? ''), events };
 }
 
-async function seed(redis: Redis, fleet: Fleet): Promise<number> {
+async function seed(redis: Redis, fleet: Fleet, shards = SHARDS): Promise<number> {
   await loadRegistry(redis, fleet);
-  const entries = fleetEntries(fleet, SHARDS);
+  const entries = fleetEntries(fleet, shards);
   await feedEntries(redis, entries);
   return entries.length;
 }
@@ -198,7 +198,7 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     });
 
     // the backlog flushed after its day closed asks billing to recompute that day, once
-    const billing = new Queue('billing', { connection: redis });
+    const billing = new Queue('billing', { connection: redis, prefix: queuePrefix('billing') });
     const recomputes = await billing.getJobs(['waiting'], 0, -1);
     expect(recomputes.map((j) => [j.name, j.data])).toEqual([['recompute', { meterId: 'M-0009', day: '2026-11-03' }]]);
     expect(recomputes[0]?.id).toMatch(/^recompute\|M-0009\|2026-11-03\|\d+-\d+$/);
@@ -260,7 +260,7 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
         .sort(),
     ).toEqual(['M-X1 d1 08:15', 'M-X2 d1 08:15', 'M-X3 d1 08:15']);
     // the work order that came after its day closed asks billing to recompute that day, like late readings do
-    const billing = new Queue('billing', { connection: redis });
+    const billing = new Queue('billing', { connection: redis, prefix: queuePrefix('billing') });
     const recomputes = await billing.getJobs(['waiting'], 0, -1);
     expect(recomputes.map((j) => [j.name, j.data])).toEqual([['recompute', { meterId: 'M-X3', day: '2026-11-03' }]]);
     await billing.close();
@@ -316,4 +316,81 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     const byId = (l: DetectionEvent[]) => [...l].sort((x, y) => x.id.localeCompare(y.id));
     expect(byId(eb.events).filter((e) => e.subjectKind === 'meter')).toEqual(byId(ea.events).filter((e) => e.subjectKind === 'meter'));
   }, 240_000);
+
+  it('three workers share the shards by lease; one SIGKILLed, one SIGSTOPped past its lease and resumed: intervals equal a single worker, no event twice', async () => {
+    const shards = 9;
+    const fleet = buildFleet({ meters: 120, quarters: 4 * 96 + 72, anomalies: true });
+    const cfg = configFile('small-batches');
+    const until = async (what: string, ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await ok())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+
+    // A: one worker, uninterrupted.
+    const a = await freshRedis();
+    await seed(a.redis, fleet, shards);
+    const dbA = uniquePrefix('leaseA');
+    const ha = await startStream(roleContext(env(a.svc, dbA, cfg, shards)).ctx);
+    await drained(a.redis, 90_000, shards);
+    await ha.close();
+
+    // B: three worker processes on one Redis.
+    const b = await freshRedis();
+    const dbB = uniquePrefix('leaseB');
+    const spawn = (name: string) => spawnRole('stream', { ...env(b.svc, dbB, cfg, shards), MF_INSTANCE: name, LOG_LEVEL: 'info' });
+    const workers = { x: spawn('x'), y: spawn('y'), z: spawn('z') };
+    cleanup.push(async () => {
+      for (const w of Object.values(workers)) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+    });
+    /** Lease holders by shard (the consumer names carry MF_INSTANCE). */
+    const holders = async (): Promise<string[]> => Promise.all(Array.from({ length: shards }, async (_, s) => (await b.redis.get(streamKeys.lease(s))) ?? '-'));
+    const heldBy = async (name: string): Promise<number> => (await holders()).filter((h) => h.startsWith(`stream-${name}-`)).length;
+    // All three hold a share (3 each) before any entry exists, so each really works on the backfill.
+    await until('the three workers to share the shards', async () => (await heldBy('x')) === 3 && (await heldBy('y')) === 3 && (await heldBy('z')) === 3);
+    await seed(b.redis, fleet, shards);
+    const total = await backlog(b.redis, shards);
+
+    // x dies mid-run; y and z take its shards over once its leases expire (leaseMs 2000).
+    await until('a quarter of the backlog processed', async () => (await backlog(b.redis, shards)) < total * 0.75);
+    workers.x.kill('SIGKILL');
+    await exited(workers.x);
+    await until("x's shards taken over", async () => (await heldBy('x')) === 0 && (await heldBy('y')) + (await heldBy('z')) === shards, 30_000);
+
+    // y is stopped mid-run past its lease: z takes every shard; y, resumed, finds its reads and checkpoints fenced.
+    expect(await backlog(b.redis, shards)).toBeGreaterThan(0);
+    workers.y.kill('SIGSTOP');
+    await until("y's shards taken over by z", async () => (await heldBy('z')) === shards, 30_000);
+    const beforeResume = await backlog(b.redis, shards);
+    workers.y.kill('SIGCONT');
+    await drained(b.redis, 120_000, shards);
+    expect(beforeResume).toBeGreaterThan(0); // y really stopped in the middle of the run
+    expect(workers.y.exitCode).toBeNull();
+    expect(workers.z.exitCode).toBeNull();
+    // y noticed it lost its leases (renewal refused, or a fenced read or checkpoint) and took shards back later.
+    await until('y to lose its leases and rebalance', async () => workers.y.output().includes('shard lease lost') && (await heldBy('y')) > 0, 30_000);
+    await drained(b.redis, 60_000, shards);
+    for (const w of [workers.y, workers.z]) w.kill('SIGTERM');
+    await Promise.all([exited(workers.y), exited(workers.z)]);
+    expect(workers.y.exitCode, workers.y.output().slice(-3000)).toBe(0);
+    expect(await holders()).toEqual(Array.from({ length: shards }, () => '-')); // handed back on SIGTERM
+
+    const series = async (db: string, m: string) => {
+      const rows = await influx.query(`SELECT * FROM ${m} GROUP BY *`, { db });
+      return rows.map((s) => JSON.stringify([s.tags, s.values])).sort();
+    };
+    const ia = await series(dbA, 'interval');
+    expect(ia.length).toBe(121);
+    expect(await series(dbB, 'interval')).toEqual(ia);
+    expect(await series(dbB, 'anomaly')).toEqual(await series(dbA, 'anomaly'));
+    const ea = await queuedEvents(a.svc.url);
+    const eb = await queuedEvents(b.svc.url);
+    expect(ea.ids.length).toBeGreaterThan(20);
+    expect(new Set(eb.ids).size).toBe(eb.ids.length);
+    expect([...eb.ids].sort()).toEqual([...ea.ids].sort());
+    const byId = (l: DetectionEvent[]) => [...l].sort((x, y) => x.id.localeCompare(y.id));
+    expect(byId(eb.events).filter((e) => e.subjectKind === 'meter')).toEqual(byId(ea.events).filter((e) => e.subjectKind === 'meter'));
+  }, 300_000);
 });
