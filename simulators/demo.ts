@@ -218,6 +218,8 @@ export async function runDemo(argv: string[], baseConfig: AppConfig, cliLog: Log
       baseConfig.api.port !== 0 && (isSet('API_PORT') || !(await portAnswers('127.0.0.1', baseConfig.api.port))) ? baseConfig.api.port : await freePort();
     const config = loadConfigWith({
       REDIS_URL: redis.url,
+      // The private Redis, not a cluster the environment may name.
+      REDIS_CLUSTER_NODES: '',
       MQTT_URL: mqtt.url,
       INFLUX_URL: influxUrl,
       API_PORT: String(apiPort),

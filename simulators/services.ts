@@ -270,13 +270,20 @@ async function startLocal(spec: Spec, opts: LocalOptions = {}): Promise<LocalSer
   };
 }
 
-export function startRedis(opts: LocalOptions & { persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no' } = {}): Promise<LocalService> {
+type RedisOptions = LocalOptions & { persist?: boolean; appendfsync?: 'always' | 'everysec' | 'no' };
+
+export function startRedis(opts: RedisOptions = {}): Promise<LocalService> {
+  return startRedisWith(opts, []);
+}
+
+function startRedisWith(opts: RedisOptions, extraArgs: readonly string[]): Promise<LocalService> {
   return onFreePort(opts.port, () =>
     startLocal(
       {
         name: 'redis',
         bin: 'redis-server',
         args: (dir, port) => [
+          ...extraArgs,
           '--port',
           String(port),
           '--bind',
@@ -301,6 +308,86 @@ export function startRedis(opts: LocalOptions & { persist?: boolean; appendfsync
       opts,
     ),
   );
+}
+
+/** A local Redis Cluster: its master nodes (each a LocalService) and what REDIS_CLUSTER_NODES takes. */
+export interface LocalRedisCluster {
+  readonly nodes: readonly LocalService[];
+  /** `127.0.0.1:p1,127.0.0.1:p2,…` */
+  readonly clusterNodes: string;
+  /** SIGKILL every node. */
+  kill(): Promise<void>;
+  /** Stops every node and deletes their data dirs. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/** Runs a command to its end: exit code and the tail of its output. */
+function run(bin: string, args: readonly string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    track(c);
+    let output = '';
+    const keep = (b: Buffer): void => {
+      output = (output + b.toString()).slice(-4000);
+    };
+    c.stdout?.on('data', keep);
+    c.stderr?.on('data', keep);
+    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.once('error', reject);
+    c.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/**
+ * A Redis Cluster of `masters` (default 3) redis-server processes with no replicas, each on a free port with its own
+ * data dir and cluster config file, joined with `redis-cli --cluster create`; resolves once every node reports
+ * `cluster_state:ok`. The nodes are killed when this process exits, like every local service.
+ */
+export async function startRedisCluster(opts: { masters?: number; log?: (m: string) => void; timeoutMs?: number } = {}): Promise<LocalRedisCluster> {
+  const count = opts.masters ?? 3;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  ensureBinary('redis-server', opts.log); // Debian's redis-server brings redis-tools (redis-cli)
+  const cli = which('redis-cli');
+  if (cli === undefined) throw new ServiceError("redis-cli is not installed: install the 'redis-tools' package");
+  const clusterArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000'];
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startRedisWith({ log: opts.log }, clusterArgs)));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const destroy = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.destroy()));
+  };
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
+    await destroy();
+    throw failed.reason;
+  }
+  const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+  try {
+    const created = await run(cli, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], timeoutMs);
+    if (created.code !== 0) throw new ServiceError(`redis-cli --cluster create ${addrs.join(' ')} exited with ${created.code}: ${created.output}`);
+    const deadline = Date.now() + timeoutMs;
+    for (const n of nodes) {
+      for (;;) {
+        const info = await run(cli, ['-h', '127.0.0.1', '-p', String(n.port), 'cluster', 'info'], 5000);
+        if (info.output.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline) throw new ServiceError(`redis cluster node 127.0.0.1:${n.port} not ok within ${timeoutMs} ms: ${info.output}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+  return {
+    nodes,
+    clusterNodes: addrs.join(','),
+    kill: async () => {
+      await Promise.all(nodes.map((n) => n.kill()));
+    },
+    destroy,
+  };
 }
 
 /** Mosquitto with persistence and queues large enough that QoS 1 backlogs are not dropped (DESIGN.md cost model). */

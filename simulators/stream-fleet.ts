@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
 import type { MeterEvent, MeterExchangeEvent, Reading } from '../src/contracts/reading.js';
 import type { CustomerClass, TransformerRecord } from '../src/contracts/registry.js';
 import { shardOf } from '../src/domain/shard.js';
-import { keys } from '../src/shared/redis.js';
+import { keys, type RedisClient } from '../src/shared/redis.js';
 
 /**
  * A deterministic fleet for the stream-worker tests: flat residential meters (15-min reads on the
@@ -197,15 +196,23 @@ export function fleetEntries(f: Fleet, shards: number): Array<{ shard: number; f
   return out;
 }
 
-export async function feedEntries(redis: Redis, entries: Array<{ shard: number; fields: string[] }>): Promise<void> {
+/** Appends the entries in order per shard: a pipeline per shard, whose keys are one slot on a cluster. */
+export async function feedEntries(redis: RedisClient, entries: Array<{ shard: number; fields: string[] }>): Promise<void> {
   for (let i = 0; i < entries.length; i += 500) {
-    const p = redis.pipeline();
-    for (const e of entries.slice(i, i + 500)) p.xadd(keys.readings(e.shard), '*', ...e.fields);
-    await p.exec();
+    const pipes = new Map<number, ReturnType<RedisClient['pipeline']>>();
+    for (const e of entries.slice(i, i + 500)) {
+      let p = pipes.get(e.shard);
+      if (p === undefined) {
+        p = redis.pipeline();
+        pipes.set(e.shard, p);
+      }
+      p.xadd(keys.readings(e.shard), '*', ...e.fields);
+    }
+    await Promise.all([...pipes.values()].map((p) => p.exec()));
   }
 }
 
-export async function loadRegistry(redis: Redis, f: Fleet): Promise<void> {
+export async function loadRegistry(redis: RedisClient, f: Fleet): Promise<void> {
   await redis.hset(keys.registryMeters, Object.fromEntries(f.customers.map((c) => [c.meterId, JSON.stringify(c)])));
   await redis.hset(keys.registryTransformers, Object.fromEntries(f.transformers.map((t) => [t.transformerId, JSON.stringify(t)])));
 }

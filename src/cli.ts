@@ -36,8 +36,8 @@ Tools (simulators/tools.ts; bin/meterflow.js hands these commands to it):
                               a new API token and its API_TOKENS entry (scrypt hash; the token is shown once)
   token hash                  the API_TOKENS hash of a token read from stdin
 
-Configuration comes from the environment (MQTT_URL, REDIS_URL, INFLUX_URL, INFLUX_TOKEN, INFLUX_ORG,
-INFLUX_BUCKET, INFLUX_API, API_PORT, API_TOKENS, STREAM_SHARDS, WORKER_INDEX, WORKER_COUNT, LOG_LEVEL,
+Configuration comes from the environment (MQTT_URL, REDIS_URL, REDIS_CLUSTER_NODES, INFLUX_URL, INFLUX_TOKEN,
+INFLUX_ORG, INFLUX_BUCKET, INFLUX_API, API_PORT, API_TOKENS, STREAM_SHARDS, WORKER_INDEX, WORKER_COUNT, LOG_LEVEL,
 MF_TIMEZONE, MF_CONFIG); thresholds, tariffs and classes from config/*.yaml. See README.md.
 `;
 
@@ -56,7 +56,7 @@ async function importRegistry(kind: 'customers' | 'transformers', file: string |
     return 2;
   }
   const text = readFileSync(file, 'utf8');
-  const redis = createRedis(config.redis.url, `meterflow-${kind}-import`, { failFast: true });
+  const redis = createRedis(config.redis, `meterflow-${kind}-import`, { failFast: true });
   try {
     const store = new RegistryStore(redis, loadSection('registry', RegistryConfig).defaults);
     let n: number;

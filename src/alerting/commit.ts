@@ -1,10 +1,10 @@
-import type { Redis } from 'ioredis';
 import { ALERT_HISTORY_MAX, type AlertChangeRecord, type AlertHistoryEntry, type AlertRecord } from '../contracts/alert.js';
 import { dueTimes, type AlertChange, type LifecycleConfig } from '../domain/alert-lifecycle.js';
 import type { TrackerState } from '../domain/alert-outage.js';
 import { LuaScript } from '../shared/lua.js';
 import { type AlertKeys, alertField, clearedField, keyField, trackerField } from './keys.js';
 import type { Snapshot } from './records.js';
+import type { RedisClient } from '../shared/redis.js';
 
 /**
  * The lifecycle writes: one Lua script checks the versions of everything the decision read and applies all writes,
@@ -193,7 +193,7 @@ function scriptCall(input: CommitInput, keys: AlertKeys, plan: Plan, changes: re
 }
 
 /** Writes the decision if nothing it read has changed meanwhile. */
-export async function commitDecision(redis: Redis, place: CommitPlace, input: CommitInput): Promise<CommitResult> {
+export async function commitDecision(redis: RedisClient, place: CommitPlace, input: CommitInput): Promise<CommitResult> {
   const plan: Plan = { writes: [], ops: [], finals: new Map() };
   planAlerts(input, place, plan);
   planRest(input, place.keys, plan);

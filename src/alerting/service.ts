@@ -12,7 +12,6 @@ import {
   type OperatorAction,
 } from '../domain/alert-engine.js';
 import { dueTimes } from '../domain/alert-lifecycle.js';
-import type { Redis } from 'ioredis';
 import type { AlertsConfig } from '../contracts/config-alerts.js';
 import type { Logger } from '../shared/logger.js';
 import type { RegistryStore } from '../shared/registry.js';
@@ -22,6 +21,7 @@ import { KeyedLock } from './keyed-lock.js';
 import type { Snapshot } from './records.js';
 import { AlertStore } from './store.js';
 import { Topology } from './topology.js';
+import type { RedisClient } from '../shared/redis.js';
 
 /** Event-time watermarks per stream shard (hash `mf:watermark`). */
 export interface Watermarks {
@@ -298,7 +298,7 @@ export class AlertService {
  * `keyPrefix`, the transformer topology from the registry, the engine settings and retention from config/alerts.yaml.
  */
 export function createAlertService(
-  redis: Redis,
+  redis: RedisClient,
   registry: RegistryStore,
   cfg: AlertsConfig,
   shards: number,

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { AlertChangeRecord, AlertHistoryEntry, AlertRecord, AlertState, DeadLetter, SuppressedFilter } from '../contracts/alert.js';
 import type { AnomalyType, Severity } from '../contracts/events.js';
 import type { CustomerClass } from '../contracts/registry.js';
@@ -8,6 +7,7 @@ import { LuaScript } from '../shared/lua.js';
 import { type CommitInput, type CommitResult, commitDecision } from './commit.js';
 import { type AlertKeys, alertField, alertKeys, clearedField, dueBucket, keyField, trackerField } from './keys.js';
 import { parseAlert, parseChange, parseDeadLetter, parseHistoryEntry, parseJson, parseTracker, Snapshot, StoredDataError } from './records.js';
+import type { RedisClient } from '../shared/redis.js';
 
 /**
  * Alert state in Redis (keys: ./keys.ts): the reads a decision makes with their versions, the queries of the API
@@ -100,7 +100,7 @@ export class AlertStore {
   private layoutReady: Promise<void> | undefined;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     private readonly lifecycle: LifecycleConfig,
     /** Stream shard count (STREAM_SHARDS): buckets the event-time due sets like the watermarks. */
     readonly shards: number,

@@ -1,12 +1,12 @@
 import { backoffMs } from '../domain/backoff.js';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { AlertChangeRecord, NotifyJob } from '../contracts/alert.js';
 import { routeChange, type RoutingConfig } from '../domain/alert-routing.js';
 import type { LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
 import type { Logger } from '../shared/logger.js';
 import { AlertStore } from '../alerting/store.js';
+import type { RedisClient } from '../shared/redis.js';
 
 /**
  * Outbox → notify jobs. Alert changes are committed to the outbox stream in the same Lua call as the state, so a
@@ -85,7 +85,7 @@ export class Dispatcher {
 
   constructor(
     /** A connection of its own: XREADGROUP blocks it. */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly store: AlertStore,
     private readonly queue: Queue,
     private readonly routing: RoutingConfig,

@@ -1,5 +1,4 @@
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
 import { type AlertService, createAlertService, type SweepStats } from '../alerting/service.js';
 import { routingConfig, webhookTargets } from '../alerting/settings.js';
@@ -11,7 +10,7 @@ import { RegistryConfig } from '../contracts/config-registry.js';
 import { type AppConfig, type Env, loadSection, secretEnv } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
 import type { Logger } from '../shared/logger.js';
-import { closeRedis, createRedis, influxQuarantine, keys as sharedKeys } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine, queuePrefix, keys as sharedKeys, type RedisClient } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { Dispatcher, notifyBackoff } from './dispatcher.js';
@@ -26,7 +25,7 @@ export interface AlertsOptions {
   env?: Env;
   /** Prefix of the alert keys (`<prefix>:{alerts}:…`) and of the watermark hash; tests use a unique one. */
   keyPrefix?: string;
-  /** BullMQ key prefix; tests use a unique one. */
+  /** Base of the BullMQ key prefixes (`<base>:{events}`, `<base>:{notify}`; default `mf`); tests use a unique one. */
   queuePrefix?: string;
 }
 
@@ -61,8 +60,9 @@ function eventsProcessor(service: AlertService, m: Metrics, totals: AlertTotals,
 
 interface WorkerParts {
   cfg: AlertsConfig;
-  redis: Redis;
-  bull: { prefix?: string };
+  redis: RedisClient;
+  /** BullMQ prefix of a queue (src/shared/redis.ts queuePrefix). */
+  prefixOf: (queue: string) => string;
   service: AlertService;
   store: AlertStore;
   targets: ReadonlyMap<string, WebhookTarget>;
@@ -73,13 +73,13 @@ interface WorkerParts {
 
 /** BullMQ workers on `events` (detection events → alerts) and `notify` (signed webhooks). */
 function startWorkers(p: WorkerParts): { eventsWorker: Worker; notifyWorker: Worker } {
-  const { cfg, redis, bull, m, totals, log } = p;
+  const { cfg, redis, prefixOf, m, totals, log } = p;
   const lock = { lockDuration: cfg.worker.lockSeconds * 1000, stalledInterval: cfg.worker.lockSeconds * 1000 };
   const eventsWorker = new Worker(EVENTS_QUEUE, eventsProcessor(p.service, m, totals, log), {
     connection: redis,
     concurrency: cfg.worker.eventsConcurrency,
+    prefix: prefixOf(EVENTS_QUEUE),
     ...lock,
-    ...bull,
   });
   const notifyWorker = new Worker(
     NOTIFY_QUEUE,
@@ -95,7 +95,13 @@ function startWorkers(p: WorkerParts): { eventsWorker: Worker; notifyWorker: Wor
         else totals.dead++;
       },
     }),
-    { connection: redis, concurrency: cfg.notify.concurrency, settings: { backoffStrategy: notifyBackoff(cfg.notify) }, ...lock, ...bull },
+    {
+      connection: redis,
+      prefix: prefixOf(NOTIFY_QUEUE),
+      concurrency: cfg.notify.concurrency,
+      settings: { backoffStrategy: notifyBackoff(cfg.notify) },
+      ...lock,
+    },
   );
   for (const [name, w] of [
     ['events', eventsWorker],
@@ -110,7 +116,7 @@ function startWorkers(p: WorkerParts): { eventsWorker: Worker; notifyWorker: Wor
 }
 
 /** InfluxDB for the dispatcher's `alert` points and the pipeline stats, when `influx.enabled`. */
-async function openInflux(cfg: AlertsConfig, config: AppConfig, redis: Redis, log: Logger): Promise<{ influx?: Influx; writer: LineWriter | null }> {
+async function openInflux(cfg: AlertsConfig, config: AppConfig, redis: RedisClient, log: Logger): Promise<{ influx?: Influx; writer: LineWriter | null }> {
   if (!cfg.influx.enabled) return { writer: null };
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
@@ -126,7 +132,7 @@ interface Closing {
   queues: { notifyQueue: Queue; eventsQueue: Queue };
   writer: LineWriter | null;
   influx: Influx | undefined;
-  connections: { redis: Redis; outboxRedis: Redis };
+  connections: { redis: RedisClient; outboxRedis: RedisClient };
   log: Logger;
 }
 
@@ -160,19 +166,19 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
   const targets = webhookTargets(cfg, opts.env ?? secretEnv());
   const keyPrefix = opts.keyPrefix ?? 'mf';
   const watermarkKey = opts.keyPrefix === undefined ? sharedKeys.watermark : `${keyPrefix}:watermark`;
-  const bull = opts.queuePrefix === undefined ? {} : { prefix: opts.queuePrefix };
+  const prefixOf = (queue: string): string => queuePrefix(queue, opts.queuePrefix);
   const m = alertsMetrics(ctx.metrics);
   const totals: AlertTotals = { events: 0, changes: 0, delivered: 0, retries: 0, dead: 0 };
 
-  const redis = createRedis(config.redis.url, 'meterflow-alerts');
-  const outboxRedis = createRedis(config.redis.url, 'meterflow-alerts-outbox');
+  const redis = createRedis(config.redis, 'meterflow-alerts');
+  const outboxRedis = createRedis(config.redis, 'meterflow-alerts-outbox');
   const { influx, writer } = await openInflux(cfg, config, redis, log);
   const { store, service } = createAlertService(redis, new RegistryStore(redis, registryCfg.defaults), cfg, config.streamShards, log, {
     keyPrefix,
     onConflict: () => m.conflicts.inc(),
   });
 
-  const notifyQueue = new Queue(NOTIFY_QUEUE, { connection: redis, ...bull });
+  const notifyQueue = new Queue(NOTIFY_QUEUE, { connection: redis, prefix: prefixOf(NOTIFY_QUEUE) });
   const dispatcher = new Dispatcher(outboxRedis, store, notifyQueue, routingConfig(cfg, config.timezone), writer, log.child({ component: 'alerts-dispatch' }), {
     group: 'dispatch',
     consumer: `${config.instance}:${process.pid}`,
@@ -183,9 +189,9 @@ export async function startAlerts(ctx: RoleContext, opts: AlertsOptions = {}): P
     blockMs: 1000,
   });
   await dispatcher.start();
-  const workers = startWorkers({ cfg, redis, bull, service, store, targets, m, totals, log });
+  const workers = startWorkers({ cfg, redis, prefixOf, service, store, targets, m, totals, log });
 
-  const eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, ...bull });
+  const eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, prefix: prefixOf(EVENTS_QUEUE) });
   const sweeper = new Sweeper({
     redis,
     watermarkKey,

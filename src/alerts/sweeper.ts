@@ -1,12 +1,12 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type AlertService, CaughtUpWatermarks, parseWatermarks, type SweepStats } from '../alerting/service.js';
 import type { ActiveCounts } from '../alerting/store.js';
 import type { Logger } from '../shared/logger.js';
 import type { Gauge } from '../shared/metrics.js';
+import type { RedisClient } from '../shared/redis.js';
 
 export interface SweeperDeps {
-  redis: Redis;
+  redis: RedisClient;
   /** Hash of the stream's event-time watermarks per shard. */
   watermarkKey: string;
   shards: number;

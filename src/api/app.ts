@@ -10,7 +10,6 @@ import Fastify, {
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { ApiConfig, AppConfig, Scope } from '../shared/config.js';
 import type { Influx } from '../shared/influx.js';
@@ -29,6 +28,7 @@ import { healthRoutes } from './routes/health.js';
 import { meterRoutes } from './routes/meters.js';
 import { remoteReadRoutes } from './routes/remote-read.js';
 import { registerSecurity } from './security.js';
+import type { RedisClient } from '../shared/redis.js';
 
 export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
 
@@ -37,7 +37,7 @@ export interface ApiDeps {
   config: AppConfig;
   log: Logger;
   metrics: Registry;
-  redis: Redis;
+  redis: RedisClient;
   influx: Influx;
   registry: RegistryStore;
 }

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../shared/logger.js';
 import { Counter, metric } from '../shared/metrics.js';
 import { AuditLog } from './audit.js';
+import type { RedisClient } from '../shared/redis.js';
 
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const REFUSALS = new Set([401, 403, 429]);
@@ -12,7 +12,7 @@ const TARGET_PARAMS = ['id', 'meterId', 'period'] as const;
 
 /** What the audit hook needs of the app's dependencies. */
 export interface AuditDeps {
-  redis: Redis;
+  redis: RedisClient;
   log: Logger;
   metrics: Registry;
 }

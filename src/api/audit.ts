@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { Type, type Static } from 'typebox';
 import type { Logger } from '../shared/logger.js';
+import type { RedisClient } from '../shared/redis.js';
 
 /** The audit stream: one entry per authenticated write, capped (MAXLEN ~) at `API_AUDIT_MAXLEN`. */
 export const AUDIT_STREAM = 'mf:audit';
@@ -53,7 +53,7 @@ export class AuditLog {
   private readonly pending = new Set<Promise<void>>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly log: Logger,
     private readonly maxLen: number,
   ) {}

@@ -14,7 +14,7 @@ export interface ApiHandle extends RoleHandle {
 export async function startApi(ctx: RoleContext): Promise<ApiHandle> {
   const { config } = ctx;
   const log = ctx.log.child({ component: 'api' });
-  const redis = createRedis(config.redis.url, 'meterflow-api');
+  const redis = createRedis(config.redis, 'meterflow-api');
   const influx = await createInflux(config.influx, log);
   const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig).defaults);
   const app = await buildApp({ config, log, metrics: ctx.metrics, redis, influx, registry });

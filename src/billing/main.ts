@@ -1,5 +1,4 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
 import { BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob } from '../contracts/billing.js';
 import { BillingConfig } from '../contracts/config-billing.js';
@@ -11,7 +10,7 @@ import { loadSection } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
 import type { Logger } from '../shared/logger.js';
 import { Counter, Histogram, metric, type Registry } from '../shared/metrics.js';
-import { closeRedis, createRedis, influxQuarantine } from '../shared/redis.js';
+import { closeRedis, createRedis, influxQuarantine, queuePrefix, type RedisClient } from '../shared/redis.js';
 import { RegistryStore } from '../shared/registry.js';
 import { once, type RoleContext, type RoleHandle } from '../shared/role.js';
 import { BillingCloser, type CloseResult } from './closer.js';
@@ -24,7 +23,7 @@ export interface BillingHandle extends RoleHandle {
 }
 
 export interface BillingOptions {
-  /** BullMQ key prefix (tests use a unique one). */
+  /** Base of the queue's BullMQ key prefix (`<base>:{billing}`, default `mf`); tests use a unique one. */
   prefix?: string;
   /** Sections already loaded (tests tune them); default: config/billing.yaml and config/tariffs.yaml. */
   billing?: BillingConfig;
@@ -84,7 +83,7 @@ type Metrics = ReturnType<typeof billingMetrics>;
 interface CloserParts {
   cfg: BillingConfig;
   tariffs: Tariffs;
-  redis: Redis;
+  redis: RedisClient;
   influx: Influx;
   writer: LineWriter;
   registry: RegistryStore;
@@ -156,7 +155,7 @@ function jobProcessor(closer: BillingCloser, m: Metrics): (job: Job) => Promise<
 }
 
 /** The BullMQ worker on `billing`, counting jobs by outcome. */
-function startWorker(closer: BillingCloser, queueOpts: { connection: Redis; prefix?: string }, concurrency: number, m: Metrics, log: Logger): Worker {
+function startWorker(closer: BillingCloser, queueOpts: { connection: RedisClient; prefix: string }, concurrency: number, m: Metrics, log: Logger): Worker {
   const worker = new Worker(BILLING_QUEUE, jobProcessor(closer, m), { ...queueOpts, concurrency });
   worker.on('completed', (job) => m.jobsRun.inc({ job: job.name, outcome: 'completed' }));
   worker.on('failed', (job, err) => {
@@ -185,7 +184,7 @@ interface Closing {
   queue: Queue;
   writer: LineWriter;
   influx: Influx;
-  redis: Redis;
+  redis: RedisClient;
   log: Logger;
 }
 
@@ -212,12 +211,12 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const tariffs = compileTariffs(opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema), config.timezone);
   const m = billingMetrics(ctx.metrics);
 
-  const redis = createRedis(config.redis.url, 'meterflow-billing');
+  const redis = createRedis(config.redis, 'meterflow-billing');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
   const writer = influx.writer({ batchSize: 5000, flushMs: 200, quarantine: influxQuarantine(redis, `billing:${config.instance}`, 100_000) });
   const registry = new RegistryStore(redis, registryCfg.defaults);
-  const queueOpts = { connection: redis, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) };
+  const queueOpts = { connection: redis, prefix: queuePrefix(BILLING_QUEUE, opts.prefix) };
   const queue = new Queue(BILLING_QUEUE, queueOpts);
   const closer = createCloser({ cfg, tariffs, redis, influx, writer, registry, queue, log });
   const worker = startWorker(closer, queueOpts, cfg.worker.concurrency, m, log);

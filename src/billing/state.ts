@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import { billingKeys } from '../shared/billing-store.js';
-import { keys } from '../shared/redis.js';
+import { keys, type RedisClient } from '../shared/redis.js';
 import { LuaScript } from '../shared/lua.js';
 
 /** Billing progress in Redis: the closed days per time zone and the closed periods. */
@@ -28,7 +27,7 @@ export function parsePeriodState(v: string | null | undefined): 'closing' | numb
   return Number.isFinite(n) ? n : undefined;
 }
 
-export function redisBillingState(redis: Redis): BillingState {
+export function redisBillingState(redis: RedisClient): BillingState {
   return {
     async watermark() {
       const values = await redis.hvals(keys.watermark);

@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { keys } from '../shared/redis.js';
+import { keys, type RedisClient } from '../shared/redis.js';
 import type { Rejection } from './parse.js';
 
 export interface DeadLetter {
@@ -35,7 +34,7 @@ export const MAX_TOPIC_BYTES = 256;
 
 export class DeadLetterQueue {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly opts: { maxLen: number; payloadBytes: number; source: string },
   ) {}
 

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { REJECT_REASONS, type Reading, type RejectReason } from '../contracts/reading.js';
 import type { Registry } from 'prom-client';
 import type { IngestConfig } from '../contracts/config-ingest.js';
@@ -10,6 +9,7 @@ import type { BrokerStats } from './broker-monitor.js';
 import { DeadLetterQueue } from './dead-letters.js';
 import { parseLimits, parseMessage, parseTopic, type ParseLimits } from './parse.js';
 import { StreamAppender } from './stream-appender.js';
+import type { RedisClient } from '../shared/redis.js';
 
 export interface IngestTotals {
   messages: number;
@@ -32,7 +32,7 @@ export function isTransientIngestError(err: unknown): boolean {
 }
 
 export interface IngestDeps {
-  redis: Redis;
+  redis: RedisClient;
   /** Pipeline-health points only: raw `reading` points are written by the stream worker, from the durable stream. */
   writer: LineWriter;
   cfg: IngestConfig;

@@ -65,7 +65,7 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
   const log = ctx.log.child({ component: 'ingest' });
   const cfg = loadSection('ingest', IngestConfig);
 
-  const redis = createRedis(config.redis.url, 'meterflow-ingest');
+  const redis = createRedis(config.redis, 'meterflow-ingest');
   const influx = await createInflux(config.influx, log);
   await influx.ensureDatabase();
   const writer = influx.writer({
@@ -75,6 +75,8 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
     quarantine: influxQuarantine(redis, `ingest:${config.instance}`, cfg.dlqMaxLen),
   });
   const ingestor = new Ingestor({ redis, writer, cfg, shards: config.streamShards, instance: config.instance, log, metrics });
+  // Taken before connecting: a persistent session's queued messages arrive with the CONNACK, and they count too.
+  let prev = ingestor.snapshot();
 
   const group = config.mqtt.sharedGroup ?? (cfg.connections > 1 ? 'meterflow' : undefined);
   const sources: MqttSource[] = [];
@@ -99,7 +101,6 @@ export async function startIngest(ctx: RoleContext): Promise<IngestHandle> {
 
   sourceMetrics(metrics, sources);
   const broker = await startBrokerMonitor(config.mqtt, `${config.mqtt.clientId}-sys`, log);
-  let prev = ingestor.snapshot();
   const stats = statsLoop(
     cfg.statsIntervalSeconds,
     log,

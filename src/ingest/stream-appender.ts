@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { MeterEvent, Reading } from '../contracts/reading.js';
 import { LuaScript } from '../shared/lua.js';
-import { keys, shardOf } from '../shared/redis.js';
+import { keys, shardOf, type RedisClient } from '../shared/redis.js';
 
 /**
  * Dedup + append in one atomic script per shard: a reading is either both remembered and appended, or neither,
@@ -67,7 +66,7 @@ export interface DedupOptions {
 
 export class StreamAppender {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly shards: number,
     private readonly dedup: DedupOptions,
   ) {}

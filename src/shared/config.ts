@@ -29,7 +29,7 @@ export interface AppConfig {
     /** TLS files (PEM paths) for an `mqtts://` or `wss://` broker; checked readable at start. */
     readonly tls?: MqttTlsFiles;
   };
-  readonly redis: { readonly url: string };
+  readonly redis: RedisConfig;
   readonly influx: {
     readonly url: string;
     readonly token?: string;
@@ -49,6 +49,19 @@ export interface AppConfig {
   readonly timezone: string;
   /** Where operators' Grafana answers (the console links its dashboards), without a trailing slash. */
   readonly grafanaUrl: string;
+}
+
+/** A Redis Cluster node to start from (ioredis discovers the others). */
+export interface RedisNodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RedisConfig {
+  /** REDIS_URL: a single Redis (unused when `clusterNodes` is set). */
+  readonly url: string;
+  /** REDIS_CLUSTER_NODES: when set, every role talks to a Redis Cluster through these nodes instead of `url`. */
+  readonly clusterNodes?: readonly RedisNodeAddress[];
 }
 
 /** One API_TOKENS entry. The token itself is never kept: a scrypt hash, or for a plain (development) token its SHA-256. */
@@ -158,6 +171,27 @@ function mqttTls(env: Env, brokerUrl: string): MqttTlsFiles | undefined {
     throw new ConfigError('MQTT_URL', `an mqtts:// (or wss://) URL when MQTT_CA_FILE/MQTT_CERT_FILE are set, got "${brokerUrl}"`);
   }
   return { caFile, certFile, keyFile };
+}
+
+const CLUSTER_NODES_SHAPE = 'comma-separated host:port of Redis Cluster nodes, e.g. redis-1:6379,redis-2:6379';
+
+/** REDIS_CLUSTER_NODES: `host:port,host:port,…` (an IPv6 host in brackets: `[::1]:7000`); unset or empty: no cluster. */
+function clusterNodes(env: Env): RedisNodeAddress[] | undefined {
+  const raw = optional(env, 'REDIS_CLUSTER_NODES');
+  if (raw === undefined) return undefined;
+  const nodes: RedisNodeAddress[] = [];
+  for (const item of raw.split(',').map((x) => x.trim())) {
+    if (item === '') continue;
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+)):(\d{1,5})$/.exec(item);
+    const host = m?.[1] ?? m?.[2];
+    const port = Number(m?.[3]);
+    if (host === undefined || !Number.isInteger(port) || port < 1 || port > 65535 || (m?.[1] !== undefined && isIP(host) !== 6)) {
+      throw new ConfigError('REDIS_CLUSTER_NODES', `${CLUSTER_NODES_SHAPE}, got "${item}"`);
+    }
+    nodes.push({ host, port });
+  }
+  if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES', `${CLUSTER_NODES_SHAPE}, got "${raw}"`);
+  return nodes;
 }
 
 const TOKENS_SHAPE = 'a JSON object {"<token hash or plain token>": ["scope", …] or {"id": "<name>", "scopes": ["scope", …]}}';
@@ -289,6 +323,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
   if (sharedGroup !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sharedGroup)) {
     throw new ConfigError('MQTT_SHARED_GROUP', 'a group name of letters, digits, _ or -');
   }
+  // A group member's persistent session keeps its share of the messages while the member is down (mosquitto#1747),
+  // and only a client with the same id gets them back: a host name (a container's or pod's) can change on restart.
+  if (sharedGroup !== undefined && optional(env, 'MF_INSTANCE') === undefined && optional(env, 'MQTT_CLIENT_ID') === undefined) {
+    throw new ConfigError('MF_INSTANCE', 'a stable name per ingest instance (or MQTT_CLIENT_ID) with MQTT_SHARED_GROUP, not the host name (docs/scaling.md)');
+  }
   const mqttUrl = url(env, 'MQTT_URL', 'mqtt://127.0.0.1:1883', ['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:']);
   const config: AppConfig = {
     instance,
@@ -300,7 +339,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       sharedGroup,
       tls: mqttTls(env, mqttUrl),
     },
-    redis: { url: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']) },
+    redis: { url: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']), clusterNodes: clusterNodes(env) },
     influx: {
       url: url(env, 'INFLUX_URL', 'http://127.0.0.1:8086', ['http:', 'https:']),
       token: optional(env, 'INFLUX_TOKEN'),

@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
 import { Compile } from 'typebox/compile';
 import { CustomerRecord, TransformerRecord } from '../contracts/registry.js';
 import type { RegistryConfig } from '../contracts/config-registry.js';
-import { keys } from './redis.js';
+import { keys, type RedisClient } from './redis.js';
 
 const checkCustomer = Compile(CustomerRecord);
 const checkTransformer = Compile(TransformerRecord);
@@ -25,7 +24,7 @@ function parseStored<T>(raw: string | null | undefined, check: { Check(v: unknow
 /** The customer and transformer registry, kept in two Redis hashes (id → JSON record). */
 export class RegistryStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly defaults: RegistryConfig['defaults'],
   ) {}
 

@@ -10,7 +10,7 @@ import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { loadConfig, loadSection } from '../../src/shared/config.js';
 import { createInflux } from '../../src/shared/influx.js';
 import { createMetrics } from '../../src/shared/metrics.js';
-import { closeRedis, createRedis, keys } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, keys, queuePrefix } from '../../src/shared/redis.js';
 import { RegistryStore } from '../../src/shared/registry.js';
 import { runSimulation } from '../../simulators/publish.js';
 import { loadScenario } from '../../simulators/scenario.js';
@@ -78,7 +78,7 @@ describe('detection quality gate', () => {
     cleanup.push(() => closeRedis(redisClient));
     const registry = new RegistryStore(redisClient, loadSection('registry', RegistryConfig).defaults);
 
-    const queues = ['events', 'billing'].map((name) => new Queue(name, { connection: redisClient }));
+    const queues = ['events', 'billing'].map((name) => new Queue(name, { connection: redisClient, prefix: queuePrefix(name) }));
     cleanup.push(async () => {
       for (const q of queues) await q.close();
     });

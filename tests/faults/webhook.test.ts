@@ -7,7 +7,7 @@ import type { DetectionEvent } from '../../src/contracts/events.js';
 import { loadConfig, loadSection } from '../../src/shared/config.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics } from '../../src/shared/metrics.js';
-import { closeRedis, createRedis } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, queuePrefix } from '../../src/shared/redis.js';
 import { startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
 import { startWebhookReceiver } from '../helpers/webhook-receiver.js';
 
@@ -63,17 +63,17 @@ describe('fault suite: webhook down', () => {
       quietHours: { ...shipped.quietHours, enabled: false },
       influx: { enabled: false },
     };
-    const queuePrefix = uniquePrefix('bq');
+    const queueBase = uniquePrefix('bq');
     const handle = await startAlerts(
       {
         config: loadConfig({ REDIS_URL: redisSrv.url, INFLUX_URL: 'http://127.0.0.1:1', MF_INSTANCE: 'fault' }),
         log: createLogger({ level: 'silent' }),
         metrics: createMetrics(),
       },
-      { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix: uniquePrefix('al'), queuePrefix },
+      { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix: uniquePrefix('al'), queuePrefix: queueBase },
     );
     cleanups.push(() => handle.close());
-    const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix });
+    const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(EVENTS_QUEUE, queueBase) });
     cleanups.push(() => events.close());
 
     // One new alert every 10 s through the outage; each must be decided (opened) within 5 s, notifications or not.

@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
-import type { Redis } from 'ioredis';
 import type { Reading } from '../../src/contracts/reading.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { createLogger, type Logger } from '../../src/shared/logger.js';
 import { createMetrics } from '../../src/shared/metrics.js';
-import { keys } from '../../src/shared/redis.js';
+import { keys, type RedisClient } from '../../src/shared/redis.js';
 import type { RoleContext } from '../../src/shared/role.js';
 import type { LocalService } from './services.js';
 import { roleEnv } from '../../simulators/services.js';
@@ -62,7 +61,7 @@ export function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Every reading in the stream shards, in stream order per shard. */
-export async function streamReadings(redis: Redis, shards: number): Promise<Reading[]> {
+export async function streamReadings(redis: RedisClient, shards: number): Promise<Reading[]> {
   const out: Reading[] = [];
   for (let s = 0; s < shards; s++) {
     const entries = await redis.xrange(keys.readings(s), '-', '+');
@@ -75,7 +74,7 @@ export async function streamReadings(redis: Redis, shards: number): Promise<Read
   return out;
 }
 
-export async function dlqReasons(redis: Redis): Promise<string[]> {
+export async function dlqReasons(redis: RedisClient): Promise<string[]> {
   const entries = await redis.xrange(keys.dlq, '-', '+');
   return entries.map(([, f]) => f[f.indexOf('reason') + 1] ?? '');
 }

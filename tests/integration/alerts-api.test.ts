@@ -15,7 +15,7 @@ import { type AppConfig, loadConfig, loadSection } from '../../src/shared/config
 import { createInflux, type Influx } from '../../src/shared/influx.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics } from '../../src/shared/metrics.js';
-import { closeRedis, createRedis } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, queuePrefix } from '../../src/shared/redis.js';
 import { RegistryStore } from '../../src/shared/registry.js';
 import { freePort, startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
 
@@ -122,7 +122,7 @@ describe('alerts API for the operator console (real Redis, alerts role)', () => 
       MF_INSTANCE: 'test',
       API_TOKENS: JSON.stringify({ [READER]: { id: 'console-r', scopes: [] }, [WRITER]: { id: 'console-w', scopes: ['alerts:write'] } }),
     });
-    const queuePrefix = uniquePrefix('bq');
+    const queueBase = uniquePrefix('bq');
     const cfg: AlertsConfig = {
       ...base,
       webhooks: [],
@@ -132,8 +132,8 @@ describe('alerts API for the operator console (real Redis, alerts role)', () => 
     };
     metrics = createMetrics();
     // The API reads the default key prefix; this Redis is private to the file.
-    alerts = await startAlerts({ config, log, metrics }, { alerts: cfg, env: {}, keyPrefix: 'mf', queuePrefix });
-    events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix });
+    alerts = await startAlerts({ config, log, metrics }, { alerts: cfg, env: {}, keyPrefix: 'mf', queuePrefix: queueBase });
+    events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(EVENTS_QUEUE, queueBase) });
     influx = await createInflux(config.influx, log);
     app = await buildApp({ config, log, metrics: createMetrics(), redis, influx, registry });
     await app.ready();

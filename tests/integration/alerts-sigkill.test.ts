@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { EVENTS_QUEUE, NOTIFY_QUEUE } from '../../src/contracts/alert.js';
 import type { DetectionEvent } from '../../src/contracts/events.js';
-import { closeRedis, createRedis } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, queuePrefix } from '../../src/shared/redis.js';
 import { startRedis, type LocalService } from '../helpers/services.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
@@ -88,7 +88,7 @@ describe('alerts worker killed mid-delivery', () => {
     const first = await startChild(env);
     children.push(first.child);
 
-    const events = new Queue(EVENTS_QUEUE, { connection: redis });
+    const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(EVENTS_QUEUE) });
     const ev: DetectionEvent = {
       id: `customerPeak:M-K1:${T0}:firing`,
       type: 'customerPeak',
@@ -110,7 +110,7 @@ describe('alerts worker killed mid-delivery', () => {
     expect(await first.exited).toBeNull(); // killed by signal, no exit code
     release(200); // too late: the sender is gone, its socket closed
 
-    const notify = new Queue(NOTIFY_QUEUE, { connection: redis });
+    const notify = new Queue(NOTIFY_QUEUE, { connection: redis, prefix: queuePrefix(NOTIFY_QUEUE) });
     expect(await notify.getJobCounts('active', 'completed', 'waiting')).toEqual({ active: 1, completed: 0, waiting: 0 });
 
     const second = await startChild(env);

@@ -13,7 +13,7 @@ import { loadConfig, loadSection, type AppConfig } from '../../src/shared/config
 import { createInflux, type Influx } from '../../src/shared/influx.js';
 import { createLogger, type Logger } from '../../src/shared/logger.js';
 import { createMetrics } from '../../src/shared/metrics.js';
-import { closeRedis, createRedis } from '../../src/shared/redis.js';
+import { closeRedis, createRedis, queuePrefix } from '../../src/shared/redis.js';
 import { RegistryStore } from '../../src/shared/registry.js';
 import { startInflux, startRedis, uniquePrefix, type LocalService } from '../helpers/services.js';
 import { startWebhookReceiver, type Responder, type WebhookReceiver } from '../helpers/webhook-receiver.js';
@@ -115,7 +115,7 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
   ): Promise<Harness> {
     const receiver = await startWebhookReceiver(SECRET, opts.responder);
     const keyPrefix = opts.keyPrefix ?? uniquePrefix('al');
-    const queuePrefix = uniquePrefix('bq');
+    const queueBase = uniquePrefix('bq');
     const config = appConfig(opts.influxDb ? { INFLUX_BUCKET: opts.influxDb } : {});
     const cfg = alertsCfg(receiver.url, { attempts: opts.attempts, influx: opts.influxDb !== undefined, notifyConcurrency: opts.notifyConcurrency });
     const handles: AlertsHandle[] = [];
@@ -123,11 +123,11 @@ describe('alerts role (real Redis, BullMQ, HTTP receiver)', () => {
       handles.push(
         await startAlerts(
           { config, log: opts.log ?? log, metrics: createMetrics() },
-          { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix, queuePrefix },
+          { alerts: cfg, env: { MF_WEBHOOK_OPS_SECRET: SECRET }, keyPrefix, queuePrefix: queueBase },
         ),
       );
     }
-    const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix });
+    const events = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(EVENTS_QUEUE, queueBase) });
     cleanups.push(async () => {
       for (const h of handles) await h.close();
       await events.close();
