@@ -17,10 +17,12 @@
  *   tsx bench/pipeline.ts [--quick] [--skip raw,e2e,latency,state,replay] [--replay-max-s 2700] …
  *   tsx bench/pipeline.ts --scaling [--quick] [--scaling-meters 1000,10000,100000] [--scaling-days 1]
  *
- * Prints tables and writes bench/results/pipeline-<timestamp>.json (or scaling-…json and docs/scaling.md + .svg).
+ * Prints tables and writes bench/results/pipeline-<timestamp>.json (or scaling-…json, the measured section of
+ * docs/scaling.md between its bench:scaling markers, and docs/scaling.svg).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -34,9 +36,11 @@ import { loadSection } from '../src/shared/config.js';
 import { createInflux } from '../src/shared/influx.js';
 import { escTag, readingLine } from '../src/shared/line-protocol.js';
 import { createLogger } from '../src/shared/logger.js';
-import { keys, shardOf } from '../src/shared/redis.js';
+import { keys, queuePrefix, shardOf } from '../src/shared/redis.js';
 import { RegistryStore } from '../src/shared/registry.js';
 import { freePort, startInfluxd, startMosquitto, startRedis, type LocalService } from '../simulators/services.js';
+import { cpuMicrosPerReading, pidByCommandLine, processCpuSeconds, redisCpuSeconds } from './cpu.js';
+import { writeGeneratedSection } from './scaling-doc.js';
 import {
   Fleet,
   fleetMessages,
@@ -81,6 +85,8 @@ const { values: a } = parseArgs({
     'redis-fsync': { type: 'string', default: 'always' },
     /** Rewrite docs/scaling.md and docs/scaling.svg from a saved bench/results/scaling-*.json (no run). */
     'docs-from': { type: 'string' },
+    /** Where scaling.md (its measured section) and scaling.svg are written; default docs/. */
+    'docs-dir': { type: 'string' },
     // internal: the raw subscriber's own process
     'raw-subscriber': { type: 'string' },
     expect: { type: 'string' },
@@ -394,7 +400,7 @@ class Pipeline {
   }
 
   /**
-   * Redis memory by key family (`mf:seen`, `mf:state`, `bull:events`, …): keys counted with SCAN, MEMORY USAGE summed
+   * Redis memory by key family (`mf:seen`, `mf:state`, `mf:{events}` (a BullMQ queue), …): keys counted with SCAN, MEMORY USAGE summed
    * over up to 300 keys per family and scaled to the family's count. Bytes per meter.
    */
   async memoryByFamily(meters: number): Promise<Record<string, number>> {
@@ -404,9 +410,10 @@ class Pipeline {
       const [next, ks] = await this.redis.scan(cursor, 'COUNT', 5000);
       cursor = next;
       for (const k of ks) {
-        const fam = k.startsWith('bull:')
-          ? k.split(':').slice(0, 2).join(':') +
-            (/^bull:[^:]+:(wait|active|completed|failed|delayed|events|meta|id|stalled-check|marker|paused|prioritized|repeat|limiter|pc)$/.test(k)
+        // BullMQ keys: `mf:{<queue>}:<queue>:…` (queuePrefix).
+        const fam = /^mf:\{[^}]+\}:/.test(k)
+          ? k.slice(0, k.indexOf('}') + 1) +
+            (/^mf:\{[^}]+\}:[^:]+:(wait|active|completed|failed|delayed|events|meta|id|stalled-check|marker|paused|prioritized|repeat|limiter|pc)$/.test(k)
               ? ' (lists)'
               : ' (jobs)')
           : k
@@ -732,8 +739,8 @@ async function latencyPhase(p: Pipeline, fleet: Fleet, w: { from: number; to: nu
     const pipe = p.redis.pipeline();
     for (const k of probes) {
       const [meterId, ts] = k.split('|');
-      // src/stream/main.ts jobIdOf: the event id `type:subject:ts:status` with ':' → '|'; BullMQ's default prefix.
-      pipe.hmget(`bull:events:registerReset|${meterId}|${ts}|firing`, 'timestamp', 'finishedOn');
+      // src/stream/main.ts jobIdOf: the event id `type:subject:ts:status` with ':' → '|', under the queue's prefix.
+      pipe.hmget(`${queuePrefix('events')}:events:registerReset|${meterId}|${ts}|firing`, 'timestamp', 'finishedOn');
       pipe.hget(ak.doc, keyField(`registerReset:${meterId}`));
     }
     const res = (await pipe.exec()) ?? [];
@@ -933,6 +940,32 @@ interface ScalingPoint {
   seconds: number;
   complete: boolean;
   footprint: Record<string, number>;
+  /** CPU µs (user + system) per reading during the timed phase, per role process and service (absent in older runs). */
+  cpuUsPerReading?: Record<string, number>;
+  /** The machine's 1-minute load average at the end of the phase: above its cores, other work shared it. */
+  loadAvg1?: number;
+}
+
+/** The components whose CPU is counted, in table order. */
+const CPU_COMPONENTS = ['ingest', 'stream', 'alerts', 'billing', 'api', 'redis', 'mosquitto', 'influxd'] as const;
+
+/** CPU seconds so far of every role process and of the private services (Redis from INFO, the others from /proc). */
+async function cpuSample(p: Pipeline): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [role, proc] of p.roles) {
+    const s = processCpuSeconds(proc.child.pid);
+    if (s !== undefined) out[role] = s;
+  }
+  out.redis = await redisCpuSeconds(p.redis);
+  // Their command lines name the config file in their private data dir.
+  for (const [name, svc] of [
+    ['mosquitto', p.svc.mqtt],
+    ['influxd', p.svc.influx],
+  ] as const) {
+    const s = processCpuSeconds(pidByCommandLine(svc.dir));
+    if (s !== undefined) out[name] = s;
+  }
+  return out;
 }
 
 async function scalingRun(): Promise<void> {
@@ -951,12 +984,14 @@ async function scalingRun(): Promise<void> {
     try {
       await p.register(fleet);
       await p.startRoles();
+      const cpu0 = await cpuSample(p);
       const r = await p.runPhase(`${fmtInt(meters)} meters`, fleetMessages(fleet, { mode: 'batched', ...w }), {
         readings: quarters * meters,
         messages: quarters * fleet.concentrators.length,
         from: w.from,
         perQuarter: meters,
       });
+      const cpuUsPerReading = cpuMicrosPerReading(cpu0, await cpuSample(p), r.readings);
       const fp = await p.footprint(meters);
       points.push({
         meters,
@@ -966,8 +1001,15 @@ async function scalingRun(): Promise<void> {
         seconds: Math.round(r.seconds),
         complete: r.complete,
         footprint: fp,
+        cpuUsPerReading,
+        loadAvg1: Math.round((loadavg()[0] ?? Number.NaN) * 10) / 10,
       });
       process.stdout.write(`${table([phaseRow(r)])}\n`);
+      process.stdout.write(
+        `  CPU µs per reading: ${Object.entries(cpuUsPerReading)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}\n`,
+      );
     } finally {
       await p.close();
     }
@@ -993,14 +1035,14 @@ function writeScalingDocs(
   resultFile: string,
   at = new Date().toISOString(),
 ): void {
-  const docs = fileURLToPath(new URL('../docs/', import.meta.url));
+  const docs = a['docs-dir'] === undefined ? fileURLToPath(new URL('../docs/', import.meta.url)) : `${a['docs-dir'].replace(/\/+$/, '')}/`;
   writeFileSync(`${docs}scaling.svg`, scalingSvg(points));
-  const rel = resultFile.slice(resultFile.indexOf('bench/results/'));
+  const rel = resultFile.includes('bench/results/') ? resultFile.slice(resultFile.indexOf('bench/results/')) : resultFile;
   const f = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '–' : fmtInt(n));
-  const md = [
-    '# Scaling: the same end-to-end bench at 1k, 10k and 100k meters',
+  const section = [
+    `## Measured: the same end-to-end bench at ${sizes(points.map((p) => p.meters))} meters`,
     '',
-    '<!-- Generated by `npm run bench:scaling` (bench/pipeline.ts --scaling): do not edit by hand, run it again. -->',
+    '<!-- Generated by `npm run bench:scaling` (bench/pipeline.ts --scaling), which rewrites only the text between the bench:scaling markers: run it again rather than editing this section. -->',
     '',
     `Every role as its own process (ingest, stream, alerts, billing, api) on private redis-server / mosquitto / influxd,`,
     `one stream worker, ${SHARDS} stream shards; Redis AOF \`appendfsync ${FSYNC}\`, Mosquitto \`max_inflight_messages 1000\` (as deployed).`,
@@ -1020,15 +1062,52 @@ function writeScalingDocs(
         `| ${f(p.meters)} | ${f(p.readings)} | ${f(p.readingsPerS)}${p.complete ? '' : ' (incomplete)'} | ${f(p.seconds)} | ${p.footprint.stream_rss_mib ?? '–'} | ${f(p.footprint.stream_rss_bytes_per_meter)} | ${f(p.footprint.redis_used_memory_bytes_per_meter)} | ${f(p.footprint.state_bytes_per_meter)} |`,
     ),
     '',
+    ...cpuTable(points, ctx.cores),
     ...marginal(points),
     '![e2e readings/s and bytes per meter against fleet size](scaling.svg)',
     '',
     'Regenerate: `npm run bench:scaling` (full: 1 day of reads per point; `-- --quick`: 2 hours; `-- --scaling-meters 1000,10000`',
-    'and `-- --scaling-days N` to choose).',
-    '',
+    'and `-- --scaling-days N` to choose; `-- --docs-from bench/results/scaling-….json` rewrites this section from a saved run).',
   ].join('\n');
-  writeFileSync(`${docs}scaling.md`, md);
-  process.stdout.write(`written ${docs}scaling.md and ${docs}scaling.svg\n`);
+  writeGeneratedSection(`${docs}scaling.md`, section);
+  process.stdout.write(`written the measured section of ${docs}scaling.md, and ${docs}scaling.svg\n`);
+}
+
+/** 1000, 10000, 100000 → "1k, 10k and 100k". */
+function sizes(list: number[]): string {
+  const short = (n: number): string => (n >= 1e6 && n % 1e6 === 0 ? `${n / 1e6}M` : n >= 1e3 && n % 1e3 === 0 ? `${n / 1e3}k` : fmtInt(n));
+  const names = list.map(short);
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names.at(-1)}` : (names[0] ?? '');
+}
+
+/**
+ * CPU per reading of each process over the same timed phase: wall-clock readings/s depend on what else the machine
+ * runs, CPU time much less, and 10^6 / µs is what one core of that process absorbs.
+ */
+function cpuTable(points: ScalingPoint[], ctxCores: number): string[] {
+  const measured = points.filter((p) => p.cpuUsPerReading !== undefined);
+  if (measured.length === 0) return [];
+  const cell = (v: number | undefined): string => (v === undefined ? '–' : fmtInt(v));
+  return [
+    'CPU time (user + system) of each process during the same timed phase, in µs per reading; one core of a process absorbs',
+    '10^6 / µs readings/s (Redis from `INFO cpu`, the others from `/proc/<pid>/stat`; the publisher is not counted).',
+    ...(measured.some((p) => p.loadAvg1 !== undefined)
+      ? [
+          `1-minute load average at the end of each point (the machine has ${ctxCores} cores; above that, other work shared it): ${measured
+            .map((p) => `${fmtInt(p.meters)} meters ${p.loadAvg1 ?? '–'}`)
+            .join(', ')}.`,
+        ]
+      : []),
+    '',
+    `| meters | ${CPU_COMPONENTS.join(' | ')} | total |`,
+    `| ---: | ${CPU_COMPONENTS.map(() => '---:').join(' | ')} | ---: |`,
+    ...measured.map((p) => {
+      const c = p.cpuUsPerReading ?? {};
+      const total = CPU_COMPONENTS.reduce((a, k) => a + (c[k] ?? 0), 0);
+      return `| ${fmtInt(p.meters)} | ${CPU_COMPONENTS.map((k) => cell(c[k])).join(' | ')} | ${fmtInt(total)} |`;
+    }),
+    '',
+  ];
 }
 
 /** What each added meter costs between consecutive points (the fixed overhead of the processes drops out). */
