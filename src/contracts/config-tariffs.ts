@@ -1,8 +1,10 @@
 import { Type, type Static } from 'typebox';
+import { CUSTOMER_CLASSES, type CustomerClass } from './registry.js';
 
 /**
- * config/tariffs.yaml: named time-of-use tariffs and holiday calendars.
- * Shape only; `compileTariffs` (src/domain/tariffs.ts) checks times, bands, zones and rule coverage.
+ * config/tariffs.yaml: named time-of-use tariffs, their prices and holiday calendars.
+ * Shape only; `compileTariffs` (src/domain/tariffs.ts) checks times, bands, zones and rule coverage,
+ * `compileTariffOffers` (src/domain/tariff-advice.ts) checks prices against bands and currencies.
  */
 export const DAY_KINDS = ['weekday', 'weekend', 'holiday'] as const;
 export type DayKind = (typeof DAY_KINDS)[number];
@@ -34,6 +36,20 @@ export interface TariffConfig {
   /** Days that count as weekend (default sat, sun). */
   weekend?: WeekdayName[];
   rules: TariffRuleConfig[];
+  /** ISO 4217 code of the prices; unset: the tariffs-wide `currency`. */
+  currency?: string;
+  /**
+   * Price per kWh of every band (each band of `bands`, no other), in currency units as a decimal string with at most
+   * 6 decimals: money never passes through a binary float. Unset: the tariff has no prices (bands still work for
+   * billing reads; the tariff advisor lists it as unpriced).
+   */
+  prices?: Record<string, string>;
+  /** Standing charge per local day of the bill (decimal string, currency units). Needs `prices`. */
+  fixedPerDay?: string;
+  /** Price per kW of the bill's maximum demand (highest interval average power), charged once per bill. Needs `prices`. */
+  demandCharge?: string;
+  /** Customer classes (registry `class`) that may take the tariff; unset: every class. */
+  eligibleClasses?: CustomerClass[];
 }
 
 export interface CalendarConfig {
@@ -47,11 +63,18 @@ export interface TariffsConfig {
   /** Tariff used for meters whose registry tariff is unknown. */
   default: string;
   timezone?: string;
+  /** ISO 4217 code for tariffs that name none. */
+  currency?: string;
   calendars: Record<string, CalendarConfig>;
   tariffs: Record<string, TariffConfig>;
 }
 
 const LocalDate = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' });
+
+/** A non-negative decimal amount of currency units, at most 6 decimals (micro-units), as a string. */
+export const PRICE_PATTERN = '^\\d{1,9}(\\.\\d{1,6})?$';
+const Price = Type.String({ pattern: PRICE_PATTERN, description: 'Decimal string, at most 6 decimals, e.g. "0.132514"' });
+const Currency = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code, e.g. EUR' });
 
 const TariffPeriod = Type.Object(
   {
@@ -78,6 +101,11 @@ const TariffDef = Type.Object(
     calendar: Type.Optional(Type.String({ minLength: 1 })),
     weekend: Type.Optional(Type.Array(Type.Enum(WEEKDAY_NAMES))),
     rules: Type.Array(TariffRule, { minItems: 1 }),
+    currency: Type.Optional(Currency),
+    prices: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,31}$' }), Price)),
+    fixedPerDay: Type.Optional(Price),
+    demandCharge: Type.Optional(Price),
+    eligibleClasses: Type.Optional(Type.Array(Type.Enum(CUSTOMER_CLASSES), { minItems: 1, uniqueItems: true })),
   },
   { additionalProperties: false },
 );
@@ -94,6 +122,7 @@ export const TariffsConfigSchema = Type.Object(
   {
     default: Type.String({ minLength: 1 }),
     timezone: Type.Optional(Type.String({ minLength: 1 })),
+    currency: Type.Optional(Currency),
     calendars: Type.Record(Type.String(), Calendar),
     tariffs: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), TariffDef),
   },
