@@ -124,6 +124,25 @@ async function queuedEvents(url: string): Promise<{ ids: string[]; events: Detec
   return { ids: jobs.map((j) => j.id ?? ''), events };
 }
 
+/** Run B's interval and anomaly series and queued events equal run A's (an uninterrupted single worker): no event twice. */
+async function expectSameOutputs(a: { db: string; redisUrl: string }, b: { db: string; redisUrl: string }): Promise<void> {
+  const series = async (db: string, m: string) => {
+    const rows = await influx.query(`SELECT * FROM ${m} GROUP BY *`, { db });
+    return rows.map((s) => JSON.stringify([s.tags, s.values])).sort();
+  };
+  const ia = await series(a.db, 'interval');
+  expect(ia.length).toBe(121);
+  expect(await series(b.db, 'interval')).toEqual(ia);
+  expect(await series(b.db, 'anomaly')).toEqual(await series(a.db, 'anomaly'));
+  const ea = await queuedEvents(a.redisUrl);
+  const eb = await queuedEvents(b.redisUrl);
+  expect(ea.ids.length).toBeGreaterThan(20);
+  expect(new Set(eb.ids).size).toBe(eb.ids.length);
+  expect([...eb.ids].sort()).toEqual([...ea.ids].sort());
+  const byId = (l: DetectionEvent[]) => [...l].sort((x, y) => x.id.localeCompare(y.id));
+  expect(byId(eb.events).filter((e) => e.subjectKind === 'meter')).toEqual(byId(ea.events).filter((e) => e.subjectKind === 'meter'));
+}
+
 async function seed(redis: Redis, fleet: Fleet, shards = SHARDS): Promise<number> {
   await loadRegistry(redis, fleet);
   const entries = fleetEntries(fleet, shards);
@@ -299,22 +318,7 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     await drained(b.redis);
     await hb.close();
 
-    const series = async (db: string, m: string) => {
-      const rows = await influx.query(`SELECT * FROM ${m} GROUP BY *`, { db });
-      return rows.map((s) => JSON.stringify([s.tags, s.values])).sort();
-    };
-    const ia = await series(dbA, 'interval');
-    expect(ia.length).toBe(121);
-    expect(await series(dbB, 'interval')).toEqual(ia);
-    expect(await series(dbB, 'anomaly')).toEqual(await series(dbA, 'anomaly'));
-
-    const ea = await queuedEvents(a.svc.url);
-    const eb = await queuedEvents(b.svc.url);
-    expect(ea.ids.length).toBeGreaterThan(20);
-    expect(new Set(eb.ids).size).toBe(eb.ids.length);
-    expect([...eb.ids].sort()).toEqual([...ea.ids].sort());
-    const byId = (l: DetectionEvent[]) => [...l].sort((x, y) => x.id.localeCompare(y.id));
-    expect(byId(eb.events).filter((e) => e.subjectKind === 'meter')).toEqual(byId(ea.events).filter((e) => e.subjectKind === 'meter'));
+    await expectSameOutputs({ db: dbA, redisUrl: a.svc.url }, { db: dbB, redisUrl: b.svc.url });
   }, 240_000);
 
   it('three workers share the shards by lease; one SIGKILLed, one SIGSTOPped past its lease and resumed: intervals equal a single worker, no event twice', async () => {
@@ -377,20 +381,6 @@ describe('stream worker with real Redis, InfluxDB and BullMQ', () => {
     expect(workers.y.exitCode, workers.y.output().slice(-3000)).toBe(0);
     expect(await holders()).toEqual(Array.from({ length: shards }, () => '-')); // handed back on SIGTERM
 
-    const series = async (db: string, m: string) => {
-      const rows = await influx.query(`SELECT * FROM ${m} GROUP BY *`, { db });
-      return rows.map((s) => JSON.stringify([s.tags, s.values])).sort();
-    };
-    const ia = await series(dbA, 'interval');
-    expect(ia.length).toBe(121);
-    expect(await series(dbB, 'interval')).toEqual(ia);
-    expect(await series(dbB, 'anomaly')).toEqual(await series(dbA, 'anomaly'));
-    const ea = await queuedEvents(a.svc.url);
-    const eb = await queuedEvents(b.svc.url);
-    expect(ea.ids.length).toBeGreaterThan(20);
-    expect(new Set(eb.ids).size).toBe(eb.ids.length);
-    expect([...eb.ids].sort()).toEqual([...ea.ids].sort());
-    const byId = (l: DetectionEvent[]) => [...l].sort((x, y) => x.id.localeCompare(y.id));
-    expect(byId(eb.events).filter((e) => e.subjectKind === 'meter')).toEqual(byId(ea.events).filter((e) => e.subjectKind === 'meter'));
+    await expectSameOutputs({ db: dbA, redisUrl: a.svc.url }, { db: dbB, redisUrl: b.svc.url });
   }, 300_000);
 });
