@@ -25,6 +25,7 @@ import { billingRoutes } from './routes/billing.js';
 import { consoleRoutes } from './routes/console.js';
 import { customerRoutes } from './routes/customers.js';
 import { healthRoutes } from './routes/health.js';
+import { insightRoutes } from './routes/insights.js';
 import { meterRoutes } from './routes/meters.js';
 import { remoteReadRoutes } from './routes/remote-read.js';
 import { registerSecurity } from './security.js';
@@ -49,7 +50,17 @@ export interface ApiDeps {
 export type RoutePlugin = (app: ApiApp, deps: ApiDeps & { auth: (scope?: Scope) => ReturnType<TokenAuth['require']>; audit: AuditLog }) => Promise<void>;
 
 /** Route plugins, one per area; each area adds its own line. */
-const ROUTES: RoutePlugin[] = [healthRoutes, customerRoutes, meterRoutes, alertRoutes, billingRoutes, remoteReadRoutes, auditRoutes, consoleRoutes];
+const ROUTES: RoutePlugin[] = [
+  healthRoutes,
+  customerRoutes,
+  meterRoutes,
+  alertRoutes,
+  billingRoutes,
+  insightRoutes,
+  remoteReadRoutes,
+  auditRoutes,
+  consoleRoutes,
+];
 
 /** Longest path parameter (meter and alert ids are far shorter; longer: 414) and request head (431). */
 const MAX_PARAM_LENGTH = 128;

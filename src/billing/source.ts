@@ -1,5 +1,6 @@
 import { parseStoredRead, type StoredRead } from '../shared/billing-store.js';
 import type { BillingInterval } from '../domain/billing.js';
+import { readIntervals } from '../shared/interval-store.js';
 import { qid, qregexAny, rows, type Influx, type InfluxSeries } from '../shared/influx.js';
 
 /** What the billing role reads from InfluxDB: the stream worker's intervals, raw reads, stored billing reads. */
@@ -57,36 +58,8 @@ export function influxBillingSource(influx: Influx): BillingSource {
       const t = series[0]?.values[0]?.[0];
       return num(t);
     },
-    async intervals(durationMs, fromMs, toMs) {
-      const out = new Map<string, BillingInterval[]>();
-      const ids = [...durationMs.keys()];
-      if (ids.length === 0) return out;
-      const q =
-        `SELECT "wh","export_wh","demand_w","register_wh","estimated" FROM ${qid('interval')} ` +
-        `WHERE "meter" =~ ${qregexAny(ids)} AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
-      for (const s of await influx.query(q)) {
-        const meterId = s.tags.meter;
-        const dur = meterId === undefined ? undefined : durationMs.get(meterId);
-        if (meterId === undefined || dur === undefined) continue;
-        const list = out.get(meterId) ?? [];
-        for (const row of rows(s)) {
-          const start = num(row.time);
-          const wh = num(row.wh);
-          const registerWh = num(row.register_wh);
-          if (start === undefined || wh === undefined || registerWh === undefined) continue;
-          list.push({
-            start,
-            durationMs: dur,
-            wh,
-            exportWh: num(row.export_wh) ?? 0,
-            demandW: num(row.demand_w) ?? (wh * 3_600_000) / dur,
-            registerWh,
-            estimated: row.estimated === true,
-          });
-        }
-        out.set(meterId, list);
-      }
-      return out;
+    intervals(durationMs, fromMs, toMs) {
+      return readIntervals(influx, durationMs, fromMs, toMs);
     },
     async readsAt(meterIds, atMs) {
       const out = new Set<string>();

@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { derivedTokenId, parseTokenHash, type TokenHash, TokenHashError, tokenDigest } from './api-tokens.js';
 import { ConfigError } from './errors.js';
 
-export const SCOPES = ['billing:read', 'alerts:write', 'meters:command', 'admin'] as const;
+export const SCOPES = ['billing:read', 'alerts:write', 'meters:command', 'insights:read', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

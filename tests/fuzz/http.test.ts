@@ -40,7 +40,16 @@ const READER = 'fuzz-reader-token-0002';
 const WRITER = 'fuzz-alerts-writer-0003';
 const BILLING = 'fuzz-billing-reader-04';
 const COMMAND = 'fuzz-meter-command-05';
-const TOKEN_OF = { admin: ADMIN, any: READER, 'alerts:write': WRITER, 'billing:read': BILLING, 'meters:command': COMMAND, none: undefined } as const;
+const INSIGHTS = 'fuzz-insights-reader6';
+const TOKEN_OF = {
+  admin: ADMIN,
+  any: READER,
+  'alerts:write': WRITER,
+  'billing:read': BILLING,
+  'meters:command': COMMAND,
+  'insights:read': INSIGHTS,
+  none: undefined,
+} as const;
 type Need = keyof typeof TOKEN_OF;
 
 const METERS = Array.from({ length: 10 }, (_, i) => `M-${String(i).padStart(3, '0')}`);
@@ -151,6 +160,14 @@ const ROUTES: RouteSpec[] = [
     params: { period: () => '2026-10' },
     query: { meterId: meter, customerId: () => undefined, cursor: () => undefined, limit: () => '10' },
     need: 'billing:read',
+  },
+  {
+    name: 'tariff-advice',
+    method: 'GET',
+    path: '/api/v1/customers/:customerId/tariff-advice',
+    params: { customerId: () => `C-${meter()}` },
+    query: { from: () => '2026-11-01', to: () => '2026-11-08', shift: () => '0.3' },
+    need: 'insights:read',
   },
   {
     name: 'remote-read',
@@ -474,6 +491,7 @@ describe(`API under hostile HTTP requests (FUZZ_SEED=${SEED})`, () => {
         [WRITER]: plain('writer', ['alerts:write']),
         [BILLING]: plain('billing', ['billing:read']),
         [COMMAND]: plain('command', ['meters:command']),
+        [INSIGHTS]: plain('insights', ['insights:read']),
       }),
       // Every request comes from one address: limits out of the way, the fuzz is about inputs.
       API_RATE_LIMIT_TOKEN: '1000000',
@@ -640,6 +658,10 @@ function checkGood(route: string, req: Req, status: number, text: string): strin
     case 'billing.reads':
     case 'audit':
       return is(body) && Array.isArray(body.items) ? undefined : text.slice(0, 200);
+    case 'tariff-advice': {
+      const id = idIn('/api/v1/customers/');
+      return is(body) && body.customerId === id && body.currentTariff === 'default' && Array.isArray(body.options) ? undefined : text.slice(0, 200);
+    }
     case 'whoami':
       return is(body) && typeof body.id === 'string' && Array.isArray(body.scopes) ? undefined : text.slice(0, 200);
     case 'console':

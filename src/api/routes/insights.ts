@@ -1,0 +1,225 @@
+import { DateTime } from 'luxon';
+import { Type } from 'typebox';
+import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
+import { ErrorBody } from '../../contracts/http.js';
+import { CUSTOMER_CLASSES, type CustomerRecord } from '../../contracts/registry.js';
+import type { BillingInterval } from '../../domain/billing.js';
+import { daysBetween } from '../../domain/local-time.js';
+import { adviseTariffs, type TariffOption } from '../../domain/tariff-advice.js';
+import { compileTariffOffers } from '../../domain/tariff-pricing.js';
+import { compileTariffs, tariffFor } from '../../domain/tariffs.js';
+import { loadSection } from '../../shared/config.js';
+import { readIntervals } from '../../shared/interval-store.js';
+import type { RoutePlugin } from '../app.js';
+
+/** Longest advice window: a year and a leap day. */
+const MAX_RANGE_DAYS = 366;
+/** Local midnights lie within UTC−12…UTC+14 of the UTC date. */
+const ZONE_MARGIN_MS = 15 * 3_600_000;
+
+const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "Local date YYYY-MM-DD in the customer's tariff time zone" });
+const Money = Type.String({ description: 'Decimal amount in currency units, e.g. "12.34"' });
+const Minor = Type.Integer({ description: 'The same amount in integer minor units (cents)' });
+
+const BillSchema = Type.Object({
+  tariff: Type.String(),
+  currency: Type.String(),
+  minorDigits: Type.Integer(),
+  bands: Type.Array(Type.Object({ band: Type.String(), wh: Type.Integer(), pricePerKwh: Type.String(), amountMinor: Minor, amount: Money })),
+  energyMinor: Minor,
+  energy: Money,
+  days: Type.Integer(),
+  fixedPerDay: Type.Union([Type.String(), Type.Null()]),
+  fixedMinor: Minor,
+  fixed: Money,
+  maxDemandW: Type.Union([Type.Integer(), Type.Null()]),
+  demandCharge: Type.Union([Type.String(), Type.Null()]),
+  demandMinor: Minor,
+  demand: Money,
+  totalMinor: Minor,
+  total: Money,
+});
+
+const ShiftSchema = Type.Object({
+  share: Type.Number(),
+  fromBand: Type.String(),
+  toBand: Type.String(),
+  movedWh: Type.Integer(),
+  totalMinor: Minor,
+  total: Money,
+  savingMinor: Type.Union([Minor, Type.Null()]),
+  saving: Type.Union([Money, Type.Null()]),
+  shiftSavingMinor: Minor,
+  shiftSaving: Money,
+});
+
+const OptionSchema = Type.Object({
+  tariff: Type.String(),
+  current: Type.Boolean(),
+  eligible: Type.Boolean({ description: 'False only for a current tariff the customer class may no longer take' }),
+  currency: Type.String(),
+  amountMinor: Minor,
+  amount: Money,
+  savingMinor: Type.Union([Minor, Type.Null()], {
+    description: 'Current bill minus this one (positive = cheaper); null when the current tariff is not priced',
+  }),
+  saving: Type.Union([Money, Type.Null()]),
+  bill: BillSchema,
+  shift: Type.Optional(ShiftSchema),
+});
+
+export const TariffAdviceResponse = Type.Object({
+  customerId: Type.String(),
+  class: Type.Enum(CUSTOMER_CLASSES),
+  meters: Type.Array(Type.String()),
+  timezone: Type.String(),
+  from: Type.String(),
+  to: Type.String(),
+  days: Type.Integer(),
+  currency: Type.Union([Type.String(), Type.Null()], { description: "The current tariff's currency; null when it is not priced" }),
+  currentTariff: Type.String(),
+  current: Type.Union([OptionSchema, Type.Null()], { description: 'The bill on the current tariff; null when it is not priced' }),
+  options: Type.Array(OptionSchema, { description: 'Cheapest first, the current tariff among them' }),
+  excluded: Type.Array(Type.Object({ tariff: Type.String(), reason: Type.Union([Type.Literal('class'), Type.Literal('unpriced'), Type.Literal('currency')]) })),
+  intervals: Type.Integer(),
+  estimatedIntervals: Type.Integer(),
+  totalWh: Type.Integer(),
+  maxDemandW: Type.Union([Type.Number(), Type.Null()]),
+  shiftShare: Type.Union([Type.Number(), Type.Null()]),
+});
+
+/** A 400 naming the field to blame; the app's error handler answers it. */
+class BadField extends Error {
+  override name = 'BadField';
+  readonly statusCode = 400;
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const isDay = (s: string): boolean => DateTime.fromISO(s, { zone: 'UTC' }).isValid;
+
+/**
+ * One series for the customer: intervals of all its meters (a replaced meter and its successor, or several meters
+ * at one site) summed per interval of the coarsest length among them, so the advisor sees one load. Demand is the
+ * summed average power (coincident demand); a bucket is estimated when any part of it is.
+ */
+export function customerIntervals(perMeter: Iterable<readonly BillingInterval[]>, durationMs: number): BillingInterval[] {
+  const byStart = new Map<number, BillingInterval>();
+  for (const list of perMeter) {
+    for (const iv of list) {
+      const start = Math.floor(iv.start / durationMs) * durationMs;
+      const cur = byStart.get(start) ?? { start, durationMs, wh: 0, exportWh: 0, demandW: 0, registerWh: 0, estimated: false };
+      cur.wh += iv.wh;
+      cur.exportWh += iv.exportWh;
+      cur.demandW += (iv.demandW * iv.durationMs) / durationMs;
+      cur.registerWh = Math.max(cur.registerWh, iv.registerWh);
+      cur.estimated ||= iv.estimated;
+      byStart.set(start, cur);
+    }
+  }
+  return [...byStart.values()].sort((a, b) => a.start - b.start);
+}
+
+/** The meter whose record speaks for the customer: the one with the latest interval (a replacement), else the first by id. */
+function activeMeter(meters: readonly CustomerRecord[], perMeter: ReadonlyMap<string, readonly BillingInterval[]>): CustomerRecord | undefined {
+  let best: CustomerRecord | undefined;
+  let bestAt = -Infinity;
+  for (const m of meters) {
+    const last = Math.max(-Infinity, ...(perMeter.get(m.meterId) ?? []).map((iv) => iv.start));
+    if (best === undefined || last > bestAt) {
+      best = m;
+      bestAt = last;
+    }
+  }
+  return best;
+}
+
+const optionBody = (o: TariffOption) => ({ ...o, bill: { ...o.bill, bands: o.bill.bands.map((b) => ({ ...b })) } });
+
+/**
+ * The tariff advisor (scope insights:read): what the customer's measured intervals over local days [from, to) cost on
+ * their tariff and on every tariff their class may take, optionally with a share of peak energy moved to the valley.
+ */
+export const insightRoutes: RoutePlugin = async (app, deps) => {
+  // Compiled once, at start: a bad price or band fails here with the key's path, not at a request.
+  const cfg = loadSection('tariffs', TariffsConfigSchema);
+  const tariffs = compileTariffs(cfg, deps.config.timezone);
+  const offers = compileTariffOffers(cfg, tariffs);
+
+  app.get(
+    '/api/v1/customers/:customerId/tariff-advice',
+    {
+      preHandler: deps.auth('insights:read'),
+      schema: {
+        tags: ['insights'],
+        summary: "Tariff advice: the customer's intervals over local days [from, to) billed on its tariff and every tariff its class may take",
+        params: Type.Object({ customerId: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }) }),
+        querystring: Type.Object({
+          from: LocalDay,
+          to: LocalDay,
+          shift: Type.Optional(
+            Type.Number({ minimum: 0, maximum: 1, description: 'Share (0-1) of peak-band energy to also price as moved to the valley band' }),
+          ),
+        }),
+        response: { 200: TariffAdviceResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const { customerId } = req.params;
+      const { from, to, shift } = req.query;
+      if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
+      if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
+      const days = daysBetween(from, to);
+      if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
+      if (days.length > MAX_RANGE_DAYS) throw new BadField('querystring.to', `the range is limited to ${MAX_RANGE_DAYS} days`);
+
+      const meters = (await deps.registry.allMeters()).filter((m) => m.customerId === customerId).sort((a, b) => (a.meterId < b.meterId ? -1 : 1));
+      const first = meters[0];
+      if (first === undefined) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `customer ${customerId} is not in the registry` });
+
+      const durations = new Map(meters.map((m) => [m.meterId, m.intervalMinutes * 60_000]));
+      const longest = Math.max(...durations.values());
+      // Around the UTC dates by a margin that holds every zone's local days (the meters' tariffs may differ), and an
+      // interval that starts before `from` and runs into it counts in part, as in billing reads; the advisor cuts.
+      const fromMs = Date.parse(`${from}T00:00:00Z`) - ZONE_MARGIN_MS - longest;
+      const toMs = Date.parse(`${to}T00:00:00Z`) + ZONE_MARGIN_MS;
+      const perMeter = await readIntervals(deps.influx, durations, fromMs, toMs);
+      const active = activeMeter(meters, perMeter) ?? first;
+
+      const advice = adviseTariffs({
+        offers,
+        customerClass: active.class,
+        currentTariff: active.tariff,
+        intervals: customerIntervals(perMeter.values(), longest),
+        from,
+        to,
+        timezone: tariffFor(tariffs, active.tariff).timezone,
+        ...(shift === undefined ? {} : { shiftShare: shift }),
+      });
+      const current = advice.options.find((o) => o.current);
+      return {
+        customerId,
+        class: advice.customerClass,
+        meters: meters.map((m) => m.meterId),
+        timezone: advice.timezone,
+        from: advice.from,
+        to: advice.to,
+        days: advice.days,
+        currency: current?.currency ?? null,
+        currentTariff: advice.currentTariff,
+        current: current === undefined ? null : optionBody(current),
+        options: advice.options.map(optionBody),
+        excluded: advice.excluded,
+        intervals: advice.intervals,
+        estimatedIntervals: advice.estimatedIntervals,
+        totalWh: advice.totalWh,
+        maxDemandW: advice.maxDemandW,
+        shiftShare: advice.shiftShare,
+      };
+    },
+  );
+};
