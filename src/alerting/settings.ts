@@ -2,7 +2,7 @@ import type { AlertsConfig } from '../contracts/config-alerts.js';
 import type { EngineConfig } from '../domain/alert-engine.js';
 import type { RoutingConfig } from '../domain/alert-routing.js';
 import { ConfigError } from '../shared/errors.js';
-import type { Env } from '../shared/config.js';
+import type { Env } from '../shared/config-env.js';
 import type { WebhookTarget } from './webhook.js';
 
 const HOUR = 3_600_000;

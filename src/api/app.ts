@@ -11,7 +11,8 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { ApiConfig, AppConfig, Scope } from '../shared/config.js';
+import type { AppConfig } from '../shared/config.js';
+import type { ApiConfig, Scope } from '../shared/config-api.js';
 import type { Influx } from '../shared/influx.js';
 import type { Logger } from '../shared/logger.js';
 import type { RegistryStore } from '../shared/registry.js';

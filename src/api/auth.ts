@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { tokenDigest, verifyToken } from '../shared/api-tokens.js';
 import { ServiceError } from '../shared/errors.js';
-import type { ApiToken, Scope } from '../shared/config.js';
+import type { ApiToken, Scope } from '../shared/config-api.js';
 import type { Limiter } from './rate-limit.js';
 import { tooManyRequests } from './rate-limit.js';
 

@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiConfig } from '../shared/config.js';
+import type { ApiConfig } from '../shared/config-api.js';
 
 /** One counter: undefined when the request may go on, the seconds to wait when it may not. */
 export type Limiter = (req: FastifyRequest) => Promise<number | undefined>;

@@ -1,7 +1,7 @@
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import type { FastifyInstance } from 'fastify';
-import type { ApiConfig } from '../shared/config.js';
+import type { ApiConfig } from '../shared/config-api.js';
 import { createLimiters, type Limiters, tooManyRequests } from './rate-limit.js';
 
 /** Liveness, readiness and metrics: their own per-address rate limit, no token. */

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { hashToken, newToken } from '../shared/api-tokens.js';
-import { parseTokens, SCOPES } from '../shared/config.js';
+import { parseTokens, SCOPES } from '../shared/config-api.js';
 import { ConfigError } from '../shared/errors.js';
 
 export const TOKEN_USAGE = `usage:

@@ -6,7 +6,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { verifyToken } from '../../src/shared/api-tokens.js';
-import { parseTokens } from '../../src/shared/config.js';
+import { parseTokens } from '../../src/shared/config-api.js';
 import { portAnswers, which } from '../../simulators/services.js';
 import { isObject } from '../helpers/grafana-queries.js';
 import { freePort } from '../helpers/services.js';

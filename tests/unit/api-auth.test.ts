@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { TokenAuth } from '../../src/api/auth.js';
 import { tokenCommand } from '../../src/api/token-command.js';
 import { derivedTokenId, hashToken, parseTokenHash, TokenHashError, verifyToken } from '../../src/shared/api-tokens.js';
-import { loadConfig, parseTokens } from '../../src/shared/config.js';
+import { parseTokens } from '../../src/shared/config-api.js';
+import { loadConfig } from '../../src/shared/config.js';
 import { ConfigError, ServiceError } from '../../src/shared/errors.js';
 
 /** Cheap scrypt for tests (the CLI writes ln=14). */

@@ -3,7 +3,7 @@ import fastifyStatic from '@fastify/static';
 import { Type } from 'typebox';
 import { ANOMALY_TYPES, SEVERITIES } from '../../contracts/events.js';
 import { CUSTOMER_CLASSES } from '../../contracts/registry.js';
-import { SCOPES } from '../../shared/config.js';
+import { SCOPES } from '../../shared/config-api.js';
 import type { RoutePlugin } from '../app.js';
 import { tokenScopes } from '../auth.js';
 
