@@ -110,7 +110,12 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
     // `meters/x/y/readings` matches no subscription, so the broker never delivers it: nothing to dead-letter.
     expect(
       await eventually(
-        async () => (await dlqReasons(redis)).length >= expectedReasons.length && ingest !== undefined && ingest.ingestor.totals.messages >= msgs.length - 1,
+        async () =>
+          (await dlqReasons(redis)).length >= expectedReasons.length &&
+          ingest !== undefined &&
+          ingest.ingestor.totals.messages >= msgs.length - 1 &&
+          // A message is counted when its hand-off starts, its readings when it ends: wait for those too.
+          ingest.ingestor.totals.readings + ingest.ingestor.totals.duplicates >= 1000 + 83,
         30_000,
       ),
     ).toBe(true);
@@ -154,7 +159,8 @@ describe('ingest against real Mosquitto, Redis and influxd', () => {
       for (let i = 0; i < backlog.length; i += 96) batches.push(['concentrators/C-9/readings', JSON.stringify(backlog.slice(i, i + 96))]);
       await publishAll(pub, batches);
       await publishAll(pub, batches);
-      expect(await eventually(async () => handle.ingestor.totals.messages === 6, 20_000)).toBe(true);
+      // Counted at the end of each hand-off (a message is counted when it starts): wait for all 576.
+      expect(await eventually(async () => handle.ingestor.totals.readings + handle.ingestor.totals.duplicates >= 576, 20_000)).toBe(true);
       expect(handle.ingestor.totals).toMatchObject({ readings: 288, duplicates: 288 });
       expect((await streamReadings(redis, SHARDS)).length).toBe(288);
       const seenKey = (await redis.keys('mf:seen:*'))[0] ?? '';
