@@ -1,5 +1,4 @@
 import type { FastifyReply } from 'fastify';
-import { DateTime } from 'luxon';
 import { toCsv } from '../../shared/csv.js';
 import { Type } from 'typebox';
 import { type BillingRead, BillingReadsResponse, DAILY_MEASUREMENT, PERIOD_MEASUREMENT } from '../../contracts/billing.js';
@@ -8,29 +7,14 @@ import { BillingConfig } from '../../contracts/config-billing.js';
 import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { METER_ID_PATTERN } from '../../contracts/reading.js';
 import { assessRead, combineReads, periodWindow } from '../../domain/billing-period.js';
-import { daysBetween } from '../../domain/local-time.js';
 import { compileTariffs, tariffFor, type Tariffs } from '../../domain/tariffs.js';
 import { loadSection } from '../../shared/config.js';
 import { qid, qregexAny, qstr, rows, type Influx, type InfluxSeries } from '../../shared/influx.js';
 import type { RoutePlugin } from '../app.js';
+import { BadField, dayRange, ZONE_MARGIN_MS } from '../day-range.js';
 import { ErrorBody } from '../../contracts/http.js';
 
 const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "Local date YYYY-MM-DD in each meter's tariff time zone" });
-
-/** Local midnights lie within UTC−12…UTC+14 of the UTC date: a margin that finds every zone's day. */
-const ZONE_MARGIN_MS = 15 * 3_600_000;
-
-/** A 400 naming the field to blame; the app's error handler answers it. */
-class BadField extends Error {
-  override name = 'BadField';
-  readonly statusCode = 400;
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 const encodeCursor = (meterId: string): string => Buffer.from(JSON.stringify({ after: meterId })).toString('base64url');
 
@@ -147,8 +131,6 @@ export function readsToCsv(items: readonly BillingRead[], tariffs: Tariffs): str
   return toCsv(header, rows, '\r\n');
 }
 
-const isDay = (s: string): boolean => DateTime.fromISO(s, { zone: 'UTC' }).isValid;
-
 const wantsCsv = (accept: string | undefined): boolean => accept !== undefined && /\btext\/csv\b/i.test(accept);
 
 /**
@@ -207,11 +189,7 @@ export const billingRoutes: RoutePlugin = async (app, deps) => {
     },
     async (req, reply) => {
       const { from, to } = req.query;
-      if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
-      if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
-      const days = daysBetween(from, to);
-      if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
-      if (days.length > cfg.api.maxRangeDays) throw new BadField('querystring.to', `the range is limited to ${cfg.api.maxRangeDays} days`);
+      dayRange(from, to, cfg.api.maxRangeDays); // validates the window (400s naming the parameter)
 
       const body = await page(deps.influx, DAILY_MEASUREMENT, req.query, dailyFetch(from, to, req.query.customerId), (meterId, reads) => {
         const last = reads[reads.length - 1];

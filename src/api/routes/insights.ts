@@ -1,21 +1,18 @@
-import { DateTime } from 'luxon';
 import { Type } from 'typebox';
 import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { ErrorBody } from '../../contracts/http.js';
 import { CUSTOMER_CLASSES, type CustomerRecord } from '../../contracts/registry.js';
 import type { BillingInterval } from '../../domain/billing.js';
-import { daysBetween } from '../../domain/local-time.js';
 import { adviseTariffs, type TariffOption } from '../../domain/tariff-advice.js';
 import { compileTariffOffers } from '../../domain/tariff-pricing.js';
 import { compileTariffs, tariffFor } from '../../domain/tariffs.js';
 import { loadSection } from '../../shared/config.js';
 import { readIntervals } from '../../shared/interval-store.js';
 import type { RoutePlugin } from '../app.js';
+import { dayRange, ZONE_MARGIN_MS } from '../day-range.js';
 
 /** Longest advice window: a year and a leap day. */
 const MAX_RANGE_DAYS = 366;
-/** Local midnights lie within UTC−12…UTC+14 of the UTC date. */
-const ZONE_MARGIN_MS = 15 * 3_600_000;
 
 const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "Local date YYYY-MM-DD in the customer's tariff time zone" });
 const Money = Type.String({ description: 'Decimal amount in currency units, e.g. "12.34"' });
@@ -88,20 +85,6 @@ export const TariffAdviceResponse = Type.Object({
   shiftShare: Type.Union([Type.Number(), Type.Null()]),
 });
 
-/** A 400 naming the field to blame; the app's error handler answers it. */
-class BadField extends Error {
-  override name = 'BadField';
-  readonly statusCode = 400;
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const isDay = (s: string): boolean => DateTime.fromISO(s, { zone: 'UTC' }).isValid;
-
 /**
  * One series for the customer: intervals of all its meters (a replaced meter and its successor, or several meters
  * at one site) summed per interval of the coarsest length among them, so the advisor sees one load. Demand is the
@@ -171,11 +154,7 @@ export const insightRoutes: RoutePlugin = async (app, deps) => {
     async (req, reply) => {
       const { customerId } = req.params;
       const { from, to, shift } = req.query;
-      if (!isDay(from)) throw new BadField('querystring.from', `not a calendar date: ${from}`);
-      if (!isDay(to)) throw new BadField('querystring.to', `not a calendar date: ${to}`);
-      const days = daysBetween(from, to);
-      if (days.length === 0) throw new BadField('querystring.to', '`to` must be after `from` (the range is [from, to))');
-      if (days.length > MAX_RANGE_DAYS) throw new BadField('querystring.to', `the range is limited to ${MAX_RANGE_DAYS} days`);
+      dayRange(from, to, MAX_RANGE_DAYS); // validates the window (400s naming the parameter)
 
       const meters = (await deps.registry.allMeters()).filter((m) => m.customerId === customerId).sort((a, b) => (a.meterId < b.meterId ? -1 : 1));
       const first = meters[0];
