@@ -13,6 +13,10 @@ export const keys = {
   dlq: 'mf:dlq',
   registryMeters: 'mf:registry:meters',
   registryTransformers: 'mf:registry:transformers',
+  /** Set of the meterIds registered to a customer, feeder or transformer (a superset: readers check the record). */
+  registryIndex: (kind: 'customer' | 'feeder' | 'transformer', id: string) => `mf:registry:by-${kind}:${id}`,
+  /** Present once the indexes hold every meter registered before they existed. */
+  registryIndexed: 'mf:registry:indexed',
   watermark: 'mf:watermark',
 } as const;
 
