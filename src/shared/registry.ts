@@ -124,10 +124,16 @@ export class RegistryStore {
     for (const r of records) {
       for (const kind of INDEX_KINDS) {
         const key = keys.registryIndex(kind, indexValue(r, kind));
-        members.set(key, [...(members.get(key) ?? []), r.meterId]);
+        const list = members.get(key);
+        if (list === undefined) members.set(key, [r.meterId]);
+        else list.push(r.meterId);
       }
     }
-    await Promise.all([...members].map(([key, ids]) => this.redis.sadd(key, ...ids)));
+    // In chunks: a feeder of a large registry has far more members than one command should carry.
+    const commands = [...members].flatMap(([key, ids]) =>
+      Array.from({ length: Math.ceil(ids.length / 10_000) }, (_, i) => [key, ids.slice(i * 10_000, (i + 1) * 10_000)] as const),
+    );
+    await Promise.all(commands.map(([key, ids]) => this.redis.sadd(key, ...ids)));
   }
 
   async getTransformer(transformerId: string): Promise<TransformerRecord | undefined> {
