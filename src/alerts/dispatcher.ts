@@ -1,6 +1,6 @@
 import { backoffMs } from '../domain/backoff.js';
 import type { Queue } from 'bullmq';
-import type { AlertChangeRecord, NotifyJob } from '../contracts/alert.js';
+import { type AlertChangeRecord, NOTIFY_BACKOFF, type NotifyJob } from '../contracts/alert.js';
 import { routeChange, type RoutingConfig } from '../domain/alert-routing.js';
 import type { LineWriter } from '../shared/influx.js';
 import { int, lp } from '../shared/line-protocol.js';
@@ -68,9 +68,6 @@ function entriesOf(reply: unknown): Array<[string, string[]]> {
   }
   return out;
 }
-
-/** BullMQ backoff type of notification jobs; the notify worker resolves it with `notifyBackoff`. */
-export const NOTIFY_BACKOFF = 'capped';
 
 /** Delay before retry `attemptsMade` of a notification: exponential from `backoffMs`, capped at `maxBackoffMs`. */
 export function notifyBackoff(opts: { backoffMs: number; maxBackoffMs: number }): (attemptsMade: number) => number {

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { Compile } from 'typebox/compile';
-import { NotifyJob, toAlertView, type WebhookBody } from '../contracts/alert.js';
+import { type DeadLetter, type DrWebhookBody, NotifyJob, toAlertView, type WebhookBody } from '../contracts/alert.js';
 import type { Logger } from '../shared/logger.js';
 import type { AlertStore } from '../alerting/store.js';
 import { DeliveryError, deliverWebhook, type WebhookTarget } from '../alerting/webhook.js';
@@ -16,9 +16,29 @@ export interface NotifierDeps {
   onResult?: (result: 'delivered' | 'retry' | 'dead') => void;
 }
 
+/** The signed body of a job: an alert change (WebhookBody) or a demand-response event (DrWebhookBody). */
 export function webhookBody(job: NotifyJob): string {
-  const body: WebhookBody = { idempotencyKey: job.idempotencyKey, change: job.change, at: new Date(job.at).toISOString(), alert: toAlertView(job.alert) };
+  const at = new Date(job.at).toISOString();
+  if (job.kind === 'dr') {
+    const { dr } = job;
+    const body: DrWebhookBody = {
+      type: 'dr.event',
+      idempotencyKey: job.idempotencyKey,
+      at,
+      event: { id: dr.eventId, start: dr.start, end: dr.end, requestedReductionKw: dr.requestedReductionKw, participants: dr.participants },
+      participant: { customerId: dr.customerId, meterIds: dr.meterIds },
+    };
+    return JSON.stringify(body);
+  }
+  const body: WebhookBody = { idempotencyKey: job.idempotencyKey, change: job.change, at, alert: toAlertView(job.alert) };
   return JSON.stringify(body);
+}
+
+/** What a dead letter records of a job. */
+function deadLetterMeta(job: NotifyJob): { webhook: string; idempotencyKey: string; alertId: string; change: DeadLetter['change'] } {
+  return job.kind === 'dr'
+    ? { webhook: job.webhook, idempotencyKey: job.idempotencyKey, alertId: job.dr.eventId, change: 'dr_event' }
+    : { webhook: job.webhook, idempotencyKey: job.idempotencyKey, alertId: job.alert.id, change: job.change };
 }
 
 /**
@@ -30,7 +50,11 @@ export function notifyProcessor(deps: NotifierDeps): (job: Job) => Promise<{ sta
   const clock = deps.clock ?? Date.now;
   const log = deps.log;
 
-  async function dead(job: Job, data: { webhook: string; idempotencyKey: string; alertId: string; change: NotifyJob['change'] }, error: string): Promise<void> {
+  async function dead(
+    job: Job,
+    data: { webhook: string; idempotencyKey: string; alertId: string; change: DeadLetter['change'] },
+    error: string,
+  ): Promise<void> {
     await deps.store.addDeadLetter({
       jobId: job.id ?? '',
       webhook: data.webhook,
@@ -51,7 +75,7 @@ export function notifyProcessor(deps: NotifierDeps): (job: Job) => Promise<{ sta
       await dead(job, { webhook: 'unknown', idempotencyKey: job.id ?? '', alertId: 'unknown', change: 'opened' }, 'malformed notify job');
       throw new UnrecoverableError('malformed notify job');
     }
-    const meta = { webhook: data.webhook, idempotencyKey: data.idempotencyKey, alertId: data.alert.id, change: data.change };
+    const meta = deadLetterMeta(data);
     const target = deps.targets.get(data.webhook);
     if (target === undefined) {
       await dead(job, meta, `webhook ${data.webhook} is not configured`);

@@ -25,9 +25,11 @@ import { alertRoutes } from './routes/alerts.js';
 import { billingRoutes } from './routes/billing.js';
 import { consoleRoutes } from './routes/console.js';
 import { customerRoutes } from './routes/customers.js';
+import { drRoutes } from './routes/dr.js';
 import { healthRoutes } from './routes/health.js';
 import { insightRoutes } from './routes/insights.js';
 import { meterRoutes } from './routes/meters.js';
+import { profileRoutes } from './routes/profiles.js';
 import { remoteReadRoutes } from './routes/remote-read.js';
 import { registerSecurity } from './security.js';
 import type { RedisClient } from '../shared/redis.js';
@@ -58,6 +60,8 @@ const ROUTES: RoutePlugin[] = [
   alertRoutes,
   billingRoutes,
   insightRoutes,
+  profileRoutes,
+  drRoutes,
   remoteReadRoutes,
   auditRoutes,
   consoleRoutes,

@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
-import { DAILY_MEASUREMENT, PERIOD_MEASUREMENT, type CloseDayJob, type ClosePeriodJob, type RecomputeJob } from '../contracts/billing.js';
+import { DAILY_MEASUREMENT, PERIOD_MEASUREMENT, type CloseDayJob, type CloseMonthJob, type ClosePeriodJob, type RecomputeJob } from '../contracts/billing.js';
 import { latestPerStart, readFields, type StoredRead } from '../shared/billing-store.js';
 import type { BillingConfig } from '../contracts/config-billing.js';
 import { computeDailyRead } from '../domain/billing.js';
 import { assessRead, combineReads, periodOf, periodWindow } from '../domain/billing-period.js';
 import { dayWindow, localDay, nextDay, previousDay } from '../domain/local-time.js';
-import { tariffFor, type Tariff, type Tariffs } from '../domain/tariffs.js';
+import { isLastDayOfMonth, type CompiledTiers } from '../domain/profiles.js';
+import type { TariffOffers } from '../domain/tariff-pricing.js';
+import { tariffFor, type Tariffs } from '../domain/tariffs.js';
 import { lp } from '../shared/line-protocol.js';
+import { profileLine } from '../shared/profile-store.js';
 import type { MeterInfo } from '../shared/registry.js';
+import { monthProfiles, type BilledMeter } from './month-close.js';
 import type { BillingSource } from './source.js';
 import type { BillingState } from './state.js';
 
@@ -29,13 +33,19 @@ export interface BillingDeps {
   log: Logger;
   /** Wall clock, only to stamp `computed_at` (which of two stored reads is newer). */
   now(): number;
+  /** Customer profiles per calendar month; without it no month is profiled (tests of days and periods alone). */
+  insights?: InsightsDeps;
 }
 
-interface BilledMeter {
-  meterId: string;
-  customerId: string;
-  tariff: Tariff;
-  durationMs: number;
+export interface InsightsDeps {
+  tiers: CompiledTiers;
+  offers: TariffOffers;
+  enqueueCloseMonth(job: CloseMonthJob): Promise<void>;
+}
+
+/** Late data changed a day of the month while its profiles were being written: the job runs again (BullMQ retry). */
+export class MonthChangedError extends Error {
+  override name = 'MonthChangedError';
 }
 
 export interface CloseResult {
@@ -62,6 +72,7 @@ export class BillingCloser {
     return {
       meterId: info.meterId,
       customerId: info.customerId,
+      customerClass: info.class,
       tariff: tariffFor(this.d.tariffs, info.tariff),
       durationMs: info.intervalMinutes * 60_000,
     };
@@ -94,6 +105,7 @@ export class BillingCloser {
       if (last !== undefined) {
         day = nextDay(last);
         await this.ensurePeriodClosed(timezone, last);
+        await this.ensureMonthProfiled(timezone, last);
       } else if (this.d.cfg.close.firstDay !== '') {
         day = this.d.cfg.close.firstDay;
       } else {
@@ -115,6 +127,13 @@ export class BillingCloser {
     const period = periodOf(lastClosed, startDay);
     if (periodOf(nextDay(lastClosed), startDay) === period) return;
     if (typeof (await this.d.state.periodState(timezone, period)) !== 'number') await this.d.enqueueClosePeriod({ timezone, period });
+  }
+
+  /** Re-schedules the profiles of the last finished calendar month if a failure left them unwritten. */
+  private async ensureMonthProfiled(timezone: string, lastClosed: string): Promise<void> {
+    if (this.d.insights === undefined || !isLastDayOfMonth(lastClosed)) return;
+    const month = lastClosed.slice(0, 7);
+    if (typeof (await this.d.state.monthState(timezone, month)) !== 'number') await this.d.insights.enqueueCloseMonth({ timezone, month });
   }
 
   private async dailyLines(meters: readonly BilledMeter[], day: string, timezone: string): Promise<string[]> {
@@ -164,6 +183,7 @@ export class BillingCloser {
     const startDay = this.d.cfg.periodStartDay;
     const next = nextDay(day);
     if (periodOf(next, startDay) !== periodOf(day, startDay)) await this.d.enqueueClosePeriod({ timezone, period: periodOf(day, startDay) });
+    if (this.d.insights !== undefined && isLastDayOfMonth(day)) await this.d.insights.enqueueCloseMonth({ timezone, month: day.slice(0, 7) });
     const wm = await this.d.state.watermark();
     if (wm !== undefined && dayWindow(timezone, next).endMs <= wm) await this.d.enqueueCloseDay({ timezone, day: next });
     return { meters: meters.length, written };
@@ -243,13 +263,16 @@ export class BillingCloser {
     const days = [previousDay(job.day), job.day, nextDay(job.day)].filter((d) => dayWindow(timezone, d).endMs <= wm);
     let written = 0;
     const periods = new Set<string>();
+    const months = new Set<string>();
     for (const day of days) {
       const lines = await this.dailyLines([m], day, timezone);
       this.d.writer.write(lines);
       written += lines.length;
       if (lines.length > 0) periods.add(periodOf(day, this.d.cfg.periodStartDay));
+      if (lines.length > 0) months.add(day.slice(0, 7));
     }
     await this.d.writer.flush();
+    await this.reprofile(timezone, months);
     for (const period of periods) {
       if ((await this.d.state.periodState(timezone, period)) === undefined) continue;
       const lines = await this.periodLinesFor([m], timezone, period);
@@ -259,5 +282,44 @@ export class BillingCloser {
     await this.d.writer.flush();
     this.d.log.debug({ meterId: job.meterId, days, written }, 'recomputed');
     return { meters: 1, written };
+  }
+
+  /**
+   * Months already profiled (or being profiled) are profiled again after a recompute rewrote their days: marked dirty
+   * first, so a close running now fails its finish and is retried with the rewritten day.
+   */
+  private async reprofile(timezone: string, months: Iterable<string>): Promise<void> {
+    const insights = this.d.insights;
+    if (insights === undefined) return;
+    for (const month of months) {
+      if ((await this.d.state.monthState(timezone, month)) === undefined) continue;
+      await this.d.state.markMonth(timezone, month, 'dirty');
+      await insights.enqueueCloseMonth({ timezone, month });
+    }
+  }
+
+  /**
+   * Every customer's profile of a calendar month in one zone (src/billing/month-close.ts), written as
+   * `customer_profile` points. Marked 'closing' before reading; a recompute meanwhile marks it 'dirty', and then the
+   * job throws to be retried instead of marking the month done with a stale day.
+   */
+  async closeMonth(job: CloseMonthJob): Promise<CloseResult> {
+    const { timezone, month } = job;
+    const insights = this.d.insights;
+    if (insights === undefined) throw new Error('closeMonth needs the insights dependencies');
+    await this.d.state.markMonth(timezone, month, 'closing');
+    const meters = await this.metersIn(timezone, await this.d.source.metersWithStored(DAILY_MEASUREMENT));
+    const profiles = await monthProfiles(
+      { source: this.d.source, quality: this.d.cfg.quality, offers: insights.offers, tiers: insights.tiers, meterChunk: this.d.cfg.close.meterChunk },
+      meters,
+      timezone,
+      month,
+    );
+    const now = this.d.now();
+    this.d.writer.write(profiles.map((p) => profileLine(p, now)));
+    await this.d.writer.flush();
+    if (!(await this.d.state.finishMonth(timezone, month, now))) throw new MonthChangedError(`month ${month} in ${timezone} changed while profiled`);
+    this.d.log.info({ timezone, month, meters: meters.length, customers: profiles.length }, 'month profiled');
+    return { meters: meters.length, written: profiles.length };
   }
 }

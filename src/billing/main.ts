@@ -1,10 +1,13 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Compile } from 'typebox/compile';
-import { BILLING_JOBS, BILLING_QUEUE, CloseDayJob, ClosePeriodJob, RecomputeJob } from '../contracts/billing.js';
+import { BILLING_JOBS, BILLING_QUEUE, CloseDayJob, CloseMonthJob, ClosePeriodJob, RecomputeJob } from '../contracts/billing.js';
 import { BillingConfig } from '../contracts/config-billing.js';
+import { InsightsConfig } from '../contracts/config-insights.js';
 import { RegistryConfig } from '../contracts/config-registry.js';
 import { TariffsConfigSchema } from '../contracts/config-tariffs.js';
 import type { TariffsConfig } from '../contracts/config-tariffs.js';
+import { compileTiers } from '../domain/profiles.js';
+import { compileTariffOffers } from '../domain/tariff-pricing.js';
 import { compileTariffs, type Tariffs } from '../domain/tariffs.js';
 import { loadSection } from '../shared/config.js';
 import { createInflux, type Influx, type LineWriter } from '../shared/influx.js';
@@ -28,11 +31,14 @@ export interface BillingOptions {
   /** Sections already loaded (tests tune them); default: config/billing.yaml and config/tariffs.yaml. */
   billing?: BillingConfig;
   tariffs?: TariffsConfig;
+  /** Default: config/insights.yaml. */
+  insights?: InsightsConfig;
 }
 
 const checkCloseDay = Compile(CloseDayJob);
 const checkClosePeriod = Compile(ClosePeriodJob);
 const checkRecompute = Compile(RecomputeJob);
+const checkCloseMonth = Compile(CloseMonthJob);
 
 function parse<T>(check: { Check(v: unknown): v is T }, job: Job): T {
   if (!check.Check(job.data)) throw new UnrecoverableError(`billing job ${job.name} ${job.id ?? ''}: malformed data`);
@@ -58,7 +64,7 @@ function billingMetrics(registry: Registry) {
     () =>
       new Counter({
         name: 'meterflow_billing_reads_written_total',
-        help: 'Daily and period reads written to InfluxDB',
+        help: 'Daily and period reads and customer profiles written to InfluxDB',
         labelNames: ['job'],
         registers: [registry],
       }),
@@ -83,6 +89,8 @@ type Metrics = ReturnType<typeof billingMetrics>;
 interface CloserParts {
   cfg: BillingConfig;
   tariffs: Tariffs;
+  tariffsCfg: TariffsConfig;
+  insights: InsightsConfig;
   redis: RedisClient;
   influx: Influx;
   writer: LineWriter;
@@ -119,6 +127,15 @@ function createCloser(p: CloserParts): BillingCloser {
     async enqueueClosePeriod(job) {
       await queue.add(BILLING_JOBS.closePeriod, job, { ...closeOpts, jobId: `close-period|${job.timezone}|${job.period}` });
     },
+    insights: {
+      // Checked at start: a bad tier list or price fails here with the key's path.
+      tiers: compileTiers(p.insights.segments),
+      offers: compileTariffOffers(p.tariffsCfg, p.tariffs),
+      async enqueueCloseMonth(job) {
+        // One job id per month: a late-data re-close waiting behind another is the same job.
+        await queue.add(BILLING_JOBS.closeMonth, job, { ...closeOpts, jobId: `close-month|${job.timezone}|${job.month}` });
+      },
+    },
   });
 }
 
@@ -137,6 +154,11 @@ function jobProcessor(closer: BillingCloser, m: Metrics): (job: Job) => Promise<
         }
         case BILLING_JOBS.closePeriod: {
           const r = await closer.closePeriod(parse(checkClosePeriod, job));
+          m.readsWritten.inc({ job: job.name }, r.written);
+          return r;
+        }
+        case BILLING_JOBS.closeMonth: {
+          const r = await closer.closeMonth(parse(checkCloseMonth, job));
           m.readsWritten.inc({ job: job.name }, r.written);
           return r;
         }
@@ -201,14 +223,17 @@ async function closeBilling(c: Closing): Promise<void> {
 /**
  * The billing role: a BullMQ worker on the `billing` queue. A repeatable `tick` closes each local day once
  * the stream watermark has passed it (then the period after its last day); `recompute` jobs from the stream
- * worker rewrite a meter's day, and its period if closed, when late data lands.
+ * worker rewrite a meter's day, and its period if closed, when late data lands. After the last day of a calendar month
+ * a `close-month` job writes every customer's profile of that month (src/billing/month-close.ts).
  */
 export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}): Promise<BillingHandle> {
   const { config } = ctx;
   const log = ctx.log.child({ component: 'billing' });
   const cfg = opts.billing ?? loadSection('billing', BillingConfig);
   const registryCfg = loadSection('registry', RegistryConfig);
-  const tariffs = compileTariffs(opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema), config.timezone);
+  const tariffsCfg = opts.tariffs ?? loadSection('tariffs', TariffsConfigSchema);
+  const tariffs = compileTariffs(tariffsCfg, config.timezone);
+  const insights = opts.insights ?? loadSection('insights', InsightsConfig);
   const m = billingMetrics(ctx.metrics);
 
   const redis = createRedis(config.redis, 'meterflow-billing');
@@ -218,7 +243,7 @@ export async function startBilling(ctx: RoleContext, opts: BillingOptions = {}):
   const registry = new RegistryStore(redis, registryCfg.defaults);
   const queueOpts = { connection: redis, prefix: queuePrefix(BILLING_QUEUE, opts.prefix) };
   const queue = new Queue(BILLING_QUEUE, queueOpts);
-  const closer = createCloser({ cfg, tariffs, redis, influx, writer, registry, queue, log });
+  const closer = createCloser({ cfg, tariffs, tariffsCfg, insights, redis, influx, writer, registry, queue, log });
   const worker = startWorker(closer, queueOpts, cfg.worker.concurrency, m, log);
 
   await scheduleTick(queue, cfg.close.everyMs);

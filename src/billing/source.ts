@@ -1,6 +1,7 @@
 import { parseStoredRead, type StoredRead } from '../shared/billing-store.js';
 import type { BillingInterval } from '../domain/billing.js';
 import { readIntervals } from '../shared/interval-store.js';
+import { readProfiles, type StoredProfile } from '../shared/profile-store.js';
 import { qid, qregexAny, rows, type Influx, type InfluxSeries } from '../shared/influx.js';
 
 /** What the billing role reads from InfluxDB: the stream worker's intervals, raw reads, stored billing reads. */
@@ -17,6 +18,8 @@ export interface BillingSource {
   readsAt(meterIds: readonly string[], atMs: number): Promise<Set<string>>;
   /** Stored billing reads of `meterIds` with a start in [fromMs, toMs). */
   stored(measurement: string, meterIds: readonly string[], fromMs: number, toMs: number): Promise<StoredRead[]>;
+  /** Stored customer profiles of `months` (YYYY-MM), one per customer and month. */
+  profiles(months: readonly string[]): Promise<StoredProfile[]>;
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
@@ -75,6 +78,9 @@ export function influxBillingSource(influx: Influx): BillingSource {
       const q =
         `SELECT * FROM ${qid(measurement)} WHERE "meter" =~ ${qregexAny([...meterIds])} ` + `AND time >= ${fromMs}ms AND time < ${toMs}ms GROUP BY "meter"`;
       return parseStoredSeries(await influx.query(q));
+    },
+    profiles(months) {
+      return readProfiles(influx, months);
     },
   };
 }

@@ -12,13 +12,28 @@ export interface BillingState {
   /** 'closing' while the period is being computed, then the epoch ms it closed; undefined if never. */
   periodState(timezone: string, period: string): Promise<'closing' | number | undefined>;
   markPeriod(timezone: string, period: string, state: 'closing' | number): Promise<void>;
+  /** The month's customer profiles: 'closing' while written, 'dirty' when late data changed a day since, then epoch ms. */
+  monthState(timezone: string, month: string): Promise<MonthState | undefined>;
+  markMonth(timezone: string, month: string, state: 'closing' | 'dirty'): Promise<void>;
+  /** Marks the month profiled at `at` only if still 'closing' (no late data meanwhile); false otherwise. */
+  finishMonth(timezone: string, month: string, at: number): Promise<boolean>;
 }
+
+export type MonthState = 'closing' | 'dirty' | number;
 
 // Days are YYYY-MM-DD, so string order is date order.
 const SET_IF_LATER = new LuaScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if (not cur) or cur < ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1`);
+
+const SET_IF_CLOSING = new LuaScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == 'closing' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
+return 0`);
+
+export function parseMonthState(v: string | null | undefined): MonthState | undefined {
+  return v === 'dirty' ? 'dirty' : parsePeriodState(v);
+}
 
 export function parsePeriodState(v: string | null | undefined): 'closing' | number | undefined {
   if (v === null || v === undefined) return undefined;
@@ -49,6 +64,15 @@ export function redisBillingState(redis: RedisClient): BillingState {
     },
     async markPeriod(timezone, period, state) {
       await redis.hset(billingKeys.closedPeriods, `${timezone}|${period}`, String(state));
+    },
+    async monthState(timezone, month) {
+      return parseMonthState(await redis.hget(billingKeys.profiledMonths, `${timezone}|${month}`));
+    },
+    async markMonth(timezone, month, state) {
+      await redis.hset(billingKeys.profiledMonths, `${timezone}|${month}`, state);
+    },
+    async finishMonth(timezone, month, at) {
+      return (await SET_IF_CLOSING.run(redis, [billingKeys.profiledMonths], [`${timezone}|${month}`, String(at)])) === 1;
     },
   };
 }

@@ -5,6 +5,8 @@ import { CUSTOMER_CLASSES } from './registry.js';
 /** BullMQ queues: detection events in (written by the stream worker), webhook deliveries out. */
 export const EVENTS_QUEUE = 'events';
 export const NOTIFY_QUEUE = 'notify';
+/** BullMQ backoff type of notify jobs (alert and demand-response); the alerts role's notify worker resolves it. */
+export const NOTIFY_BACKOFF = 'capped';
 
 export const ALERT_STATES = ['open', 'acknowledged', 'resolved'] as const;
 export type AlertState = (typeof ALERT_STATES)[number];
@@ -290,23 +292,75 @@ export const WebhookBody = Type.Object({
 });
 export type WebhookBody = Static<typeof WebhookBody>;
 
-/** A notify job's data: no URL and no secret (those are looked up by webhook name at delivery time). */
-export const NotifyJob = Type.Object({
-  webhook: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+const WebhookName = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+
+/**
+ * An alert notify job's data: no URL and no secret (those are looked up by webhook name at delivery time). `kind`
+ * is absent in jobs queued before demand-response notifications existed.
+ */
+export const AlertNotifyJob = Type.Object({
+  kind: Type.Optional(Type.Literal('alert')),
+  webhook: WebhookName,
   idempotencyKey: Type.String({ minLength: 1 }),
   change: Type.Enum(ALERT_CHANGES),
   at: Ms,
   alert: AlertRecord,
 });
+export type AlertNotifyJob = Static<typeof AlertNotifyJob>;
+
+/** What a participant is told of a demand-response event (times ISO-8601 UTC). */
+export const DrNotice = Type.Object({
+  eventId: Type.String(),
+  start: Iso,
+  end: Iso,
+  /** What the operator asked of all participants together, kW. */
+  requestedReductionKw: Type.Number(),
+  participants: Type.Integer({ minimum: 1 }),
+  customerId: Type.String(),
+  /** The customer's meters at creation. */
+  meterIds: Type.Array(Type.String()),
+});
+export type DrNotice = Static<typeof DrNotice>;
+
+/** A demand-response notify job, enqueued by the API when an event is created: one per participant and webhook. */
+export const DrNotifyJob = Type.Object({
+  kind: Type.Literal('dr'),
+  webhook: WebhookName,
+  idempotencyKey: Type.String({ minLength: 1 }),
+  /** When the event was created (wall time). */
+  at: Ms,
+  dr: DrNotice,
+});
+export type DrNotifyJob = Static<typeof DrNotifyJob>;
+
+/** The `notify` queue's job data: an alert change or a demand-response event, each with its own webhook body. */
+export const NotifyJob = Type.Union([AlertNotifyJob, DrNotifyJob]);
 export type NotifyJob = Static<typeof NotifyJob>;
+
+/**
+ * Body POSTed to a webhook for a demand-response event, signed like the alert bodies. `type` tells the two apart
+ * (alert bodies have no `type`); the receiver dedups on idempotencyKey (`dr.<eventId>.<customerId>`).
+ */
+export const DrWebhookBody = Type.Object({
+  type: Type.Literal('dr.event'),
+  idempotencyKey: Type.String(),
+  at: Iso,
+  event: Type.Object({ id: Type.String(), start: Iso, end: Iso, requestedReductionKw: Type.Number(), participants: Type.Integer() }),
+  participant: Type.Object({ customerId: Type.String(), meterIds: Type.Array(Type.String()) }),
+});
+export type DrWebhookBody = Static<typeof DrWebhookBody>;
+
+/** A dead letter's `change`: an alert change, or `dr_event` for a demand-response notification. */
+export const NOTIFY_CHANGES = [...ALERT_CHANGES, 'dr_event'] as const;
 
 /** A delivery that used up its attempts (or was refused for good), kept for operators. */
 export const DeadLetter = Type.Object({
   jobId: Type.String(),
   webhook: Type.String(),
   idempotencyKey: Type.String(),
+  /** The alert's id; for `dr_event`, the demand-response event's id. */
   alertId: Type.String(),
-  change: Type.Enum(ALERT_CHANGES),
+  change: Type.Enum(NOTIFY_CHANGES),
   attempts: Type.Integer(),
   error: Type.String(),
   failedAt: Iso,

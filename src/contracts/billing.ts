@@ -20,6 +20,8 @@ export const BILLING_JOBS = {
   closePeriod: 'close-period',
   /** Late data landed in a closed day: recompute that meter's day (and its period if closed). */
   recompute: 'recompute',
+  /** Customer profiles of a calendar month in one time zone (after its last day closes, again after late data). */
+  closeMonth: 'close-month',
 } as const;
 
 const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$' });
@@ -38,6 +40,10 @@ export type CloseDayJob = Static<typeof CloseDayJob>;
 
 export const ClosePeriodJob = Type.Object({ timezone: Type.String({ minLength: 1 }), period: Period });
 export type ClosePeriodJob = Static<typeof ClosePeriodJob>;
+
+/** A calendar month (YYYY-MM) of the tariffs in `timezone`: every customer's profile, segments and tariff advice. */
+export const CloseMonthJob = Type.Object({ timezone: Type.String({ minLength: 1 }), month: Period });
+export type CloseMonthJob = Static<typeof CloseMonthJob>;
 
 export const DAILY_MEASUREMENT = 'billing_daily';
 export const PERIOD_MEASUREMENT = 'billing_period';

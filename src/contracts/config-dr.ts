@@ -49,8 +49,69 @@ export const CblConfig = Type.Object(
 );
 export type CblConfig = Static<typeof CblConfig>;
 
-/** A `dr` config section: the CBL method settlement uses. */
-export const DrConfig = Type.Object({ cbl: CblConfig }, { additionalProperties: false });
+const WebhookName = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+
+/** Who hears of a new event: webhooks of config/alerts.yaml (names; their URLs and secrets stay with the alerts role). */
+export const DrNotifyConfig = Type.Object(
+  {
+    /** One signed POST per participant per webhook for an event that has not ended yet; empty: nobody is notified. */
+    webhooks: Type.Array(WebhookName, { maxItems: 16 }),
+  },
+  { additionalProperties: false },
+);
+
+/** What an operator may create (POST /api/v1/dr/events). */
+export const DrEventLimits = Type.Object(
+  {
+    /** Longest event, hours. */
+    maxDurationHours: Type.Number({ exclusiveMinimum: 0, maximum: 48 }),
+    /** Most participants one event may resolve to (a feeder or transformer selection too). */
+    maxParticipants: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** How far ahead an event may start, days. */
+    maxAheadDays: Type.Number({ minimum: 0, maximum: 366 }),
+    /** How far back an event recorded after the fact may start, days (settlement needs the lookback before it too). */
+    maxPastDays: Type.Number({ minimum: 0, maximum: 366 }),
+    /** Interval grid events snap to (start and end on it), minutes; the meters' interval length. */
+    gridMinutes: Type.Integer({ minimum: 1, maximum: 60 }),
+  },
+  { additionalProperties: false },
+);
+
+/** When a settlement is final rather than provisional (late reads can still change it before). */
+export const DrSettlementConfig = Type.Object(
+  {
+    /** A settlement is final once every participant's event data is in, or this long after the event end, hours. */
+    finalAfterHours: Type.Number({ minimum: 0, maximum: 24 * 30 }),
+  },
+  { additionalProperties: false },
+);
+
+/** Day-ahead peak forecast (src/domain/peak-forecast.ts). */
+export const DrForecastConfig = Type.Object(
+  {
+    /** Like days averaged per slot: the most recent days of the target's type (weekday, or weekend/holiday). */
+    likeDays: Type.Integer({ minimum: 1, maximum: 30 }),
+    /** Calendar days searched back for them. */
+    lookbackDays: Type.Integer({ minimum: 1, maximum: 90 }),
+    /** Trend: the level of the most recent `trendDays` like days against all `likeDays` scales the forecast … */
+    trendDays: Type.Integer({ minimum: 0, maximum: 30 }),
+    /** … by at most 1 ± trendCap. */
+    trendCap: Type.Number({ minimum: 0, maximum: 1 }),
+    /** An event would pay where the forecast reaches this share of the like days' typical daily peak … */
+    peakShare: Type.Number({ exclusiveMinimum: 0, maximum: 2 }),
+    /** … or this capacity, kW, when set (> 0): the fleet's or the selection's limit. 0: use peakShare. */
+    thresholdKw: Type.Number({ minimum: 0 }),
+    /** Suggested windows shorter than this are widened around their peak, minutes. */
+    minWindowMinutes: Type.Integer({ minimum: 0, maximum: 24 * 60 }),
+  },
+  { additionalProperties: false },
+);
+
+/** The `dr` config section (config/dr.yaml): the CBL method settlement uses, notification, limits and the forecast. */
+export const DrConfig = Type.Object(
+  { cbl: CblConfig, notify: DrNotifyConfig, events: DrEventLimits, settlement: DrSettlementConfig, forecast: DrForecastConfig },
+  { additionalProperties: false },
+);
 export type DrConfig = Static<typeof DrConfig>;
 
 /**

@@ -133,7 +133,7 @@ interface DayWindows {
 }
 
 /** Epoch ms of local wall-clock time `wall` (local ms on the UTC axis); undefined when the clock skips it (DST gap). */
-function instantOfWall(zone: string, wall: number): number | undefined {
+export function instantOfWall(zone: string, wall: number): number | undefined {
   let t = wall - offsetMinutes(zone, wall) * MINUTE_MS;
   t = wall - offsetMinutes(zone, t) * MINUTE_MS;
   return localMs(zone, t) === wall ? t : undefined;

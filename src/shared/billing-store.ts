@@ -45,6 +45,8 @@ export const billingKeys = {
   closedDays: 'mf:billing:closed-days',
   /** `${timezone}|${period}` → epoch ms when closed. */
   closedPeriods: 'mf:billing:closed-periods',
+  /** `${timezone}|${month}` → epoch ms when its customer profiles were written; 'closing' or 'dirty' (late data) before. */
+  profiledMonths: 'mf:billing:profiled-months',
 } as const;
 
 function iso(ms: number, zone: string): string {

@@ -5,7 +5,7 @@ import { ConfigError } from './errors.js';
 
 /** The API's part of the environment: API_TOKENS and their scopes, limits, CORS and proxies. */
 
-export const SCOPES = ['billing:read', 'alerts:write', 'meters:command', 'insights:read', 'admin'] as const;
+export const SCOPES = ['billing:read', 'alerts:write', 'meters:command', 'insights:read', 'dr:write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** One API_TOKENS entry. The token itself is never kept: a scrypt hash, or for a plain (development) token its SHA-256. */

@@ -41,6 +41,7 @@ const WRITER = 'fuzz-alerts-writer-0003';
 const BILLING = 'fuzz-billing-reader-04';
 const COMMAND = 'fuzz-meter-command-05';
 const INSIGHTS = 'fuzz-insights-reader6';
+const DR_WRITER = 'fuzz-dr-writer-token7';
 const TOKEN_OF = {
   admin: ADMIN,
   any: READER,
@@ -48,6 +49,7 @@ const TOKEN_OF = {
   'billing:read': BILLING,
   'meters:command': COMMAND,
   'insights:read': INSIGHTS,
+  'dr:write': DR_WRITER,
   none: undefined,
 } as const;
 type Need = keyof typeof TOKEN_OF;
@@ -74,7 +76,7 @@ interface RouteSpec {
   /** Query parameters and a good value for each (undefined: left out of a good request). */
   query: Record<string, () => string | undefined>;
   need: Need;
-  body?: 'records' | 'transformers' | 'action' | 'assign' | 'comment';
+  body?: 'records' | 'transformers' | 'action' | 'assign' | 'comment' | 'dr-event';
 }
 
 const rngGood = new Rng(SEED, 'good');
@@ -170,12 +172,48 @@ const ROUTES: RouteSpec[] = [
     need: 'insights:read',
   },
   {
+    name: 'profile',
+    method: 'GET',
+    path: '/api/v1/customers/:customerId/profile',
+    params: { customerId: () => `C-${meter()}` },
+    query: { month: () => '2026-10' },
+    need: 'insights:read',
+  },
+  {
+    name: 'profiles',
+    method: 'GET',
+    path: '/api/v1/insights/profiles',
+    params: {},
+    query: { month: () => '2026-10', format: () => undefined },
+    need: 'insights:read',
+  },
+  { name: 'watchlist', method: 'GET', path: '/api/v1/insights/watchlist', params: {}, query: { month: () => '2026-10' }, need: 'insights:read' },
+  {
     name: 'remote-read',
     method: 'POST',
     path: '/api/v1/meters/:id/remote-read',
     params: { id: meter },
     query: { timeoutMs: () => undefined },
     need: 'meters:command',
+  },
+  { name: 'dr.events.post', method: 'POST', path: '/api/v1/dr/events', params: {}, query: {}, need: 'dr:write', body: 'dr-event' },
+  { name: 'dr.events.list', method: 'GET', path: '/api/v1/dr/events', params: {}, query: { limit: () => '5', cursor: () => '0' }, need: 'insights:read' },
+  { name: 'dr.events.get', method: 'GET', path: '/api/v1/dr/events/:id', params: { id: () => 'no-such-event-0001' }, query: {}, need: 'insights:read' },
+  {
+    name: 'dr.settlement',
+    method: 'GET',
+    path: '/api/v1/dr/events/:id/settlement',
+    params: { id: () => 'no-such-event-0001' },
+    query: {},
+    need: 'insights:read',
+  },
+  {
+    name: 'dr.forecast',
+    method: 'GET',
+    path: '/api/v1/dr/forecast',
+    params: {},
+    query: { day: () => '2026-11-02', feederId: () => 'F1', transformerId: () => undefined },
+    need: 'insights:read',
   },
   { name: 'audit', method: 'GET', path: '/api/v1/audit', params: {}, query: { limit: () => '5', cursor: () => undefined }, need: 'admin' },
 ];
@@ -371,8 +409,17 @@ function goodRequest(r: RouteSpec): Req {
           ? JSON.stringify({ assignee: 'J. Lineworker', by: 'fuzz', comment: 'on it' })
           : r.body === 'comment'
             ? JSON.stringify({ text: 'checked on site', by: 'fuzz' })
-            : JSON.stringify({ by: 'fuzz' });
+            : r.body === 'dr-event'
+              ? drEventBody()
+              : JSON.stringify({ by: 'fuzz' });
   return { method: r.method, url, headers, payload };
+}
+
+/** A demand-response event recorded after the fact (two days ago, an hour on the 15-minute grid): 201, not notified. */
+function drEventBody(): string {
+  const start = Math.floor((Date.now() - 2 * 86_400_000) / 900_000) * 900_000;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return JSON.stringify({ start: iso(start), end: iso(start + 3_600_000), customerIds: [`C-${meter()}`], requestedReductionKw: 5 });
 }
 
 class HostileRequests {
@@ -492,6 +539,7 @@ describe(`API under hostile HTTP requests (FUZZ_SEED=${SEED})`, () => {
         [BILLING]: plain('billing', ['billing:read']),
         [COMMAND]: plain('command', ['meters:command']),
         [INSIGHTS]: plain('insights', ['insights:read']),
+        [DR_WRITER]: plain('dr-writer', ['dr:write']),
       }),
       // Every request comes from one address: limits out of the way, the fuzz is about inputs.
       API_RATE_LIMIT_TOKEN: '1000000',
@@ -628,9 +676,22 @@ function checkGood(route: string, req: Req, status: number, text: string): strin
   }
   const is = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   const idIn = (prefix: string) => decodeURIComponent(req.url.slice(prefix.length).split(/[/?]/)[0] ?? '');
-  const expectStatus = ['billing.period', 'alerts.get', 'alerts.ack', 'alerts.resolve', 'alerts.assign', 'alerts.comment', 'alerts.history'].includes(route)
+  const expectStatus = [
+    'billing.period',
+    'alerts.get',
+    'alerts.ack',
+    'alerts.resolve',
+    'alerts.assign',
+    'alerts.comment',
+    'alerts.history',
+    'profile',
+    'dr.events.get',
+    'dr.settlement',
+  ].includes(route)
     ? 404
-    : 200;
+    : route === 'dr.events.post'
+      ? 201
+      : 200;
   if (status !== expectStatus) return `status ${status}, expected ${expectStatus}: ${text.slice(0, 200)}`;
   switch (route) {
     case 'healthz':
@@ -662,6 +723,16 @@ function checkGood(route: string, req: Req, status: number, text: string): strin
       const id = idIn('/api/v1/customers/');
       return is(body) && body.customerId === id && body.currentTariff === 'default' && Array.isArray(body.options) ? undefined : text.slice(0, 200);
     }
+    case 'dr.events.post':
+      return is(body) && typeof body.id === 'string' && body.notified === false && body.participants === 1 ? undefined : text.slice(0, 200);
+    case 'dr.events.list':
+      return is(body) && Array.isArray(body.items) ? undefined : text.slice(0, 200);
+    case 'dr.forecast':
+      return is(body) && body.day === '2026-11-02' && Array.isArray(body.slots) && body.slots.length === 96 ? undefined : text.slice(0, 200);
+    case 'profiles':
+      return typeof body === 'string' && body.startsWith('customerId,class,segment') ? undefined : text.slice(0, 200);
+    case 'watchlist':
+      return is(body) && body.month === '2026-10' && Array.isArray(body.items) && Array.isArray(body.explained) ? undefined : text.slice(0, 200);
     case 'whoami':
       return is(body) && typeof body.id === 'string' && Array.isArray(body.scopes) ? undefined : text.slice(0, 200);
     case 'console':

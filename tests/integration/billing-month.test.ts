@@ -8,6 +8,7 @@ import { buildApp, type ApiApp } from '../../src/api/app.js';
 import { startBilling, type BillingHandle } from '../../src/billing/main.js';
 import { BILLING_JOBS } from '../../src/contracts/billing.js';
 import { billingKeys } from '../../src/shared/billing-store.js';
+import { readProfiles } from '../../src/shared/profile-store.js';
 import type { Registry } from 'prom-client';
 import { BillingConfig } from '../../src/contracts/config-billing.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
@@ -260,4 +261,34 @@ describe('billing: a simulated month through the real pipeline', () => {
       for (const b of tariffs.allBands) expect(cells[header.indexOf(`band_${b}_wh`)]).toBe(item?.bands[b] === undefined ? '' : String(item.bands[b]));
     });
   }, 600_000);
+
+  it("profiles March: every customer's energy equals the ledger to the Wh", async () => {
+    // The close-month jobs were enqueued with the March periods; wait for them (and any re-close after late data).
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const months = await redis.hgetall(billingKeys.profiledMonths);
+      const jobs = await billing.queue.getJobs(['waiting', 'active', 'delayed', 'prioritized']);
+      if (ZONES.every((z) => /^\d+$/.test(months[`${z}|2026-03`] ?? '')) && jobs.every((j) => j.name === BILLING_JOBS.tick)) break;
+      if (Date.now() > deadline) throw new Error(`March not profiled: ${JSON.stringify(months)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const ledger = readLedger(join(dir, 'ledger.csv'));
+    const profiles = await readProfiles(influx, ['2026-03']);
+    const customers = [...new Set(fleet.meters.map((m) => m.customerId))].sort();
+    expect(profiles.map((p) => p.customerId)).toEqual(customers);
+    for (const p of profiles) {
+      let want = 0;
+      for (const meter of fleet.meters.filter((m) => m.customerId === p.customerId)) {
+        const tariff = tariffFor(tariffs, meter.tariff);
+        const rows = ledger.get(meter.meterId) ?? [];
+        const start = rows.find((r) => r.ts === dayWindow(tariff.timezone, '2026-03-01').startMs);
+        const end = rows.find((r) => r.ts === dayWindow(tariff.timezone, '2026-04-01').startMs);
+        if (start === undefined || end === undefined) throw new Error(`ledger has no ${meter.meterId} register at the month boundaries`);
+        want += end.importWh - start.importWh;
+      }
+      expect({ customer: p.customerId, energyWh: p.energyWh }).toEqual({ customer: p.customerId, energyWh: want });
+      expect(p.bands.reduce((s, b) => s + b.wh, 0)).toBe(p.energyWh);
+      expect(p.quality).not.toBe('incomplete');
+    }
+  }, 180_000);
 });

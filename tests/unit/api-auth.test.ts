@@ -71,7 +71,7 @@ describe('API_TOKENS', () => {
     [{ short: ['admin'] }, 'API_TOKENS (entry #1): expected a token of at least 8 characters, or a token hash'],
     [
       { 'plain-dev-token': ['root'] },
-      'API_TOKENS (entry #1): expected scopes from billing:read, alerts:write, meters:command, insights:read, admin, got "root"',
+      'API_TOKENS (entry #1): expected scopes from billing:read, alerts:write, meters:command, insights:read, dr:write, admin, got "root"',
     ],
     [{ 'plain-dev-token': { id: 'has space', scopes: [] } }, 'API_TOKENS (entry #1): expected an "id" of 1–64 letters, digits, _ . : or -'],
     [{ 'plain-dev-token': { id: 'a', scopes: [], extra: 1 } }, 'API_TOKENS (entry #1): expected only "id" and "scopes", got "extra"'],

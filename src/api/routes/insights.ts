@@ -3,6 +3,7 @@ import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { ErrorBody } from '../../contracts/http.js';
 import { CUSTOMER_CLASSES, type CustomerRecord } from '../../contracts/registry.js';
 import type { BillingInterval } from '../../domain/billing.js';
+import { customerIntervals } from '../../domain/customer-load.js';
 import { adviseTariffs, type TariffOption } from '../../domain/tariff-advice.js';
 import { compileTariffOffers } from '../../domain/tariff-pricing.js';
 import { compileTariffs, tariffFor } from '../../domain/tariffs.js';
@@ -85,28 +86,6 @@ export const TariffAdviceResponse = Type.Object({
   shiftShare: Type.Union([Type.Number(), Type.Null()]),
 });
 
-/**
- * One series for the customer: intervals of all its meters (a replaced meter and its successor, or several meters
- * at one site) summed per interval of the coarsest length among them, so the advisor sees one load. Demand is the
- * summed average power (coincident demand); a bucket is estimated when any part of it is.
- */
-export function customerIntervals(perMeter: Iterable<readonly BillingInterval[]>, durationMs: number): BillingInterval[] {
-  const byStart = new Map<number, BillingInterval>();
-  for (const list of perMeter) {
-    for (const iv of list) {
-      const start = Math.floor(iv.start / durationMs) * durationMs;
-      const cur = byStart.get(start) ?? { start, durationMs, wh: 0, exportWh: 0, demandW: 0, registerWh: 0, estimated: false };
-      cur.wh += iv.wh;
-      cur.exportWh += iv.exportWh;
-      cur.demandW += (iv.demandW * iv.durationMs) / durationMs;
-      cur.registerWh = Math.max(cur.registerWh, iv.registerWh);
-      cur.estimated ||= iv.estimated;
-      byStart.set(start, cur);
-    }
-  }
-  return [...byStart.values()].sort((a, b) => a.start - b.start);
-}
-
 /** The meter whose record speaks for the customer: the one with the latest interval (a replacement), else the first by id. */
 function activeMeter(meters: readonly CustomerRecord[], perMeter: ReadonlyMap<string, readonly BillingInterval[]>): CustomerRecord | undefined {
   let best: CustomerRecord | undefined;
@@ -156,7 +135,7 @@ export const insightRoutes: RoutePlugin = async (app, deps) => {
       const { from, to, shift } = req.query;
       dayRange(from, to, MAX_RANGE_DAYS); // validates the window (400s naming the parameter)
 
-      const meters = (await deps.registry.allMeters()).filter((m) => m.customerId === customerId).sort((a, b) => (a.meterId < b.meterId ? -1 : 1));
+      const meters = await deps.registry.metersOfCustomer(customerId);
       const first = meters[0];
       if (first === undefined) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `customer ${customerId} is not in the registry` });
 

@@ -1,0 +1,153 @@
+import type { DrConfig } from '../contracts/config-dr.js';
+import type { DrEventRecord } from '../contracts/dr.js';
+import type { CustomerRecord } from '../contracts/registry.js';
+import type { BillingInterval } from '../domain/billing.js';
+import { type CblResult, settleEvent } from '../domain/cbl.js';
+import { DAY_MS, localDay } from '../domain/local-time.js';
+import type { DrStore } from '../shared/dr-store.js';
+import type { Influx } from '../shared/influx.js';
+import { readIntervals } from '../shared/interval-store.js';
+import type { RegistryStore } from '../shared/registry.js';
+import { ZONE_MARGIN_MS } from './day-range.js';
+import { customerIntervals } from '../domain/customer-load.js';
+
+/**
+ * A demand-response event's settlement for GET /api/v1/dr/events/{id}/settlement: the participants' summed intervals
+ * read back from InfluxDB and settled against their customer baseline load (src/domain/cbl.ts).
+ */
+
+/** Meters per InfluxDB query when reading the participants' intervals. */
+const METERS_PER_QUERY = 200;
+
+/** The customers' meters and their intervals over [fromMs, toMs), summed per customer on its longest interval. */
+async function participantLoads(influx: Influx, meters: ReadonlyMap<string, CustomerRecord[]>, fromMs: number, toMs: number) {
+  const durations = new Map<string, number>();
+  for (const list of meters.values()) for (const m of list) durations.set(m.meterId, m.intervalMinutes * 60_000);
+  const perMeter = new Map<string, BillingInterval[]>();
+  const ids = [...durations.keys()];
+  for (let i = 0; i < ids.length; i += METERS_PER_QUERY) {
+    const part = new Map(ids.slice(i, i + METERS_PER_QUERY).map((id) => [id, durations.get(id) ?? 0]));
+    for (const [id, list] of await readIntervals(influx, part, fromMs, toMs)) perMeter.set(id, list);
+  }
+  const out = new Map<string, { intervalMs: number; intervals: BillingInterval[] }>();
+  for (const [customerId, list] of meters) {
+    const intervalMs = Math.max(0, ...list.map((m) => m.intervalMinutes * 60_000));
+    out.set(customerId, {
+      intervalMs,
+      intervals: customerIntervals(
+        list.map((m) => perMeter.get(m.meterId) ?? []),
+        intervalMs,
+      ),
+    });
+  }
+  return out;
+}
+
+/** Local dates an event touches (its start day and, past midnight, its end day). */
+function eventDays(zone: string, e: { startMs: number; endMs: number }): string[] {
+  return [...new Set([localDay(zone, e.startMs), localDay(zone, e.endMs - 1)])];
+}
+
+const methodText = (cfg: DrConfig['cbl']): string => {
+  const a = cfg.adjustment;
+  const adj = a.mode === 'none' ? 'no same-day adjustment' : `${a.mode} same-day adjustment over ${a.windowHours} h ending ${a.gapHours} h before`;
+  return `High ${cfg.weekday.x} of ${cfg.weekday.y} (weekday), High ${cfg.weekend.x} of ${cfg.weekend.y} (weekend/holiday), ${adj}, ${cfg.lookbackDays}-day search`;
+};
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** A participant whose intervals are coarser than the event's grid cannot be settled on it. */
+function unsettleable(intervalMs: number, e: DrEventRecord): boolean {
+  return intervalMs <= 0 || (e.endMs - e.startMs) % intervalMs !== 0 || e.startMs % intervalMs !== e.endMs % intervalMs;
+}
+
+function missingResult(): CblResult {
+  return {
+    quality: 'missing_event_data',
+    dayType: 'weekday',
+    baselineWh: 0,
+    actualWh: 0,
+    reductionWh: 0,
+    requestedWh: null,
+    performance: 0,
+    performanceBasis: 'baseline',
+    selectedDays: [],
+    candidateDays: [],
+    excludedDays: [],
+    adjustmentWh: 0,
+    intervals: [],
+  };
+}
+
+export interface SettlementContext {
+  cfg: DrConfig;
+  gridMs: number;
+  zone: string;
+  holidays: readonly string[];
+  store: DrStore;
+  registry: RegistryStore;
+  influx: Influx;
+}
+
+/**
+ * The settlement of an ended event: each participant's intervals over the CBL search window and the event, its other
+ * events' days kept out of its like days, settled by src/domain/cbl.ts; `provisional` while event data is missing and
+ * `finalAfterHours` has not passed.
+ */
+export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now: number) {
+  const { cfg, gridMs, zone, holidays, store } = c;
+  const lookbackMs = (cfg.cbl.lookbackDays + 1) * DAY_MS + ZONE_MARGIN_MS;
+  const meters = new Map(await Promise.all(e.customerIds.map(async (id) => [id, await c.registry.metersOfCustomer(id)] as const)));
+  const loads = await participantLoads(c.influx, meters, e.startMs - lookbackMs, e.endMs);
+  // Earlier events of each participant (within the search window) are never its like days.
+  const others = (await store.startingBetween(e.startMs - lookbackMs, e.endMs)).filter((o) => o.id !== e.id);
+  const settleable = e.customerIds.filter((id) => !unsettleable(loads.get(id)?.intervalMs ?? 0, e));
+  const settlement = settleEvent(
+    { startMs: e.startMs, endMs: e.endMs, timezone: zone, holidays, pastEventDays: [], requestedReductionKw: e.requestedReductionKw },
+    settleable.map((customerId) => ({
+      customerId,
+      intervals: loads.get(customerId)?.intervals ?? [],
+      intervalMs: loads.get(customerId)?.intervalMs ?? gridMs,
+      pastEventDays: others.filter((o) => o.customerIds.includes(customerId)).flatMap((o) => eventDays(zone, o)),
+    })),
+    cfg.cbl,
+  );
+  const byCustomer = new Map(settlement.participants.map((p) => [p.customerId, p]));
+  const t = settlement.totals;
+  const participants = e.customerIds.map((customerId) => {
+    const r: CblResult = byCustomer.get(customerId) ?? missingResult();
+    const ok = r.quality === 'ok';
+    // Its share of the request, by baseline among the settled participants.
+    const requestedWh = ok && t.requestedWh !== null && t.baselineWh > 0 ? (t.requestedWh * r.baselineWh) / t.baselineWh : null;
+    const cutShare = ok && r.baselineWh > 0 ? r.reductionWh / r.baselineWh : 0;
+    return {
+      customerId,
+      meterIds: (meters.get(customerId) ?? []).map((m) => m.meterId),
+      quality: r.quality,
+      dayType: r.dayType,
+      baselineWh: r.baselineWh,
+      actualWh: r.actualWh,
+      reductionWh: r.reductionWh,
+      cutShare,
+      requestedWh,
+      performance: requestedWh !== null ? (requestedWh > 0 ? r.reductionWh / requestedWh : 0) : cutShare,
+      performanceBasis: requestedWh !== null ? ('requested' as const) : ('baseline' as const),
+      adjustmentWh: r.adjustmentWh,
+      selectedDays: r.selectedDays,
+      candidateDays: r.candidateDays,
+      excludedDays: r.excludedDays,
+      intervals: r.intervals.map((iv) => ({ ...iv, start: iso(iv.start) })),
+    };
+  });
+  const missing = participants.some((p) => p.quality === 'missing_event_data');
+  return {
+    eventId: e.id,
+    start: iso(e.startMs),
+    end: iso(e.endMs),
+    status: missing && now < e.endMs + cfg.settlement.finalAfterHours * 3_600_000 ? ('provisional' as const) : ('final' as const),
+    method: methodText(cfg.cbl),
+    timezone: zone,
+    participants,
+    totals: { ...t, participants: e.customerIds.length, missingEventData: participants.filter((p) => p.quality === 'missing_event_data').length },
+  };
+}
