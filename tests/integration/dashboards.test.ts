@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAlerts } from '../../src/alerts/main.js';
 import { startBilling, type BillingHandle } from '../../src/billing/main.js';
 import { BillingConfig } from '../../src/contracts/config-billing.js';
+import { TariffsConfigSchema } from '../../src/contracts/config-tariffs.js';
+import { compileTariffs } from '../../src/domain/tariffs.js';
 import { RegistryConfig } from '../../src/contracts/config-registry.js';
 import { startIngest } from '../../src/ingest/main.js';
 import { loadSection } from '../../src/shared/config.js';
@@ -162,6 +164,19 @@ function peakFleetKw(ledger: Map<string, Map<number, LedgerRow>>): number {
   return (Math.max(...total.values()) * (3_600_000 / STEP)) / 1000;
 }
 
+/** The time zones of the shipped tariffs: billing closes days and months per zone. */
+function tariffZones(): string[] {
+  const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema, {}), 'UTC');
+  return [...new Set([...tariffs.byName.values()].map((t) => t.timezone))].sort();
+}
+
+/** Calendar months (YYYY-MM) touched by [fromMs, toMs), by UTC date with a day either side for the zones. */
+function monthsBetween(fromMs: number, toMs: number): string[] {
+  const out = new Set<string>();
+  for (let t = fromMs - DAY; t < toMs + DAY; t += DAY) out.add(new Date(t).toISOString().slice(0, 7));
+  return [...out].sort();
+}
+
 async function influxql(url: string, db: string, q: string): Promise<InfluxSeries[]> {
   const res = await fetch(`${url}/query?db=${encodeURIComponent(db)}&epoch=ms`, {
     method: 'POST',
@@ -270,7 +285,13 @@ describe('dashboards against a real InfluxDB filled by a simulated pipeline run'
   let wallRange: Range;
   let runSeconds = 0;
   let logs: string[] = [];
-  const rangeOf = (uid: string): Range => (uid === 'meterflow-pipeline' ? wallRange : eventRange);
+  let monthRange: Range;
+  const rangeOf = (uid: string): Range => {
+    if (uid === 'meterflow-pipeline') return wallRange;
+    // Profiles are stamped at the local midnight starting their month, before the run's first day.
+    if (uid === 'meterflow-insights') return monthRange;
+    return eventRange;
+  };
   const run = (q: string): Promise<InfluxSeries[]> => influxql(svc.influx?.url ?? '', db, q);
 
   beforeAll(async () => {
@@ -324,6 +345,11 @@ ingest:
 
     summary = await runSimulation({ scenario, mqttUrl: svc.mqtt.url, outDir: join(dir, 'run'), backfill: true, respond: false, clientId: 'dashboards-sim' });
     await settle(redis, billing, scenario.toMs, logs);
+    // The run's days are closed, their months are not (they have not ended): profile them as the month close would,
+    // so the customer-insights dashboard has customer_profile points (incomplete months, every field written).
+    for (const timezone of tariffZones()) {
+      for (const month of monthsBetween(scenario.fromMs, scenario.toMs)) await billing.closer.closeMonth({ timezone, month });
+    }
     runSeconds = (Date.now() - t0) / 1000;
     // The write-error panel differentiates per minute: keep the roles (and their stats points) running into the
     // next wall-clock minute, as a dashboard refreshed a minute later would see them.
@@ -334,6 +360,7 @@ ingest:
     for (const r of roles.reverse()) await r.close();
     roles.length = 0;
     eventRange = { fromMs: scenario.fromMs, toMs: Date.now() };
+    monthRange = { fromMs: Date.parse(`${monthsBetween(scenario.fromMs, scenario.toMs)[0] ?? ''}-01T00:00:00Z`) - DAY, toMs: Date.now() };
     wallRange = { fromMs: wallFrom, toMs: Date.now() };
     ledger = readLedger(join(dir, 'run', 'ledger.csv'));
     truth = readTruth(join(dir, 'run', 'truth.jsonl'));
@@ -352,15 +379,28 @@ ingest:
     console.info(`dashboards: services + simulation + pipeline settled in ${runSeconds.toFixed(1)} s`);
     expect(runSeconds).toBeLessThan(90);
     const names = (await run('SHOW MEASUREMENTS')).flatMap((s) => s.values.map((r) => r[0]));
-    expect(names.sort()).toEqual(['alert', 'anomaly', 'baseline', 'billing_daily', 'dlq', 'feeder_load', 'interval', 'pipeline', 'reading', 'system_load']);
+    expect(names.sort()).toEqual([
+      'alert',
+      'anomaly',
+      'baseline',
+      'billing_daily',
+      'customer_profile',
+      'dlq',
+      'feeder_load',
+      'interval',
+      'pipeline',
+      'reading',
+      'system_load',
+    ]);
   });
 
-  it('finds the six dashboards', () => {
+  it('finds the seven dashboards', () => {
     expect(dashboards.map((d) => d.uid).sort()).toEqual([
       'meterflow-alerts',
       'meterflow-billing',
       'meterflow-feeders',
       'meterflow-fleet',
+      'meterflow-insights',
       'meterflow-meter',
       'meterflow-pipeline',
     ]);
@@ -557,6 +597,31 @@ ingest:
           bands.reduce((x: number, y) => x + (typeof y === 'number' ? y : Number.NaN), 0),
           s.tags.meter,
         ).toBe(total);
+      }
+    });
+
+    it("customer insights: each profile's kWh is its meters' daily energy; tariff advice saving = current - cheapest >= 0", async () => {
+      const daily = new Map<string, number>();
+      for (const s of await run(`SELECT sum("total_wh") AS "wh" FROM "billing_daily" GROUP BY "customer"`)) {
+        daily.set(s.tags.customer ?? '', Number(nonNull(s, 'wh')[0]));
+      }
+      const profiles = await run(`SELECT sum("energy_wh") AS "wh" FROM "customer_profile" GROUP BY "customer"`);
+      expect(profiles).toHaveLength(new Set(fleet.customers.map((c) => c.customerId)).size);
+      for (const s of profiles) expect([s.tags.customer, nonNull(s, 'wh')[0]]).toEqual([s.tags.customer, daily.get(s.tags.customer ?? '')]);
+
+      const advice = await panel(
+        'meterflow-insights',
+        "Tariff advice: what each customer's last closed month cost, and on the cheapest tariff it may take",
+        'A',
+      );
+      expect(advice).toHaveLength(profiles.length);
+      for (const s of advice) {
+        const [current] = nonNull(s, 'current bill');
+        const [cheapest] = nonNull(s, 'cheapest bill');
+        const [saving] = nonNull(s, 'saving');
+        expect(typeof current === 'number' && typeof cheapest === 'number' && typeof saving === 'number', s.tags.customer).toBe(true);
+        expect(Number(current) - Number(cheapest), s.tags.customer).toBeCloseTo(Number(saving), 6);
+        expect(Number(saving), s.tags.customer).toBeGreaterThanOrEqual(0);
       }
     });
   });

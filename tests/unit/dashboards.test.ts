@@ -59,7 +59,33 @@ const CONTRACT: Record<string, { tags: string[]; fields: string[] }> = {
     ],
   },
   dlq: { tags: ['reason', 'instance'], fields: ['count'] },
+  // Per-band fields band_<band>_wh / band_<band>_share besides these (src/shared/profile-store.ts).
+  customer_profile: {
+    tags: ['customer', 'class'],
+    fields: [
+      'month',
+      'energy_wh',
+      'quality',
+      'max_demand_w',
+      'load_factor',
+      'weekday_weekend_ratio',
+      'change_prev_month',
+      'change_last_year',
+      'tier',
+      'class_rank',
+      'class_size',
+      'advice_currency',
+      'advice_current_tariff',
+      'advice_current_minor',
+      'advice_best_tariff',
+      'advice_best_minor',
+      'advice_saving_minor',
+    ],
+  },
 };
+
+/** Regex field selections allowed, per measurement: the per-band fields. */
+const FIELD_REGEXES: Record<string, string> = { billing_daily: '^band_', customer_profile: '^band_.*_wh$' };
 
 /** Panels that show data and so need a query. */
 const DATA_PANELS = new Set(['timeseries', 'stat', 'table', 'bargauge', 'status-history', 'state-timeline', 'barchart', 'heatmap', 'gauge', 'piechart']);
@@ -104,16 +130,17 @@ describe('grafana provisioning', () => {
 });
 
 describe('dashboards', () => {
-  it('are the six of issue 7, each with a unique uid and title', () => {
+  it("are the six of issue 7 and issue 18's customer insights, each with a unique uid and title", () => {
     expect(dashboards.map((d) => d.uid).sort()).toEqual([
       'meterflow-alerts',
       'meterflow-billing',
       'meterflow-feeders',
       'meterflow-fleet',
+      'meterflow-insights',
       'meterflow-meter',
       'meterflow-pipeline',
     ]);
-    expect(new Set(dashboards.map((d) => d.title)).size).toBe(6);
+    expect(new Set(dashboards.map((d) => d.title)).size).toBe(7);
   });
 
   it('declare the template variables of issue 7', () => {
@@ -123,6 +150,7 @@ describe('dashboards', () => {
       'meterflow-billing': ['feeder', 'transformer', 'class', 'meter', 'tz'],
       'meterflow-feeders': ['feeder', 'transformer'],
       'meterflow-fleet': ['feeder', 'transformer', 'class'],
+      'meterflow-insights': ['class'],
       'meterflow-meter': ['feeder', 'transformer', 'class', 'meter', 'tz'],
       'meterflow-pipeline': ['instance'],
     });
@@ -183,9 +211,9 @@ describe('dashboards', () => {
             if (id === undefined || allowed.has(id) || aliases.has(id)) continue;
             problems.push(`${q.title}: "${id}" is not a tag or field of ${measurements.join(', ')}`);
           }
-          // Regex field selection is only for billing_daily's per-band fields.
+          // Regex field selection is only for the per-band fields.
           for (const [, re] of q.query.matchAll(/\(\/([^/]+)\/\)/g)) {
-            if (re !== '^band_' || !measurements.every((m) => m === 'billing_daily')) problems.push(`${q.title}: regex field selection /${re ?? ''}/`);
+            if (!measurements.every((m) => FIELD_REGEXES[m] === re)) problems.push(`${q.title}: regex field selection /${re ?? ''}/`);
           }
         }
         expect(problems).toEqual([]);
