@@ -4,6 +4,7 @@ import type { CustomerRecord } from '../contracts/registry.js';
 import type { BillingInterval } from '../domain/billing.js';
 import { type CblResult, settleEvent } from '../domain/cbl.js';
 import { DAY_MS, localDay } from '../domain/local-time.js';
+import { tariffFor, type Tariffs } from '../domain/tariffs.js';
 import type { DrStore } from '../shared/dr-store.js';
 import type { Influx } from '../shared/influx.js';
 import { readIntervals } from '../shared/interval-store.js';
@@ -87,6 +88,8 @@ export interface SettlementContext {
   store: DrStore;
   registry: RegistryStore;
   influx: Influx;
+  /** A participant's days are cut in its tariff's zone. */
+  tariffs: Tariffs;
 }
 
 /**
@@ -102,13 +105,19 @@ export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now:
   // Earlier events of each participant (within the search window) are never its like days.
   const others = (await store.startingBetween(e.startMs - lookbackMs, e.endMs)).filter((o) => o.id !== e.id);
   const settleable = e.customerIds.filter((id) => !unsettleable(loads.get(id)?.intervalMs ?? 0, e));
+  // Its meters share a tariff zone (a site, or a meter and its replacement); the deployment's for an unknown tariff.
+  const zoneOf = (id: string): string => {
+    const first = meters.get(id)?.[0];
+    return first === undefined ? zone : tariffFor(c.tariffs, first.tariff).timezone;
+  };
   const settlement = settleEvent(
     { startMs: e.startMs, endMs: e.endMs, timezone: zone, holidays, pastEventDays: [], requestedReductionKw: e.requestedReductionKw },
     settleable.map((customerId) => ({
       customerId,
       intervals: loads.get(customerId)?.intervals ?? [],
       intervalMs: loads.get(customerId)?.intervalMs ?? gridMs,
-      pastEventDays: others.filter((o) => o.customerIds.includes(customerId)).flatMap((o) => eventDays(zone, o)),
+      pastEventDays: others.filter((o) => o.customerIds.includes(customerId)).flatMap((o) => eventDays(zoneOf(customerId), o)),
+      timezone: zoneOf(customerId),
     })),
     cfg.cbl,
   );
@@ -123,6 +132,7 @@ export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now:
     return {
       customerId,
       meterIds: (meters.get(customerId) ?? []).map((m) => m.meterId),
+      timezone: zoneOf(customerId),
       quality: r.quality,
       dayType: r.dayType,
       baselineWh: r.baselineWh,

@@ -108,6 +108,8 @@ const Basis = Type.Union([Type.Literal('requested'), Type.Literal('baseline')]);
 export const DrParticipantSettlement = Type.Object({
   customerId: Type.String(),
   meterIds: Type.Array(Type.String()),
+  /** The zone its like days and event window are cut in: its tariff's. */
+  timezone: Type.String(),
   quality: Quality,
   dayType: Type.Union([Type.Literal('weekday'), Type.Literal('weekend')]),
   baselineWh: Type.Number(),

@@ -335,6 +335,8 @@ export interface DrParticipant {
   requestedReductionKw?: number | undefined;
   /** Events this participant alone was called in, besides the event-wide list. */
   pastEventDays?: readonly string[] | undefined;
+  /** The zone its days are cut in (its tariff's); default the event's. */
+  timezone?: string | undefined;
 }
 
 export interface DrSettlement {
@@ -363,7 +365,7 @@ export function settleEvent(event: DrEvent, participants: readonly DrParticipant
         intervals: p.intervals,
         intervalMs: p.intervalMs,
         event: { startMs: event.startMs, endMs: event.endMs },
-        timezone: event.timezone,
+        timezone: p.timezone ?? event.timezone,
         holidays: event.holidays,
         pastEventDays: [...event.pastEventDays, ...(p.pastEventDays ?? [])],
         requestedReductionKw: p.requestedReductionKw,

@@ -496,6 +496,22 @@ describe('settleEvent', () => {
     );
     expect(one.participants[0]?.excludedDays).toContainEqual({ day: '2026-04-06', reason: 'event' });
   });
+
+  it("a participant's own zone cuts its days: a Friday evening in Madrid is a Saturday morning in Shanghai", () => {
+    const friday = { startMs: Date.parse('2026-04-10T22:00:00+02:00'), endMs: Date.parse('2026-04-10T23:00:00+02:00') };
+    const both = settleEvent(
+      { ...friday, timezone: ZONE, holidays: HOLIDAYS, pastEventDays: [] },
+      [
+        { customerId: 'C-MAD', intervals: idle.measured, intervalMs: M15 },
+        { customerId: 'C-SHA', intervals: idle.measured, intervalMs: M15, timezone: 'Asia/Shanghai' },
+      ],
+      cfg(),
+    );
+    expect(both.participants.map((p) => [p.customerId, p.dayType])).toEqual([
+      ['C-MAD', 'weekday'],
+      ['C-SHA', 'weekend'],
+    ]);
+  });
 });
 
 describe('config', () => {

@@ -4,11 +4,13 @@ import { NOTIFY_QUEUE } from '../../contracts/alert.js';
 import { AlertsConfig } from '../../contracts/config-alerts.js';
 import { DetectionConfig } from '../../contracts/config-detection.js';
 import { DrConfig } from '../../contracts/config-dr.js';
+import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { DrForecastBody, DrSettlementBody, DR_EVENT_ID_PATTERN } from '../../contracts/dr.js';
 import { ErrorBody } from '../../contracts/http.js';
 import { checkCblConfig } from '../../domain/cbl.js';
 import { DAY_MS, dayWindow } from '../../domain/local-time.js';
 import { forecastPeak, type LoadPoint } from '../../domain/peak-forecast.js';
+import { compileTariffs } from '../../domain/tariffs.js';
 import { loadSection } from '../../shared/config.js';
 import { DrStore } from '../../shared/dr-store.js';
 import { ConfigError } from '../../shared/errors.js';
@@ -76,6 +78,7 @@ async function loadSeries(
 export const drRoutes: RoutePlugin = async (app, deps) => {
   const { cfg, gridMs, holidays, retry, loadIntervalMs } = drSettings();
   const zone = deps.config.timezone;
+  const tariffs = compileTariffs(loadSection('tariffs', TariffsConfigSchema), zone);
   const store = new DrStore(deps.redis);
   const queue = cfg.notify.webhooks.length > 0 ? new Queue(NOTIFY_QUEUE, { connection: deps.redis, prefix: queuePrefix(NOTIFY_QUEUE) }) : undefined;
   if (queue !== undefined) app.addHook('onClose', async () => queue.close());
@@ -101,7 +104,7 @@ export const drRoutes: RoutePlugin = async (app, deps) => {
       const now = Date.now();
       if (now < e.endMs)
         return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `event ${e.id} has not ended: settlement from ${iso(e.endMs)}` });
-      return settleDrEvent({ cfg, gridMs, zone, holidays, store, registry: deps.registry, influx: deps.influx }, e, now);
+      return settleDrEvent({ cfg, gridMs, zone, holidays, store, registry: deps.registry, influx: deps.influx, tariffs }, e, now);
     },
   );
 
