@@ -1,13 +1,13 @@
 import { DateTime } from 'luxon';
 import { daysBetween } from '../domain/local-time.js';
 
-/** A 400 naming the field to blame; the app's error handler answers it. */
+/** A 400 (or a 409 for a value that conflicts with one already used) naming the field to blame; the app's error handler answers it. */
 export class BadField extends Error {
   override name = 'BadField';
-  readonly statusCode = 400;
   constructor(
     readonly field: string,
     message: string,
+    readonly statusCode: 400 | 409 = 400,
   ) {
     super(message);
   }

@@ -22,7 +22,8 @@ export interface StoredProfile extends MonthProfile {
   computedAt: number;
 }
 
-const NULLABLE = [
+/** The measures a profile may lack (null), in CSV column order. */
+const MEASURES = [
   'maxDemandW',
   'maxDemandAt',
   'loadFactor',
@@ -33,8 +34,8 @@ const NULLABLE = [
   'changeVsPreviousMonth',
   'lastYearWh',
   'changeVsLastYear',
-  'tariffAdvice',
 ] as const;
+const NULLABLE = [...MEASURES, 'tariffAdvice'] as const;
 
 const orZero = (v: number | null): number => v ?? 0;
 
@@ -268,18 +269,7 @@ const CSV_HEAD = [
   'quality',
   'completeness',
 ] as const;
-const CSV_TAIL = [
-  'maxDemandW',
-  'maxDemandAt',
-  'loadFactor',
-  'weekdayAvgWh',
-  'weekendAvgWh',
-  'weekdayWeekendRatio',
-  'previousMonthWh',
-  'changeVsPreviousMonth',
-  'lastYearWh',
-  'changeVsLastYear',
-] as const;
+const CSV_TAIL = MEASURES;
 const ADVICE = ['currency', 'currentTariff', 'currentAmountMinor', 'bestTariff', 'bestAmountMinor', 'savingMinor'] as const;
 
 /** One row per customer: band columns `band_<name>_wh` / `_share` for `allBands` (config order), meters as `a;b`. */

@@ -28,18 +28,6 @@ import { BadField } from '../day-range.js';
 
 const WITH_OFFSET = /(Z|[+-]\d{2}:?\d{2})$/i;
 
-/** A 409 naming the field: an idempotency key or an event id already used for another request. */
-class FieldConflict extends Error {
-  override name = 'FieldConflict';
-  readonly statusCode = 409;
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 function parseTime(raw: string, field: string): number {
   const ms = Date.parse(raw);
   if (!WITH_OFFSET.test(raw) || !Number.isFinite(ms)) throw new BadField(field, `not an ISO-8601 time with an offset: ${raw}`);
@@ -193,7 +181,7 @@ export function registerEventRoutes(app: ApiApp, deps: Parameters<RoutePlugin>[1
       const key = req.headers['idempotency-key'];
       if (body.id === undefined && key !== undefined) {
         const claim = await store.claimIdempotency(tokenId, createHash('sha256').update(key).digest('base64url'), id, fp);
-        if (claim.kind === 'conflict') throw new FieldConflict('headers.idempotency-key', `used for another request (event ${claim.id})`);
+        if (claim.kind === 'conflict') throw new BadField('headers.idempotency-key', `used for another request (event ${claim.id})`, 409);
         if (claim.kind === 'same') id = claim.id;
       }
       let record = await store.get(id);
@@ -219,7 +207,7 @@ export function registerEventRoutes(app: ApiApp, deps: Parameters<RoutePlugin>[1
       }
       if (record === undefined) throw new Error(`event ${id} vanished while being created`);
       if (replayed && fingerprint(record.startMs, record.endMs, record.selector, record.requestedReductionKw) !== fp)
-        throw new FieldConflict('body.id', `event ${id} exists with another window, selection or request`);
+        throw new BadField('body.id', `event ${id} exists with another window, selection or request`, 409);
       // Notified while the event has not ended: a repeat after the end does not send a notice too late.
       if (queue !== undefined && !record.notified && record.endMs > now) {
         await enqueueNotices(queue, deps.registry, record, cfg.notify.webhooks, retry, now);
