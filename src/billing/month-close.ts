@@ -1,7 +1,7 @@
 import { DAILY_MEASUREMENT } from '../contracts/billing.js';
 import type { MeterRead } from '../domain/billing.js';
 import type { QualityConfig } from '../domain/billing-period.js';
-import { customerIntervals } from '../domain/customer-load.js';
+import { activeMeter, customerIntervals } from '../domain/customer-load.js';
 import { dayWindow } from '../domain/local-time.js';
 import {
   addMonths,
@@ -40,20 +40,6 @@ export interface MonthInputs {
 
 /** Longest interval the registry allows (60 min): how far before the month its first interval may start. */
 const MAX_INTERVAL_MS = 60 * 60_000;
-
-/** The meter that speaks for the customer (tariff, class): the one with the latest daily read, else the first by id. */
-function activeMeter(meters: readonly BilledMeter[], daily: ReadonlyMap<string, readonly MeterRead[]>): BilledMeter | undefined {
-  let best: BilledMeter | undefined;
-  let bestAt = -Infinity;
-  for (const m of meters) {
-    const last = Math.max(-Infinity, ...(daily.get(m.meterId) ?? []).map((r) => r.fromMs));
-    if (best === undefined || last > bestAt) {
-      best = m;
-      bestAt = last;
-    }
-  }
-  return best;
-}
 
 /** Customers (sorted by id) in groups of about `chunk` meters. */
 function customerChunks(meters: readonly BilledMeter[], chunk: number): BilledMeter[][][] {
@@ -107,7 +93,8 @@ export async function monthProfiles(d: MonthInputs, meters: readonly BilledMeter
 
     for (const list of customers) {
       if (!list.some((m) => (daily.get(m.meterId)?.length ?? 0) > 0)) continue;
-      const active = activeMeter(list, daily);
+      // The meter with the latest daily read speaks for the customer (tariff, class).
+      const active = activeMeter(list, (id) => (daily.get(id) ?? []).reduce((t, r) => Math.max(t, r.fromMs), -Infinity));
       if (active === undefined) continue;
       const longest = Math.max(...list.map((m) => m.durationMs));
       const load = customerIntervals(

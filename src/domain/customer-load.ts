@@ -21,3 +21,20 @@ export function customerIntervals(perMeter: Iterable<readonly BillingInterval[]>
   }
   return [...byStart.values()].sort((a, b) => a.start - b.start);
 }
+
+/**
+ * The meter whose record speaks for the customer (its tariff, its class): the one with the latest data (a replacement
+ * after the meter it replaced), else the first given. `lastAt` is a meter's latest data time, -Infinity for none.
+ */
+export function activeMeter<M extends { meterId: string }>(meters: readonly M[], lastAt: (meterId: string) => number): M | undefined {
+  let best: M | undefined;
+  let bestAt = -Infinity;
+  for (const m of meters) {
+    const last = lastAt(m.meterId);
+    if (best === undefined || last > bestAt) {
+      best = m;
+      bestAt = last;
+    }
+  }
+  return best;
+}

@@ -1,9 +1,8 @@
 import { Type } from 'typebox';
 import { TariffsConfigSchema } from '../../contracts/config-tariffs.js';
 import { ErrorBody } from '../../contracts/http.js';
-import { CUSTOMER_CLASSES, type CustomerRecord } from '../../contracts/registry.js';
-import type { BillingInterval } from '../../domain/billing.js';
-import { customerIntervals } from '../../domain/customer-load.js';
+import { CUSTOMER_CLASSES } from '../../contracts/registry.js';
+import { activeMeter, customerIntervals } from '../../domain/customer-load.js';
 import { adviseTariffs, type TariffOption } from '../../domain/tariff-advice.js';
 import { compileTariffOffers } from '../../domain/tariff-pricing.js';
 import { compileTariffs, tariffFor } from '../../domain/tariffs.js';
@@ -86,20 +85,6 @@ export const TariffAdviceResponse = Type.Object({
   shiftShare: Type.Union([Type.Number(), Type.Null()]),
 });
 
-/** The meter whose record speaks for the customer: the one with the latest interval (a replacement), else the first by id. */
-function activeMeter(meters: readonly CustomerRecord[], perMeter: ReadonlyMap<string, readonly BillingInterval[]>): CustomerRecord | undefined {
-  let best: CustomerRecord | undefined;
-  let bestAt = -Infinity;
-  for (const m of meters) {
-    const last = Math.max(-Infinity, ...(perMeter.get(m.meterId) ?? []).map((iv) => iv.start));
-    if (best === undefined || last > bestAt) {
-      best = m;
-      bestAt = last;
-    }
-  }
-  return best;
-}
-
 const optionBody = (o: TariffOption) => ({ ...o, bill: { ...o.bill, bands: o.bill.bands.map((b) => ({ ...b })) } });
 
 /**
@@ -146,7 +131,7 @@ export const insightRoutes: RoutePlugin = async (app, deps) => {
       const fromMs = Date.parse(`${from}T00:00:00Z`) - ZONE_MARGIN_MS - longest;
       const toMs = Date.parse(`${to}T00:00:00Z`) + ZONE_MARGIN_MS;
       const perMeter = await readIntervals(deps.influx, durations, fromMs, toMs);
-      const active = activeMeter(meters, perMeter) ?? first;
+      const active = activeMeter(meters, (id) => (perMeter.get(id) ?? []).reduce((t, iv) => Math.max(t, iv.start), -Infinity)) ?? first;
 
       const advice = adviseTariffs({
         offers,
