@@ -373,6 +373,14 @@ export function settleEvent(event: DrEvent, participants: readonly DrParticipant
       cfg,
     ),
   }));
+  return { participants: results, totals: settlementTotals(event, results) };
+}
+
+/**
+ * An event's totals over its participants' results (settled in one call or in several, e.g. in chunks): sums over
+ * those whose quality is 'ok', performance against the requested kW × hours, or against the baselines.
+ */
+export function settlementTotals(event: Pick<DrEvent, 'startMs' | 'endMs' | 'requestedReductionKw'>, results: readonly CblResult[]): DrSettlement['totals'] {
   const ok = results.filter((r) => r.quality === 'ok');
   const baselineWh = sum(ok.map((r) => r.baselineWh));
   const reductionWh = sum(ok.map((r) => r.reductionWh));
@@ -380,18 +388,15 @@ export function settleEvent(event: DrEvent, participants: readonly DrParticipant
   const requestedWh = kw !== undefined && kw > 0 ? (kw * 1000 * (event.endMs - event.startMs)) / HOUR_MS : null;
   const denominator = requestedWh ?? baselineWh;
   return {
-    participants: results,
-    totals: {
-      participants: results.length,
-      settled: ok.length,
-      insufficientHistory: results.filter((r) => r.quality === 'insufficient_history').length,
-      missingEventData: results.filter((r) => r.quality === 'missing_event_data').length,
-      baselineWh,
-      actualWh: sum(ok.map((r) => r.actualWh)),
-      reductionWh,
-      requestedWh,
-      performance: denominator > 0 ? reductionWh / denominator : 0,
-      performanceBasis: requestedWh === null ? 'baseline' : 'requested',
-    },
+    participants: results.length,
+    settled: ok.length,
+    insufficientHistory: results.filter((r) => r.quality === 'insufficient_history').length,
+    missingEventData: results.filter((r) => r.quality === 'missing_event_data').length,
+    baselineWh,
+    actualWh: sum(ok.map((r) => r.actualWh)),
+    reductionWh,
+    requestedWh,
+    performance: denominator > 0 ? reductionWh / denominator : 0,
+    performanceBasis: requestedWh === null ? 'baseline' : 'requested',
   };
 }

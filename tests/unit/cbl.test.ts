@@ -1,7 +1,7 @@
 import { Compile } from 'typebox/compile';
 import { describe, expect, it } from 'vitest';
 import { CBL_DEFAULTS, type CblConfig, CblConfig as CblConfigSchema } from '../../src/contracts/config-dr.js';
-import { type CblInput, type CblInterval, type CblResult, checkCblConfig, settleEvent, settleParticipant } from '../../src/domain/cbl.js';
+import { type CblInput, type CblInterval, type CblResult, checkCblConfig, settleEvent, settleParticipant, settlementTotals } from '../../src/domain/cbl.js';
 import { dayWindow, daysBetween, localDay, localParts } from '../../src/domain/local-time.js';
 import { Rng } from '../../simulators/prng.js';
 
@@ -486,6 +486,19 @@ describe('settleEvent', () => {
       performanceBasis: 'requested',
     });
     expect(Math.abs(reduction - trueCut(cutter))).toBeLessThanOrEqual(0.1 * trueCut(cutter) + 0.05 * (c2?.baselineWh ?? 0));
+  });
+
+  it('totals of participants settled in separate calls (chunks) equal those of one call', () => {
+    const chunks = [
+      [{ customerId: 'C-1', intervals: cutter.measured, intervalMs: M15, requestedReductionKw: 1 }],
+      [
+        { customerId: 'C-2', intervals: idle.measured, intervalMs: M15 },
+        { customerId: 'C-3', intervals: gapped, intervalMs: M15 },
+      ],
+      [{ customerId: 'C-4', intervals: young.measured, intervalMs: M15 }],
+    ];
+    const results = chunks.flatMap((c) => settleEvent(event, c, cfg()).participants);
+    expect(settlementTotals(event, results)).toEqual(s.totals);
   });
 
   it('a participant-only past event is skipped for that participant alone', () => {
