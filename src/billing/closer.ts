@@ -43,11 +43,6 @@ export interface InsightsDeps {
   enqueueCloseMonth(job: CloseMonthJob): Promise<void>;
 }
 
-/** Late data changed a day of the month while its profiles were being written: the job runs again (BullMQ retry). */
-export class MonthChangedError extends Error {
-  override name = 'MonthChangedError';
-}
-
 export interface CloseResult {
   meters: number;
   written: number;
@@ -95,6 +90,7 @@ export class BillingCloser {
 
   /** The next day the repeatable job should close in each zone, when the watermark has passed its end. */
   async tick(): Promise<{ timezone: string; day: string }[]> {
+    await this.reprofileDirty();
     const wm = await this.d.state.watermark();
     if (wm === undefined) return [];
     const scheduled: { timezone: string; day: string }[] = [];
@@ -127,6 +123,12 @@ export class BillingCloser {
     const period = periodOf(lastClosed, startDay);
     if (periodOf(nextDay(lastClosed), startDay) === period) return;
     if (typeof (await this.d.state.periodState(timezone, period)) !== 'number') await this.d.enqueueClosePeriod({ timezone, period });
+  }
+
+  /** Months whose days late data rewrote since they were profiled (or while they were): profiled again. */
+  private async reprofileDirty(): Promise<void> {
+    if (this.d.insights === undefined) return;
+    for (const m of await this.d.state.dirtyMonths()) await this.d.insights.enqueueCloseMonth(m);
   }
 
   /** Re-schedules the profiles of the last finished calendar month if a failure left them unwritten. */
@@ -300,8 +302,10 @@ export class BillingCloser {
 
   /**
    * Every customer's profile of a calendar month in one zone (src/billing/month-close.ts), written as
-   * `customer_profile` points. Marked 'closing' before reading; a recompute meanwhile marks it 'dirty', and then the
-   * job throws to be retried instead of marking the month done with a stale day.
+   * `customer_profile` points. Marked 'closing' before reading; a recompute meanwhile marks it 'dirty': the close
+   * still finishes and writes (every customer but the late one is current), and the month stays 'dirty' for the
+   * tick to run it once more. So a zone whose late data keeps coming (a large fleet) still gets its profiles written,
+   * one run after another, instead of failing every run that late data overlaps.
    */
   async closeMonth(job: CloseMonthJob): Promise<CloseResult> {
     const { timezone, month } = job;
@@ -318,8 +322,8 @@ export class BillingCloser {
     const now = this.d.now();
     this.d.writer.write(profiles.map((p) => profileLine(p, now)));
     await this.d.writer.flush();
-    if (!(await this.d.state.finishMonth(timezone, month, now))) throw new MonthChangedError(`month ${month} in ${timezone} changed while profiled`);
-    this.d.log.info({ timezone, month, meters: meters.length, customers: profiles.length }, 'month profiled');
+    const current = await this.d.state.finishMonth(timezone, month, now);
+    this.d.log.info({ timezone, month, meters: meters.length, customers: profiles.length, current }, current ? 'month profiled' : 'month profiled; late data meanwhile, it runs again');
     return { meters: meters.length, written: profiles.length };
   }
 }

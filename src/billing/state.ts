@@ -17,6 +17,8 @@ export interface BillingState {
   markMonth(timezone: string, month: string, state: 'closing' | 'dirty'): Promise<void>;
   /** Marks the month profiled at `at` only if still 'closing' (no late data meanwhile); false otherwise. */
   finishMonth(timezone: string, month: string, at: number): Promise<boolean>;
+  /** Months marked 'dirty': late data changed one of their days since they were last profiled. */
+  dirtyMonths(): Promise<{ timezone: string; month: string }[]>;
 }
 
 export type MonthState = 'closing' | 'dirty' | number;
@@ -73,6 +75,13 @@ export function redisBillingState(redis: RedisClient): BillingState {
     },
     async finishMonth(timezone, month, at) {
       return (await SET_IF_CLOSING.run(redis, [billingKeys.profiledMonths], [`${timezone}|${month}`, String(at)])) === 1;
+    },
+    async dirtyMonths() {
+      // One entry per zone and month ever profiled: a few hundred in a decade.
+      const all = await redis.hgetall(billingKeys.profiledMonths);
+      return Object.entries(all)
+        .filter(([, v]) => v === 'dirty')
+        .map(([k]) => ({ timezone: k.slice(0, k.lastIndexOf('|')), month: k.slice(k.lastIndexOf('|') + 1) }));
     },
   };
 }

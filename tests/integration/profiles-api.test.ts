@@ -261,6 +261,18 @@ describe('customer profiles: close-month job and API', () => {
     expect(at).toBeGreaterThan(0);
   }, 60_000);
 
+  it('a month late data marked dirty is profiled again by the tick', async () => {
+    const zone = 'Asia/Shanghai';
+    const first = await waitFor(`${zone} 2026-03 profiled`, profiled(zone, '2026-03'));
+    // As a recompute leaves it when it rewrote a day while (or after) the month was profiled.
+    await redis.hset(billingKeys.profiledMonths, `${zone}|2026-03`, 'dirty');
+    const again = await waitFor('profiled again', async () => {
+      const at = await profiled(zone, '2026-03')();
+      return at !== undefined && at > first ? at : undefined;
+    });
+    expect(again).toBeGreaterThan(first);
+  }, 60_000);
+
   it('a rewrite replaces every field: nulls stay null, bands of an earlier tariff are not read back', async () => {
     const first = (await readProfiles(influx, ['2026-03'], 'C-CN-1'))[0];
     if (first === undefined) throw new Error('no profile');
