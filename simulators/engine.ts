@@ -4,6 +4,7 @@ import { holidayKeys, planScenario, type Injection, type Plan } from './plan.js'
 import { Rng } from './prng.js';
 import { CalendarClock, clearSky, hvacFactor, normalTempC, shape, shapeFloor, weekendScale } from './profiles.js';
 import { WeatherSeries } from './weather.js';
+import { drTruth, type DrTally, type DrTruthRecord } from './demand-response.js';
 import type { ResolvedScenario } from './scenario.js';
 import { isoSeconds } from './time-spec.js';
 import { CUSTOMER_CLASSES, type CustomerClass } from '../src/contracts/registry.js';
@@ -73,6 +74,67 @@ interface MeterState {
 
 type RangeInjection = Extract<Injection, { startMs: number }>;
 
+/** One meter's part in a demand-response event, and what the engine has booked of it so far. */
+interface DrPart {
+  event: number;
+  startMs: number;
+  endMs: number;
+  reboundEndMs: number;
+  /** 1 − cut (1 for a participant that ignored the call). */
+  factor: number;
+  /** Share of the cut energy consumed again, evenly over [endMs, reboundEndMs). */
+  rebound: number;
+  tally: DrTally;
+}
+
+/** What a meter's register sees in one step, from its load and PV (`meterFlow`). */
+interface Flow {
+  net: number;
+  importW: number;
+  exportW: number;
+  /** A stuck meter: its registers do not move. */
+  flat: boolean;
+  /** A stuck value or a placeholder: exactly this many Wh each of the meter's intervals. */
+  fixedWh: number | undefined;
+}
+
+/** The meter's import and export power for a load, through the step's injections (pure: no state is touched). */
+function meterFlow(effects: readonly RangeInjection[], t: number, load: number, pvW: number, outage: boolean): Flow {
+  let consumption = load;
+  let pv = pvW;
+  for (const e of effects) {
+    if (!stepIn(e, t)) continue;
+    if (e.type === 'spike') consumption = Math.max(consumption, e.powerW);
+    else if (e.type === 'customerPeak') consumption = e.powerW;
+  }
+  if (outage) {
+    consumption = 0;
+    pv = 0;
+  }
+  const net = consumption - pv;
+  let importW = Math.max(net, 0);
+  let exportW = Math.max(-net, 0);
+  let flat = false;
+  let fixedWh: number | undefined;
+  for (const e of effects) {
+    if (!stepIn(e, t)) continue;
+    if (e.type === 'drop') importW *= 1 - e.bypass;
+    else if (e.type === 'reverseFlow') {
+      exportW += importW * e.fraction;
+      importW *= 1 - e.fraction;
+    } else if (e.type === 'flatline') flat = true;
+    else if (e.type === 'stuck' || e.type === 'placeholder') fixedWh = e.wh;
+  }
+  return { net, importW, exportW, flat, fixedWh };
+}
+
+/** Import Wh a step adds to the register before rounding to whole watt-hours (what `fixedWh` adds at an interval end). */
+function importEnergy(f: Flow, t: number, iv: number, accumulate: boolean): number {
+  if (!accumulate) return 0;
+  if (f.fixedWh !== undefined) return t % iv === 0 ? f.fixedWh : 0;
+  return f.flat ? 0 : (f.importW * STEP_MS) / 3_600_000;
+}
+
 /** Covers the step (t - STEP, t]. */
 const stepIn = (inj: RangeInjection, t: number) => t - STEP_MS >= inj.startMs && t <= inj.endMs;
 /** A reading stamped ts falls in (start, end]. */
@@ -110,6 +172,8 @@ export class Simulation {
   private readonly states: MeterState[];
   private readonly byId: Map<string, number>;
   private readonly meterEffects: RangeInjection[][];
+  /** Demand-response events each meter takes part in (empty for most). */
+  private readonly drParts: DrPart[][];
   private readonly groupEffects: RangeInjection[][];
   private readonly groupOffset: number[];
   private readonly dupByKey = new Map<string, Extract<Injection, { type: 'duplicate' }>>();
@@ -181,6 +245,28 @@ export class Simulation {
       exportW: new Float64Array(g.meters.length),
     }));
     for (const inj of this.plan.injections) this.index(inj);
+    this.drParts = fleet.meters.map(() => []);
+    this.plan.dr.forEach((e, event) => {
+      for (const p of e.participants) {
+        this.drParts[p.meter]?.push({
+          event,
+          startMs: e.startMs,
+          endMs: e.endMs,
+          reboundEndMs: e.reboundEndMs,
+          factor: 1 - p.cut,
+          rebound: p.responded ? e.rebound : 0,
+          tally: { actualWh: 0, reductionWh: 0, reboundWh: 0, steps: 0, reboundSteps: 0 },
+        });
+      }
+    });
+  }
+
+  /**
+   * The truth of every demand-response event so far: participants, responders, and per participant the energy its
+   * import register counted in the window and what it would have counted without the event (dr.jsonl).
+   */
+  drTruth(): DrTruthRecord[] {
+    return drTruth(this.fleet, this.plan.dr, (event, meter) => this.drParts[meter]?.find((p) => p.event === event)?.tally);
   }
 
   private index(inj: Injection): void {
@@ -340,12 +426,8 @@ export class Simulation {
       let netSum = 0;
       g.meters.forEach((m, k) => {
         const st = this.states[m.index];
-        let consumption = loads[k] ?? 0;
-        let pv = pvs[k] ?? 0;
-        let flat = false;
-        /** A stuck value or a placeholder: exactly this many Wh each of the meter's intervals. */
-        let fixedWh: number | undefined;
-        for (const e of this.meterEffects[m.index] ?? []) {
+        const effects = this.meterEffects[m.index] ?? [];
+        for (const e of effects) {
           if (e.type === 'registerReset' && st && t - STEP_MS === e.startMs) {
             // Meter replaced: the new one starts near zero with its own sequence.
             st.importWh = e.newStartWh;
@@ -354,28 +436,25 @@ export class Simulation {
             st.exportFrac = 0;
             st.seq = 0;
           }
-          if (!stepIn(e, t)) continue;
-          if (e.type === 'spike') consumption = Math.max(consumption, e.powerW);
-          else if (e.type === 'customerPeak') consumption = e.powerW;
         }
-        if (outage) {
-          consumption = 0;
-          pv = 0;
-        }
-        const net = consumption - pv;
-        netSum += net;
-        let importW = Math.max(net, 0);
-        let exportW = Math.max(-net, 0);
-        for (const e of this.meterEffects[m.index] ?? []) {
-          if (!stepIn(e, t)) continue;
-          if (e.type === 'drop') importW *= 1 - e.bypass;
-          else if (e.type === 'reverseFlow') {
-            exportW += importW * e.fraction;
-            importW *= 1 - e.fraction;
-          } else if (e.type === 'flatline') flat = true;
-          else if (e.type === 'stuck' || e.type === 'placeholder') fixedWh = e.wh;
-        }
+        const load = loads[k] ?? 0;
+        const pv = pvs[k] ?? 0;
         const iv = m.intervalMinutes * 60_000;
+        // Demand response: a responder sheds its load in the window and takes some of it back after.
+        const dr = this.drParts[m.index]?.find((d) => t - STEP_MS >= d.startMs && t <= d.reboundEndMs);
+        let flow: Flow;
+        let counterfactual: Flow | undefined;
+        if (dr === undefined) flow = meterFlow(effects, t, load, pv, outage !== undefined);
+        else {
+          const inWindow = t <= dr.endMs;
+          const reboundW = inWindow || dr.rebound === 0 ? 0 : (dr.rebound * dr.tally.reductionWh * 3_600_000) / (dr.reboundEndMs - dr.endMs);
+          flow = meterFlow(effects, t, inWindow ? load * dr.factor : load + reboundW, pv, outage !== undefined);
+          counterfactual = meterFlow(effects, t, load, pv, outage !== undefined);
+        }
+        const { net, flat, fixedWh } = flow;
+        let { importW, exportW } = flow;
+        netSum += net;
+        const registered = st?.importWh ?? 0;
         if (fixedWh !== undefined) {
           // Whole watt-hours on the register at the meter's own interval ends, so every interval reads exactly fixedWh.
           importW = (fixedWh * 3_600_000) / iv;
@@ -393,6 +472,17 @@ export class Simulation {
         }
         if (st) st.powerW = importW - exportW;
         exports[k] = exportW;
+        if (dr !== undefined && counterfactual !== undefined) {
+          const shed = importEnergy(counterfactual, t, iv, accumulate) - importEnergy(flow, t, iv, accumulate);
+          if (t <= dr.endMs) {
+            dr.tally.actualWh += (st?.importWh ?? 0) - registered;
+            dr.tally.reductionWh += shed;
+            dr.tally.steps++;
+          } else {
+            dr.tally.reboundWh -= shed;
+            dr.tally.reboundSteps++;
+          }
+        }
       });
 
       const utilization = Math.max(0, netSum) / (g.transformer.ratingKva * 1000);

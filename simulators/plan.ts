@@ -1,4 +1,5 @@
 import { DateTime } from 'luxon';
+import { planDemandResponse, type DrPlanEvent } from './demand-response.js';
 import type { Fleet, MeterModel, TransformerGroup } from './fleet.js';
 import { MALFORMED_REASON } from './malformed.js';
 import { calendarAt, expectedLoadW, type CalendarPoint } from './profiles.js';
@@ -59,6 +60,8 @@ export function highUsageHour(variant: HighUsageVariant, hour: number, weekday: 
 export interface Plan {
   injections: Injection[];
   truth: TruthRecord[];
+  /** Demand-response events, their participants and responders (empty without `demandResponse`). */
+  dr: DrPlanEvent[];
 }
 
 const HOUR = 3_600_000;
@@ -624,7 +627,7 @@ export function planScenario(fleet: Fleet, scenario: ResolvedScenario): Plan {
   planner.plan();
   const injections = planner.injections;
   const truth = injections.map((inj) => truthOf(inj, fleet, scenario)).sort((x, y) => x.startMs - y.startMs || x.id.localeCompare(y.id));
-  return { injections, truth };
+  return { injections, truth, dr: planDemandResponse(fleet, scenario) };
 }
 
 const ANOMALY_TYPES = new Set<string>(TRUTH_ANOMALIES);

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
 import { connectMqtt } from '../src/shared/mqtt.js';
 import type { MqttTlsFiles } from '../src/shared/config.js';
+import { drJsonl } from './demand-response.js';
 import { Simulation, type SimMessage } from './engine.js';
 import { generateFleet, type Fleet } from './fleet.js';
 import { LedgerWriter } from './ledger.js';
@@ -72,7 +73,7 @@ export interface RunSimulationOptions extends ScenarioOverrides {
   backfill?: boolean;
   /** Generate, hash and write the files without publishing. */
   dryRun?: boolean;
-  /** customers.csv, transformers.csv, truth.jsonl, ledger.csv, scenario.json and summary.json go here. */
+  /** customers.csv, transformers.csv, truth.jsonl, ledger.csv, scenario.json, summary.json (and dr.jsonl with demand response) go here. */
   outDir?: string;
   /** Give up when the broker does not accept the connection within this (default 10 s). */
   connectTimeoutMs?: number;
@@ -297,6 +298,10 @@ export async function runSimulation(opts: RunSimulationOptions): Promise<SimSumm
     aborted,
     ...(opts.outDir === undefined ? {} : { outDir: opts.outDir }),
   };
-  if (opts.outDir !== undefined) writeFileSync(join(opts.outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  if (opts.outDir !== undefined) {
+    // The demand-response truth needs the run: the counterfactual energies are booked as the engine steps through.
+    if (sim.plan.dr.length > 0) writeFileSync(join(opts.outDir, 'dr.jsonl'), drJsonl(sim.drTruth()));
+    writeFileSync(join(opts.outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  }
   return summary;
 }

@@ -48,6 +48,40 @@ export const MALFORMED_VARIANTS = [
 ] as const;
 export type MalformedVariant = (typeof MALFORMED_VARIANTS)[number];
 
+/**
+ * A demand-response event: in [start, end) the responders among its participants scale their load by (1 - cut).
+ * `start` is a duration after the scenario's start (`38d`); `end` a duration before its end, or `+38.1d` after its
+ * start, as anomaly windows say it; either may be ISO-8601 with a zone. Both on the 15-minute grid.
+ */
+const DrEventSchema = Type.Object(
+  {
+    /** Names the event in dr.jsonl; default `dr-01`, `dr-02` … by position. */
+    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
+    start: Type.String(),
+    end: Type.String(),
+    /**
+     * Who is called: `share` (default 1) of the customers whose class is in `classes` (default all) and, when given,
+     * whose id is in `customers`, drawn from the seed.
+     */
+    participants: Type.Object(
+      {
+        share: Type.Optional(Share),
+        classes: Type.Optional(Type.Array(Type.Enum(CUSTOMER_CLASSES), { minItems: 1 })),
+        customers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+      },
+      strict,
+    ),
+    /** Share of their load a responder sheds in the window, drawn per responder (0.4 = 40 % less). */
+    cut: Range,
+    /** Share of the participants that respond (exact count, rounded); the others ignore the call. */
+    responders: Share,
+    /** Share of each responder's cut energy consumed again, evenly, over the `reboundHours` after the event (default 0, 1 h). */
+    rebound: Type.Optional(Share),
+    reboundHours: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 24 })),
+  },
+  strict,
+);
+
 export const ScenarioSchema = Type.Object(
   {
     name: Type.String({ minLength: 1 }),
@@ -161,6 +195,8 @@ export const ScenarioSchema = Type.Object(
       },
       strict,
     ),
+    /** Demand-response events the simulated customers answer (or ignore); absent: none. Truth in dr.jsonl. */
+    demandResponse: Type.Optional(Type.Object({ events: Type.Array(DrEventSchema, { maxItems: 1000 }) }, strict)),
     transport: Type.Object(
       {
         duplicates: Type.Object({ count: Count, maxDelayIntervals: Type.Integer({ minimum: 0, maximum: 96 }), batchShare: Share }, strict),
@@ -395,6 +431,7 @@ function resolve(s: Scenario, now: number): ResolvedScenario {
   for (const [path, r] of rangesOf(s)) {
     if (!(r[0] <= r[1])) throw new ScenarioError(`${path}: range [${r[0]}, ${r[1]}] must have lo ≤ hi`);
   }
+  drWindows(s, fromMs, toMs);
   return { ...s, fromMs, toMs, ...(liveFromMs === undefined ? {} : { liveFromMs }), intervals: [...intervals] };
 }
 
@@ -404,4 +441,65 @@ function* rangesOf(v: unknown, path = ''): Generator<[string, Range]> {
     return;
   }
   if (isPlain(v)) for (const [k, x] of Object.entries(v)) yield* rangesOf(x, path ? `${path}.${k}` : k);
+}
+
+/** The 15-minute grid demand-response windows keep to: every interval length is a multiple of it. */
+const DR_GRID_MS = 900_000;
+
+export interface DrWindow {
+  id: string;
+  startMs: number;
+  endMs: number;
+  /** End of the rebound after it (= endMs without one). */
+  reboundEndMs: number;
+}
+
+/** A demand-response time: ISO-8601, or relative like an anomaly window's start or end. */
+function drTime(spec: string, which: 'start' | 'end', fromMs: number, toMs: number): number {
+  if (/^\d{4}-/.test(spec)) return resolveTimePoint(spec, { now: fromMs });
+  if (spec.startsWith('+')) return fromMs + parseDuration(spec.slice(1));
+  return which === 'start' ? fromMs + parseDuration(spec) : toMs - parseDuration(spec);
+}
+
+/**
+ * Each demand-response event's window, checked: on the 15-minute grid, inside the scenario's range, end after start,
+ * ids unique, and no two events (rebound included) overlapping, so a customer is never in two at once.
+ */
+export function drWindows(s: Scenario, fromMs: number, toMs: number): DrWindow[] {
+  const events = s.demandResponse?.events ?? [];
+  const out = events.map((e, i): DrWindow => {
+    const at = `demandResponse.events.${i}`;
+    let startMs: number;
+    let endMs: number;
+    try {
+      startMs = drTime(e.start, 'start', fromMs, toMs);
+      endMs = drTime(e.end, 'end', fromMs, toMs);
+    } catch (err) {
+      if (err instanceof TimeSpecError) throw new ScenarioError(`${at}: ${err.message}`, { cause: err });
+      throw err;
+    }
+    const iso = (ms: number) => new Date(ms).toISOString();
+    if (startMs % DR_GRID_MS !== 0 || endMs % DR_GRID_MS !== 0) throw new ScenarioError(`${at}: start and end must be on the 15-minute grid`);
+    if (!(endMs > startMs)) throw new ScenarioError(`${at}: end (${iso(endMs)}) must be after start (${iso(startMs)})`);
+    if (startMs < fromMs || endMs > toMs) throw new ScenarioError(`${at}: [${iso(startMs)}, ${iso(endMs)}) is outside the scenario's range`);
+    if (!(e.cut[0] >= 0 && e.cut[0] <= e.cut[1] && e.cut[1] <= 1))
+      throw new ScenarioError(`${at}.cut: expected 0 ≤ lo ≤ hi ≤ 1, got [${e.cut[0]}, ${e.cut[1]}]`);
+    const reboundMs = Math.round((e.reboundHours ?? 1) * 3_600_000);
+    if (reboundMs % DR_GRID_MS !== 0) throw new ScenarioError(`${at}.reboundHours: a whole number of quarter hours, got ${e.reboundHours}`);
+    const id = e.id ?? `dr-${String(i + 1).padStart(2, '0')}`;
+    return { id, startMs, endMs, reboundEndMs: (e.rebound ?? 0) > 0 ? endMs + reboundMs : endMs };
+  });
+  const ids = new Set<string>();
+  for (const w of out) {
+    if (ids.has(w.id)) throw new ScenarioError(`demandResponse.events: id "${w.id}" is used twice`);
+    ids.add(w.id);
+  }
+  const sorted = [...out].sort((a, b) => a.startMs - b.startMs);
+  for (let i = 1; i < sorted.length; i++) {
+    const a = sorted[i - 1];
+    const b = sorted[i];
+    if (a !== undefined && b !== undefined && b.startMs < a.reboundEndMs)
+      throw new ScenarioError(`demandResponse.events: ${a.id} and ${b.id} overlap (rebound included); one event at a time`);
+  }
+  return out;
 }
