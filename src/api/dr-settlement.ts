@@ -3,7 +3,7 @@ import type { DrEventRecord } from '../contracts/dr.js';
 import type { CustomerRecord } from '../contracts/registry.js';
 import type { BillingInterval } from '../domain/billing.js';
 import { type CblResult, settleEvent, settlementTotals } from '../domain/cbl.js';
-import { DAY_MS, localDay } from '../domain/local-time.js';
+import { DAY_MS, gridOffsetMs, localDay } from '../domain/local-time.js';
 import { tariffFor, type Tariffs } from '../domain/tariffs.js';
 import type { DrStore } from '../shared/dr-store.js';
 import type { Influx } from '../shared/influx.js';
@@ -59,14 +59,24 @@ const methodText = (cfg: DrConfig['cbl']): string => {
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** A participant whose intervals are coarser than the event's grid cannot be settled on it. */
-function unsettleable(intervalMs: number, e: DrEventRecord): boolean {
-  return intervalMs <= 0 || (e.endMs - e.startMs) % intervalMs !== 0 || e.startMs % intervalMs !== e.endMs % intervalMs;
+/**
+ * A participant whose intervals do not start and end with the window (an hourly meter and an event at :15) cannot be
+ * settled on it. Interval boundaries are on the grid of the deployment's zone (the stream worker's, `gridOffsetMs`).
+ */
+function unsettleable(intervalMs: number, e: DrEventRecord, zone: string): boolean {
+  if (intervalMs <= 0) return true;
+  const offset = gridOffsetMs(zone, intervalMs);
+  return [e.startMs, e.endMs].some((t) => (((t - offset) % intervalMs) + intervalMs) % intervalMs !== 0);
 }
 
-function missingResult(): CblResult {
+/**
+ * A participant the CBL cannot settle on this window: its meters' interval does not divide the event, or it has no
+ * meters in the registry any more. Final: no data that arrives later changes it, so it does not hold the settlement
+ * provisional as missing event data does.
+ */
+function unsettleableResult(): Omit<CblResult, 'quality'> & { quality: 'unsettleable' } {
   return {
-    quality: 'missing_event_data',
+    quality: 'unsettleable',
     dayType: 'weekday',
     baselineWh: 0,
     actualWh: 0,
@@ -111,7 +121,7 @@ export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now:
     return first === undefined ? zone : tariffFor(c.tariffs, first.tariff).timezone;
   };
   const intervalOf = (id: string): number => Math.max(0, ...(meters.get(id) ?? []).map((m) => m.intervalMinutes * 60_000));
-  const settleable = e.customerIds.filter((id) => !unsettleable(intervalOf(id), e));
+  const settleable = e.customerIds.filter((id) => !unsettleable(intervalOf(id), e, zone));
   const event = { startMs: e.startMs, endMs: e.endMs, timezone: zone, holidays, pastEventDays: [], requestedReductionKw: e.requestedReductionKw };
   const byCustomer = new Map<string, CblResult>();
   for (let i = 0; i < settleable.length; i += CUSTOMERS_PER_CHUNK) {
@@ -132,7 +142,7 @@ export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now:
   }
   const t = settlementTotals(event, [...byCustomer.values()]);
   const participants = e.customerIds.map((customerId) => {
-    const r: CblResult = byCustomer.get(customerId) ?? missingResult();
+    const r = byCustomer.get(customerId) ?? unsettleableResult();
     const ok = r.quality === 'ok';
     // Its share of the request, by baseline among the settled participants.
     const requestedWh = ok && t.requestedWh !== null && t.baselineWh > 0 ? (t.requestedWh * r.baselineWh) / t.baselineWh : null;
@@ -166,6 +176,11 @@ export async function settleDrEvent(c: SettlementContext, e: DrEventRecord, now:
     method: methodText(cfg.cbl),
     timezone: zone,
     participants,
-    totals: { ...t, participants: e.customerIds.length, missingEventData: participants.filter((p) => p.quality === 'missing_event_data').length },
+    totals: {
+      ...t,
+      participants: e.customerIds.length,
+      missingEventData: participants.filter((p) => p.quality === 'missing_event_data').length,
+      unsettleable: participants.filter((p) => p.quality === 'unsettleable').length,
+    },
   };
 }

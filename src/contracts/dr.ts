@@ -102,7 +102,8 @@ export function toDrEventView(e: DrEventRecord): DrEventView {
 
 export const DrEventPage = Type.Object({ items: Type.Array(DrEventView), nextCursor: Type.Union([Type.String(), Type.Null()]) });
 
-const Quality = Type.Union([Type.Literal('ok'), Type.Literal('insufficient_history'), Type.Literal('missing_event_data')]);
+/** unsettleable: its meters' interval does not divide the event window, or it has no registered meter left. */
+const Quality = Type.Union([Type.Literal('ok'), Type.Literal('insufficient_history'), Type.Literal('missing_event_data'), Type.Literal('unsettleable')]);
 const Basis = Type.Union([Type.Literal('requested'), Type.Literal('baseline')]);
 
 export const DrParticipantSettlement = Type.Object({
@@ -143,6 +144,7 @@ export const DrSettlementBody = Type.Object({
     settled: Type.Integer(),
     insufficientHistory: Type.Integer(),
     missingEventData: Type.Integer(),
+    unsettleable: Type.Integer(),
     baselineWh: Type.Number(),
     actualWh: Type.Number(),
     reductionWh: Type.Number(),

@@ -245,6 +245,10 @@ describe('demand response API (real Redis, InfluxDB, notify worker)', () => {
     redis = createRedis(config.redis.url, 'test');
     const registry = new RegistryStore(redis, loadSection('registry', RegistryConfig, {}).defaults);
     await registry.upsertMeters(SITES.flatMap((s) => s.meters.map((m) => record(s, m.meterId))));
+    // A customer read hourly: an event on the quarter hours cannot be settled on its intervals.
+    const stay = SITES.find((s) => s.customerId === 'C-STAY');
+    if (stay === undefined) throw new Error('fixture');
+    await registry.upsertMeters([{ ...record(stay, 'M-HOURLY'), customerId: 'C-HOURLY', feederId: 'F-3', transformerId: 'T-3', intervalMinutes: 60 }]);
     await registry.upsertTransformers([
       { transformerId: 'T-1', feederId: 'F-1', ratingKva: 400 },
       { transformerId: 'T-2', feederId: 'F-2', ratingKva: 400 },
@@ -362,6 +366,18 @@ describe('demand response API (real Redis, InfluxDB, notify worker)', () => {
     expect(other?.excludedDays.some((d) => d.reason === 'event')).toBe(false);
   });
 
+  it('a participant whose interval does not divide the window is unsettleable, and does not hold the settlement provisional', async () => {
+    const start = EVENT.startMs + 15 * 60_000;
+    const created = await post({ start: iso(start), end: iso(start + 2 * H), customerIds: ['C-CUT', 'C-HOURLY'], requestedReductionKw: 5 });
+    expect(created.statusCode).toBe(201);
+    const body = (await get(`/api/v1/dr/events/${created.json().id}/settlement`)).json();
+    const byId = new Map((body.participants as ParticipantBody[]).map((p) => [p.customerId, p]));
+    expect(byId.get('C-CUT')?.quality).toBe('ok');
+    expect(byId.get('C-HOURLY')).toMatchObject({ quality: 'unsettleable', reductionWh: 0, performance: 0 });
+    expect(body.status).toBe('final');
+    expect(body.totals).toMatchObject({ participants: 2, settled: 1, missingEventData: 0, unsettleable: 1 });
+  });
+
   it('notifies each participant of a coming event once, signed, through the notify worker; a repeat enqueues nothing', async () => {
     const start = Math.ceil((Date.now() + 2 * H) / M15) * M15;
     const body = { start: iso(start), end: iso(start + H), customerIds: ['C-CUT', 'C-STAY'], requestedReductionKw: 5 };
@@ -409,7 +425,7 @@ describe('demand response API (real Redis, InfluxDB, notify worker)', () => {
     const second = (await get(`/api/v1/dr/events?limit=10&cursor=${first.nextCursor}`)).json();
     const starts = [...first.items, ...second.items].map((e: { start: string }) => Date.parse(e.start));
     expect(starts).toEqual([...starts].sort((a, b) => b - a));
-    expect(starts.length).toBe(5);
+    expect(starts.length).toBe(6); // three after the fact, the unsettleable one, two coming
     expect(second.nextCursor).toBe(null);
   });
 
