@@ -1,4 +1,4 @@
-import { monthProfiles, type BilledMeter } from '../src/billing/month-close.js';
+import { monthProfiles, type BilledMeter, type MonthInputs } from '../src/billing/month-close.js';
 import { BillingConfig } from '../src/contracts/config-billing.js';
 import { InsightsConfig } from '../src/contracts/config-insights.js';
 import { TariffsConfigSchema } from '../src/contracts/config-tariffs.js';
@@ -8,7 +8,6 @@ import { dayWindow } from '../src/domain/local-time.js';
 import { compileTiers } from '../src/domain/profiles.js';
 import { compileTariffOffers } from '../src/domain/tariff-pricing.js';
 import { compileTariffs, tariffFor } from '../src/domain/tariffs.js';
-import type { BillingSource } from '../src/billing/source.js';
 import type { StoredRead } from '../src/shared/billing-store.js';
 import { loadSection } from '../src/shared/config.js';
 import { report, type BenchRow } from './lib.js';
@@ -69,7 +68,7 @@ function dailyReads(meters: readonly BilledMeter[], intervals: ReadonlyMap<strin
   return out;
 }
 
-function memorySource(intervals: ReadonlyMap<string, BillingInterval[]>, daily: ReadonlyMap<string, StoredRead[]>): BillingSource {
+function memorySource(intervals: ReadonlyMap<string, BillingInterval[]>, daily: ReadonlyMap<string, StoredRead[]>): MonthInputs['source'] {
   return {
     metersWithIntervals: async () => [...intervals.keys()],
     metersWithStored: async () => [...daily.keys()],

@@ -323,7 +323,10 @@ export class BillingCloser {
     this.d.writer.write(profiles.map((p) => profileLine(p, now)));
     await this.d.writer.flush();
     const current = await this.d.state.finishMonth(timezone, month, now);
-    this.d.log.info({ timezone, month, meters: meters.length, customers: profiles.length, current }, current ? 'month profiled' : 'month profiled; late data meanwhile, it runs again');
+    this.d.log.info(
+      { timezone, month, meters: meters.length, customers: profiles.length, current },
+      current ? 'month profiled' : 'month profiled; late data meanwhile, it runs again',
+    );
     return { meters: meters.length, written: profiles.length };
   }
 }
