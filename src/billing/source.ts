@@ -2,7 +2,7 @@ import { parseStoredRead, type StoredRead } from '../shared/billing-store.js';
 import type { BillingInterval } from '../domain/billing.js';
 import { readIntervals } from '../shared/interval-store.js';
 import { readProfiles, type StoredProfile } from '../shared/profile-store.js';
-import { qid, qregexAny, rows, type Influx, type InfluxSeries } from '../shared/influx.js';
+import { qid, qregexAny, rows, tagValues, type Influx, type InfluxSeries } from '../shared/influx.js';
 
 /** What the billing role reads from InfluxDB: the stream worker's intervals, raw reads, stored billing reads. */
 export interface BillingSource {
@@ -23,18 +23,6 @@ export interface BillingSource {
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-export function tagValues(series: InfluxSeries[]): string[] {
-  const out = new Set<string>();
-  for (const s of series) {
-    const vi = s.columns.indexOf('value');
-    for (const v of s.values) {
-      const x = v[vi];
-      if (typeof x === 'string') out.add(x);
-    }
-  }
-  return [...out].sort();
-}
 
 /** Rows of a `GROUP BY meter` query, each with its series tags. */
 export function parseStoredSeries(series: InfluxSeries[]): StoredRead[] {

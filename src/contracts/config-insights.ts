@@ -41,6 +41,14 @@ export const InsightsConfig = Type.Object(
       },
       { additionalProperties: false },
     ),
+    /** GET /api/v1/insights/profiles: customers per page (JSON or CSV), by default and at most. */
+    api: Type.Object(
+      {
+        defaultLimit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        maxLimit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+      },
+      { additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

@@ -80,7 +80,12 @@ export const CustomerProfile = Type.Object({
 });
 export type CustomerProfile = Static<typeof CustomerProfile>;
 
-export const ProfilesResponse = Type.Object({ month: Month, items: Type.Array(CustomerProfile) });
+export const ProfilesResponse = Type.Object({
+  month: Month,
+  items: Type.Array(CustomerProfile),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});
 
 export const WATCH_REASONS = ['data-quality', 'class-trend', 'seasonal', 'meter-exchange', 'tariff-or-class-change'] as const;
 export type WatchReason = (typeof WATCH_REASONS)[number];

@@ -342,3 +342,16 @@ export function parseQueryResponse(res: unknown): InfluxSeries[] {
 export function rows(series: InfluxSeries): Array<Record<string, unknown>> {
   return series.values.map((v) => Object.fromEntries(series.columns.map((c, i) => [c, v[i]])));
 }
+
+/** The values of a `SHOW TAG VALUES` answer, sorted and distinct. */
+export function tagValues(series: InfluxSeries[]): string[] {
+  const out = new Set<string>();
+  for (const s of series) {
+    const vi = s.columns.indexOf('value');
+    for (const v of s.values) {
+      const x = v[vi];
+      if (typeof x === 'string') out.add(x);
+    }
+  }
+  return [...out].sort();
+}

@@ -6,7 +6,7 @@ import { type CustomerProfile, PROFILE_MEASUREMENT, ProfileMeter } from '../cont
 import { CUSTOMER_CLASSES, type CustomerClass } from '../contracts/registry.js';
 import type { MonthProfile } from '../domain/profiles.js';
 import { type CsvCell, toCsv } from './csv.js';
-import { qid, qstr, rows, type Influx } from './influx.js';
+import { qid, qregexAny, qstr, rows, tagValues, type Influx } from './influx.js';
 import { type FieldValue, int, lp } from './line-protocol.js';
 
 /**
@@ -183,17 +183,23 @@ const INFLUX_MIN_MS = -9_223_372_036_854;
 const INFLUX_MAX_MS = 9_223_372_036_854;
 
 /**
- * The stored profiles of `months` (YYYY-MM), of one customer or all: one per customer and month, the latest computed
- * when a class change left two series. Sorted by customer, then month.
+ * The stored profiles of `months` (YYYY-MM), of one customer, a list of them or all: one per customer and month, the
+ * latest computed when a class change left two series. Sorted by customer, then month.
  */
-export async function readProfiles(influx: Influx, months: readonly string[], customerId?: string): Promise<StoredProfile[]> {
+export async function readProfiles(influx: Influx, months: readonly string[], customers?: string | readonly string[]): Promise<StoredProfile[]> {
   if (months.length === 0) return [];
   const sorted = [...months].sort();
   // InfluxDB refuses times outside its nanosecond range (1677-09-21 to 2262-04-11): no profile can be there.
   const from = Math.max(Date.parse(`${sorted[0]}-01T00:00:00Z`) - ZONE_MARGIN_MS, INFLUX_MIN_MS);
   const to = Math.min(Date.parse(`${sorted[sorted.length - 1]}-01T00:00:00Z`) + ZONE_MARGIN_MS, INFLUX_MAX_MS);
   if (!Number.isFinite(from) || !Number.isFinite(to) || from >= to) return [];
-  const who = customerId === undefined ? '' : ` AND ${qid('customer')} = ${qstr(customerId)}`;
+  if (customers !== undefined && typeof customers !== 'string' && customers.length === 0) return [];
+  const who =
+    customers === undefined
+      ? ''
+      : typeof customers === 'string'
+        ? ` AND ${qid('customer')} = ${qstr(customers)}`
+        : ` AND ${qid('customer')} =~ ${qregexAny([...customers])}`;
   const series = await influx.query(
     `SELECT * FROM ${qid(PROFILE_MEASUREMENT)} WHERE time >= ${from}ms AND time < ${to}ms${who} GROUP BY ${qid('customer')}, ${qid('class')}`,
   );
@@ -209,6 +215,11 @@ export async function readProfiles(influx: Influx, months: readonly string[], cu
     }
   }
   return [...best.values()].sort((a, b) => (a.customerId === b.customerId ? (a.month < b.month ? -1 : 1) : a.customerId < b.customerId ? -1 : 1));
+}
+
+/** Every customer with a stored profile (any month), sorted: the candidates the profiles list pages through. */
+export async function profileCustomers(influx: Influx): Promise<string[]> {
+  return tagValues(await influx.query(`SHOW TAG VALUES FROM ${qid(PROFILE_MEASUREMENT)} WITH KEY = ${qid('customer')}`));
 }
 
 function iso(ms: number, zone: string): string {

@@ -184,7 +184,7 @@ const ROUTES: RouteSpec[] = [
     method: 'GET',
     path: '/api/v1/insights/profiles',
     params: {},
-    query: { month: () => '2026-10', format: () => undefined },
+    query: { month: () => '2026-10', format: () => undefined, limit: () => '50', cursor: () => undefined },
     need: 'insights:read',
   },
   { name: 'watchlist', method: 'GET', path: '/api/v1/insights/watchlist', params: {}, query: { month: () => '2026-10' }, need: 'insights:read' },

@@ -214,6 +214,34 @@ describe('customer profiles: close-month job and API', () => {
     ]);
   });
 
+  it('pages through the customers: JSON and CSV pages of 3 add up to the whole list, in id order', async () => {
+    const all: CustomerProfile[] = (await get('/api/v1/insights/profiles?month=2026-03&format=json')).json().items;
+    expect(all.length).toBeGreaterThan(3);
+    const seen: string[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const body: { items: CustomerProfile[]; nextCursor: string | null } = (
+        await get(`/api/v1/insights/profiles?month=2026-03&format=json&limit=3${cursor ? `&cursor=${cursor}` : ''}`)
+      ).json();
+      expect(body.items.length).toBeLessThanOrEqual(3);
+      seen.push(...body.items.map((p) => p.customerId));
+      cursor = body.nextCursor;
+    }
+    expect(seen).toEqual(all.map((p) => p.customerId));
+    expect(seen).toEqual([...seen].sort());
+    const csv: string[] = [];
+    let next: string | undefined = '';
+    while (next !== undefined) {
+      const res = await get(`/api/v1/insights/profiles?month=2026-03&limit=3${next ? `&cursor=${next}` : ''}`);
+      const [header = [], ...rows] = parseCsv(res.body);
+      csv.push(...rows.map((r) => r[header.indexOf('customerId')] ?? ''));
+      const h = res.headers['x-next-cursor'];
+      next = typeof h === 'string' ? h : undefined;
+    }
+    expect(csv).toEqual(seen);
+    expect((await get('/api/v1/insights/profiles?month=2026-03&cursor=not-ours')).json().field).toBe('querystring.cursor');
+  });
+
   it('CSV: a header and one row per customer, agreeing with JSON', async () => {
     const json: CustomerProfile[] = (await get('/api/v1/insights/profiles?month=2026-03&format=json')).json().items;
     const res = await get('/api/v1/insights/profiles?month=2026-03');

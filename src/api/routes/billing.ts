@@ -9,34 +9,13 @@ import { METER_ID_PATTERN } from '../../contracts/reading.js';
 import { assessRead, combineReads, periodWindow } from '../../domain/billing-period.js';
 import { compileTariffs, tariffFor, type Tariffs } from '../../domain/tariffs.js';
 import { loadSection } from '../../shared/config.js';
-import { qid, qregexAny, qstr, rows, type Influx, type InfluxSeries } from '../../shared/influx.js';
+import { qid, qregexAny, qstr, rows, tagValues, type Influx, type InfluxSeries } from '../../shared/influx.js';
 import type { RoutePlugin } from '../app.js';
-import { BadField, dayRange, ZONE_MARGIN_MS } from '../day-range.js';
+import { dayRange, ZONE_MARGIN_MS } from '../day-range.js';
+import { pageByIds } from '../paging.js';
 import { ErrorBody } from '../../contracts/http.js';
 
 const LocalDay = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: "Local date YYYY-MM-DD in each meter's tariff time zone" });
-
-const encodeCursor = (meterId: string): string => Buffer.from(JSON.stringify({ after: meterId })).toString('base64url');
-
-function decodeCursor(cursor: string | undefined): string | undefined {
-  if (cursor === undefined || cursor === '') return undefined;
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (v !== null && typeof v === 'object' && 'after' in v && typeof v.after === 'string') return v.after;
-  } catch {
-    // fall through to the 400
-  }
-  throw new BadField('querystring.cursor', 'cursor is not one this API returned');
-}
-
-function tagValues(series: InfluxSeries[]): string[] {
-  const out = new Set<string>();
-  for (const s of series) {
-    const vi = s.columns.indexOf('value');
-    for (const v of s.values) if (typeof v[vi] === 'string') out.add(v[vi]);
-  }
-  return [...out].sort();
-}
 
 function parseStored(series: InfluxSeries[]): StoredRead[] {
   const out: StoredRead[] = [];
@@ -57,8 +36,8 @@ interface PageQuery {
 }
 
 /**
- * Pages through meters in id order: candidates from the measurement's tag index, then `limit` at a time
- * queried for their stored reads, until the page is full. Any InfluxDB failure fails the whole request.
+ * Pages through meters in id order (src/api/paging.ts): candidates from the measurement's tag index, fetched for
+ * their stored reads a page at a time. Any InfluxDB failure fails the whole request.
  */
 async function page(
   influx: Influx,
@@ -67,7 +46,6 @@ async function page(
   fetch: (meterIds: string[]) => Promise<Map<string, StoredRead[]>>,
   build: (meterId: string, reads: StoredRead[]) => BillingRead | undefined,
 ): Promise<BillingReadsResponse> {
-  const after = decodeCursor(q.cursor);
   let candidates: string[];
   if (q.meterId !== undefined) {
     candidates = [q.meterId];
@@ -75,22 +53,16 @@ async function page(
     const where = q.customerId === undefined ? '' : ` WHERE ${qid('customer')} = ${qstr(q.customerId)}`;
     candidates = tagValues(await influx.query(`SHOW TAG VALUES FROM ${qid(measurement)} WITH KEY = ${qid('meter')}${where}`));
   }
-  if (after !== undefined) candidates = candidates.filter((id) => id > after);
-  const items: BillingRead[] = [];
-  let i = 0;
-  while (i < candidates.length && items.length < q.limit) {
-    const chunk = candidates.slice(i, i + q.limit);
-    const byMeter = await fetch(chunk);
-    for (const id of chunk) {
-      i++;
+  return pageByIds(candidates, q, async (ids) => {
+    const byMeter = await fetch(ids);
+    const out = new Map<string, BillingRead>();
+    for (const id of ids) {
       const reads = byMeter.get(id);
       const item = reads === undefined || reads.length === 0 ? undefined : build(id, reads);
-      if (item !== undefined) items.push(item);
-      if (items.length === q.limit) break;
+      if (item !== undefined) out.set(id, item);
     }
-  }
-  const last = items[items.length - 1];
-  return { items, nextCursor: i < candidates.length && last !== undefined ? encodeCursor(last.meterId) : null };
+    return out;
+  });
 }
 
 function groupByMeter(reads: readonly StoredRead[]): Map<string, StoredRead[]> {

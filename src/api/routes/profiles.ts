@@ -6,7 +6,8 @@ import { CustomerProfile, Month, ProfilesResponse, WatchlistResponse } from '../
 import { compileTariffs } from '../../domain/tariffs.js';
 import { type WatchMonth, watchlist, watchMonths } from '../../domain/watchlist.js';
 import { loadSection } from '../../shared/config.js';
-import { profilesCsv, readProfiles, toProfileBody } from '../../shared/profile-store.js';
+import { profileCustomers, profilesCsv, readProfiles, toProfileBody } from '../../shared/profile-store.js';
+import { pageByIds } from '../paging.js';
 import type { RoutePlugin } from '../app.js';
 
 const CustomerId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' });
@@ -50,8 +51,14 @@ export const profileRoutes: RoutePlugin = async (app, deps) => {
       preHandler: deps.auth('insights:read'),
       schema: {
         tags: ['insights'],
-        summary: "Every customer's profile of a calendar month: CSV (one row per customer) or JSON with format=json",
-        querystring: Type.Object({ month: Month, format: Type.Union([Type.Literal('csv'), Type.Literal('json')], { default: 'csv' }) }),
+        summary:
+          "Every customer's profile of a calendar month, a page of customers in id order at a time: CSV (one row per customer; the next page's cursor in the x-next-cursor header) or JSON with format=json",
+        querystring: Type.Object({
+          month: Month,
+          format: Type.Union([Type.Literal('csv'), Type.Literal('json')], { default: 'csv' }),
+          limit: Type.Integer({ minimum: 1, maximum: insights.api.maxLimit, default: insights.api.defaultLimit }),
+          cursor: Type.Optional(Type.String({ maxLength: 512 })),
+        }),
         response: {
           200: {
             content: {
@@ -68,10 +75,14 @@ export const profileRoutes: RoutePlugin = async (app, deps) => {
     },
     async (req, reply) => {
       const { month, format } = req.query;
-      const items = (await readProfiles(deps.influx, [month])).map(toProfileBody);
-      if (format === 'json') return reply.type('application/json').send({ month, items });
+      const page = await pageByIds(await profileCustomers(deps.influx), req.query, async (ids) => {
+        const found = await readProfiles(deps.influx, [month], ids);
+        return new Map(found.map((p) => [p.customerId, toProfileBody(p)]));
+      });
+      if (format === 'json') return reply.type('application/json').send({ month, items: page.items, nextCursor: page.nextCursor });
+      if (page.nextCursor !== null) void reply.header('x-next-cursor', page.nextCursor);
       // RFC 4180 line ends, as the billing CSV.
-      return reply.type('text/csv; charset=utf-8').send(profilesCsv(items, tariffs.allBands));
+      return reply.type('text/csv; charset=utf-8').send(profilesCsv(page.items, tariffs.allBands));
     },
   );
 
