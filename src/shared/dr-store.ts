@@ -51,12 +51,15 @@ export class DrStore {
     return prevFp === fingerprint ? { kind: 'same', id: prevId } : { kind: 'conflict', id: prevId };
   }
 
-  /** Stores a new event; false when one with its id exists already (the record is left as it was). */
+  /**
+   * Stores a new event; false when one with its id exists already (the record is left as it was). The record is
+   * written before its index entry, so a repeat after a crash in between lists it then (ZADD is idempotent).
+   */
   async create(e: DrEventRecord): Promise<boolean> {
     const set = await this.redis.set(this.keys.event(e.id), JSON.stringify(e), 'NX');
-    if (set !== 'OK') return false;
-    await this.redis.zadd(this.keys.events, e.startMs, e.id);
-    return true;
+    const stored = set === 'OK' ? e : await this.get(e.id);
+    if (stored !== undefined) await this.redis.zadd(this.keys.events, stored.startMs, stored.id);
+    return set === 'OK';
   }
 
   async get(id: string): Promise<DrEventRecord | undefined> {

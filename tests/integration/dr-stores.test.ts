@@ -117,5 +117,9 @@ describe.each(['single', 'cluster'] as const)('demand-response stores (%s Redis)
     // Per token: another token's key of the same text is its own.
     expect(await store.claimIdempotency('tok-2', 'key-1', 'event-new4', 'fp-2')).toEqual({ kind: 'new' });
     expect(await redis.ttl(store.keys.idem('tok', 'key-1'))).toBeGreaterThan(86_000);
+    // A crash between the record and its index entry: the repeat lists it.
+    await redis.zrem(store.keys.events, 'event-cccc');
+    expect(await store.create(ev('event-cccc', T - 86_400_000, ['C-1', 'C-2']))).toBe(false);
+    expect((await store.list(10, 0)).items.map((e) => e.id)).toEqual(['event-bbbb', 'event-aaaa', 'event-cccc']);
   });
 });
