@@ -10,6 +10,9 @@ import { profileCustomers, profilesCsv, readProfiles, toProfileBody } from '../.
 import { pageByIds } from '../paging.js';
 import type { RoutePlugin } from '../app.js';
 
+/** Customers whose profiles the watch-list reads per InfluxDB query. */
+const WATCH_CHUNK = 500;
+
 const CustomerId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' });
 
 /**
@@ -101,16 +104,21 @@ export const profileRoutes: RoutePlugin = async (app, deps) => {
       const { month } = req.query;
       const { baseline, recent, lastYear } = watchMonths(month);
       const history = new Map<string, Map<string, WatchMonth>>();
-      for (const p of await readProfiles(deps.influx, [...lastYear, ...baseline, ...recent])) {
-        const h = history.get(p.customerId) ?? new Map<string, WatchMonth>();
-        h.set(p.month, {
-          energyWh: p.energyWh,
-          quality: p.quality,
-          customerClass: p.customerClass,
-          tariff: p.tariff,
-          meters: p.meters.map((m) => m.meterId),
-        });
-        history.set(p.customerId, h);
+      // A chunk of customers at a time, kept only as the little the rule needs: a large fleet's 12 months of whole
+      // profiles never sit in memory (or in one InfluxDB answer) at once.
+      const customers = await profileCustomers(deps.influx);
+      for (let i = 0; i < customers.length; i += WATCH_CHUNK) {
+        for (const p of await readProfiles(deps.influx, [...lastYear, ...baseline, ...recent], customers.slice(i, i + WATCH_CHUNK))) {
+          const h = history.get(p.customerId) ?? new Map<string, WatchMonth>();
+          h.set(p.month, {
+            energyWh: p.energyWh,
+            quality: p.quality,
+            customerClass: p.customerClass,
+            tariff: p.tariff,
+            meters: p.meters.map((m) => m.meterId),
+          });
+          history.set(p.customerId, h);
+        }
       }
       const dropShare = insights.watchlist.dropShare;
       return { month, dropShare, ...watchlist({ month, dropShare, history }) };
