@@ -1,6 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { Compile } from 'typebox/compile';
-import { type DeadLetter, type DrWebhookBody, NotifyJob, toAlertView, type WebhookBody } from '../contracts/alert.js';
+import { type DeadLetter, NotifyJob, toAlertView, type WebhookBody } from '../contracts/alert.js';
+import type { DrWebhookBody } from '../contracts/dr.js';
 import type { Logger } from '../shared/logger.js';
 import type { AlertStore } from '../alerting/store.js';
 import { DeliveryError, deliverWebhook, type WebhookTarget } from '../alerting/webhook.js';

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { ANOMALY_TYPES, SEVERITIES, type DetectionEvent } from './events.js';
+import { DrNotifyJob } from './dr.js';
 import { CUSTOMER_CLASSES } from './registry.js';
 
 /** BullMQ queues: detection events in (written by the stream worker), webhook deliveries out. */
@@ -308,47 +309,9 @@ export const AlertNotifyJob = Type.Object({
 });
 export type AlertNotifyJob = Static<typeof AlertNotifyJob>;
 
-/** What a participant is told of a demand-response event (times ISO-8601 UTC). */
-export const DrNotice = Type.Object({
-  eventId: Type.String(),
-  start: Iso,
-  end: Iso,
-  /** What the operator asked of all participants together, kW. */
-  requestedReductionKw: Type.Number(),
-  participants: Type.Integer({ minimum: 1 }),
-  customerId: Type.String(),
-  /** The customer's meters at creation. */
-  meterIds: Type.Array(Type.String()),
-});
-export type DrNotice = Static<typeof DrNotice>;
-
-/** A demand-response notify job, enqueued by the API when an event is created: one per participant and webhook. */
-export const DrNotifyJob = Type.Object({
-  kind: Type.Literal('dr'),
-  webhook: WebhookName,
-  idempotencyKey: Type.String({ minLength: 1 }),
-  /** When the event was created (wall time). */
-  at: Ms,
-  dr: DrNotice,
-});
-export type DrNotifyJob = Static<typeof DrNotifyJob>;
-
 /** The `notify` queue's job data: an alert change or a demand-response event, each with its own webhook body. */
 export const NotifyJob = Type.Union([AlertNotifyJob, DrNotifyJob]);
 export type NotifyJob = Static<typeof NotifyJob>;
-
-/**
- * Body POSTed to a webhook for a demand-response event, signed like the alert bodies. `type` tells the two apart
- * (alert bodies have no `type`); the receiver dedups on idempotencyKey (`dr.<eventId>.<customerId>`).
- */
-export const DrWebhookBody = Type.Object({
-  type: Type.Literal('dr.event'),
-  idempotencyKey: Type.String(),
-  at: Iso,
-  event: Type.Object({ id: Type.String(), start: Iso, end: Iso, requestedReductionKw: Type.Number(), participants: Type.Integer() }),
-  participant: Type.Object({ customerId: Type.String(), meterIds: Type.Array(Type.String()) }),
-});
-export type DrWebhookBody = Static<typeof DrWebhookBody>;
 
 /** A dead letter's `change`: an alert change, or `dr_event` for a demand-response notification. */
 export const NOTIFY_CHANGES = [...ALERT_CHANGES, 'dr_event'] as const;

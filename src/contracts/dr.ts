@@ -172,3 +172,43 @@ export const DrForecastBody = Type.Object({
   thresholdBasis: Type.Union([Type.Literal('capacity'), Type.Literal('peakShare')]),
   windows: Type.Array(Type.Object({ start: Iso, end: Iso, peakKw: Type.Number(), excessKwh: Type.Number() })),
 });
+
+// ---- Notices to participants: jobs on the alerts role's `notify` queue (src/contracts/alert.ts NotifyJob) ----
+
+/** What a participant is told of a demand-response event (times ISO-8601 UTC). */
+export const DrNotice = Type.Object({
+  eventId: Type.String(),
+  start: Iso,
+  end: Iso,
+  /** What the operator asked of all participants together, kW. */
+  requestedReductionKw: Type.Number(),
+  participants: Type.Integer({ minimum: 1 }),
+  customerId: Type.String(),
+  /** The customer's meters at creation. */
+  meterIds: Type.Array(Type.String()),
+});
+export type DrNotice = Static<typeof DrNotice>;
+
+/** A demand-response notify job, enqueued by the API when an event is created: one per participant and webhook. */
+export const DrNotifyJob = Type.Object({
+  kind: Type.Literal('dr'),
+  webhook: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+  idempotencyKey: Type.String({ minLength: 1 }),
+  /** When the event was created (wall time). */
+  at: Ms,
+  dr: DrNotice,
+});
+export type DrNotifyJob = Static<typeof DrNotifyJob>;
+
+/**
+ * Body POSTed to a webhook for a demand-response event, signed like the alert bodies. `type` tells the two apart
+ * (alert bodies have no `type`); the receiver dedups on idempotencyKey (`dr.<eventId>.<customerId>`).
+ */
+export const DrWebhookBody = Type.Object({
+  type: Type.Literal('dr.event'),
+  idempotencyKey: Type.String(),
+  at: Iso,
+  event: Type.Object({ id: Type.String(), start: Iso, end: Iso, requestedReductionKw: Type.Number(), participants: Type.Integer() }),
+  participant: Type.Object({ customerId: Type.String(), meterIds: Type.Array(Type.String()) }),
+});
+export type DrWebhookBody = Static<typeof DrWebhookBody>;

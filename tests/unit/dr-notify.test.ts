@@ -1,7 +1,8 @@
 import { Compile } from 'typebox/compile';
 import { describe, expect, it } from 'vitest';
 import { webhookBody } from '../../src/alerts/notifier.js';
-import { type DrNotifyJob, NotifyJob } from '../../src/contracts/alert.js';
+import { NotifyJob } from '../../src/contracts/alert.js';
+import type { DrNotifyJob } from '../../src/contracts/dr.js';
 
 const checkJob = Compile(NotifyJob);
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { Type } from 'typebox';
-import { type DrNotifyJob, NOTIFY_BACKOFF } from '../../contracts/alert.js';
+import { NOTIFY_BACKOFF } from '../../contracts/alert.js';
 import type { DrConfig } from '../../contracts/config-dr.js';
 import {
   DrEventCreateBody,
@@ -12,6 +12,7 @@ import {
   type DrSelector,
   DR_EVENT_ID_PATTERN,
   toDrEventView,
+  type DrNotifyJob,
 } from '../../contracts/dr.js';
 import { ErrorBody } from '../../contracts/http.js';
 import { DAY_MS, gridOffsetMs } from '../../domain/local-time.js';
