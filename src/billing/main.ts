@@ -132,8 +132,10 @@ function createCloser(p: CloserParts): BillingCloser {
       tiers: compileTiers(p.insights.segments),
       offers: compileTariffOffers(p.tariffsCfg, p.tariffs),
       async enqueueCloseMonth(job) {
-        // One job id per month: a late-data re-close waiting behind another is the same job.
-        await queue.add(BILLING_JOBS.closeMonth, job, { ...closeOpts, jobId: `close-month|${job.timezone}|${job.month}` });
+        // One job id per month: a late-data re-close waiting behind another is the same job. Prioritized (BullMQ runs
+        // jobs without a priority first): day closes and late-data recomputes, which billing invoices, never wait
+        // behind a month's profiles.
+        await queue.add(BILLING_JOBS.closeMonth, job, { ...closeOpts, jobId: `close-month|${job.timezone}|${job.month}`, priority: 10 });
       },
     },
   });
