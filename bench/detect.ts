@@ -81,6 +81,7 @@ const work = (shard: number): ShardWork => {
       maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
       aggMs: det.feederOverload.intervalMinutes * 60_000,
       band: () => 'flat',
+      dayZone: () => settings.zone,
     });
     works.set(shard, w);
   }

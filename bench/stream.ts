@@ -73,6 +73,7 @@ async function main(): Promise<void> {
         maxFutureMs: 600_000,
         aggMs: 900_000,
         band: () => 'flat',
+        dayZone: () => settings.zone,
       });
       works.set(shard, w);
     }

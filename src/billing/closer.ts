@@ -250,10 +250,9 @@ export class BillingCloser {
   }
 
   /**
-   * Late data for a meter's day: rewrite its daily reads, then its period reads if closed. The day may have
-   * been named in another zone than the tariff's (the stream worker's process zone), so the neighbouring
-   * days are recomputed too, each only once the watermark has passed its end (a day still open is left to
-   * closeDay).
+   * Late data for a meter's day: rewrite its daily reads, then its period reads if closed. The stream worker names
+   * the day in the tariff's zone; the neighbouring days are recomputed too (jobs queued by older workers named it in
+   * the process zone), each only once the watermark has passed its end (a day still open is left to closeDay).
    */
   async recompute(job: RecomputeJob): Promise<CloseResult> {
     const infos = await this.d.meters.getMeters([job.meterId]);

@@ -146,6 +146,7 @@ function createWorker(p: WorkerParts): StreamWorker {
       maxFutureMs: det.intervals.maxFutureMinutes * 60_000,
       aggMs: p.aggMs,
       band: bandOf(p.tariffs),
+      dayZone: (meter) => tariffFor(p.tariffs, meter.tariff).timezone,
     },
     batchEntries: det.worker.batchEntries,
     batchReadings: det.worker.batchReadings,

@@ -35,6 +35,11 @@ export interface WorkSettings {
   aggMs: number;
   /** Time-of-use band of the meter's tariff at an instant (interval tag). */
   band(meter: MeterRecord, tsMs: number): string;
+  /**
+   * The zone billing cuts the meter's days in (its tariff's): a late interval recomputes its day once that day has
+   * ended there, named there (the process zone's day can end up to a day later: billing would keep a stale read).
+   */
+  dayZone(meter: MeterRecord): string;
 }
 
 export interface DeadLetterOut {
@@ -319,7 +324,7 @@ export class ShardWork {
         out.load.push({ transformerId: meter.transformerId, feederId: meter.feederId, slot, field: `${meter.meterId}@${iv.start}`, netW: netW * share });
       }
     }
-    for (const day of closedDays(intervals, wmBefore, this.w.settings.zone)) {
+    for (const day of closedDays(intervals, wmBefore, this.w.dayZone(meter))) {
       const key = `${meter.meterId}|${day}`;
       if (recomputeSeen.has(key)) continue;
       recomputeSeen.add(key);

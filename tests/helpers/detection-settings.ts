@@ -64,5 +64,12 @@ export function testMeter(over: Partial<MeterInfo> = {}): MeterInfo {
 
 /** The stream shard's settings for tests: the test detection config in UTC, aggregation over `aggMs`, one band. */
 export function testWorkSettings(aggMs: number): WorkSettings {
-  return { settings: compileSettings(testDetectionConfig(), 'UTC'), watermarkLatenessMs: 30 * 60_000, maxFutureMs: 10 * 60_000, aggMs, band: () => 'flat' };
+  return {
+    settings: compileSettings(testDetectionConfig(), 'UTC'),
+    watermarkLatenessMs: 30 * 60_000,
+    maxFutureMs: 10 * 60_000,
+    aggMs,
+    band: () => 'flat',
+    dayZone: () => 'UTC',
+  };
 }

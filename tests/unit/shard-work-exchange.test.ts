@@ -80,6 +80,25 @@ describe('billing recomputes for late data', () => {
     expect(second.recomputes.map((r) => [r.meterId, r.day])).toEqual([[meter.meterId, '2026-11-02']]);
     expect(first.recomputes[0]?.entryId).not.toBe(second.recomputes[0]?.entryId);
   });
+
+  it("decides and names the day in the meter's tariff zone: a Los Angeles evening ends 16 h before its UTC day", () => {
+    const w = new ShardWork(0, { ...work, dayZone: () => 'America/Los_Angeles' });
+    const meterOf = (id: string): MeterRecord => ({ ...meter, meterId: id });
+    const other = (q: number): Reading => ({ meterId: 'M-2', ts: T0 + q * Q, importWh: q * 10 });
+    // Quarters 0-19 of Monday 00:00-05:00 UTC are Sunday 16:00-21:00 in Los Angeles (PST, UTC-8).
+    w.process(
+      Array.from({ length: 20 }, (_, q) => entry([read(q, 50_000 + q * 100)])),
+      meterOf,
+    );
+    // Another meter moves the watermark to Monday 10:30 UTC: past Sunday's end in Los Angeles (08:00 UTC), not
+    // Monday's end in UTC.
+    w.process(
+      Array.from({ length: 45 }, (_, q) => entry([other(q)])),
+      meterOf,
+    );
+    const late = w.process([entry(Array.from({ length: 10 }, (_, k) => read(20 + k, 50_000 + (20 + k) * 100)))], meterOf);
+    expect(late.recomputes.map((r) => [r.meterId, r.day])).toEqual([[meter.meterId, '2026-11-01']]);
+  });
 });
 
 describe('a work order delivered twice (an MQTT redelivery)', () => {
